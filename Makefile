@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint migrate bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	ESIGN_ENV=$${ESIGN_ENV:-dev} ESIGN_LOG_JSON=$${ESIGN_LOG_JSON:-false} $(BIN)/esign-gateway migrate
+	ESIGN_ENV=$${ESIGN_ENV:-dev} ESIGN_LOG_JSON=$${ESIGN_LOG_JSON:-false} $(BIN)/esign-gateway serve --demo
+
+migrate: $(STAMP)
+	$(BIN)/esign-gateway migrate
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/sign_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

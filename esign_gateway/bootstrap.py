@@ -1,0 +1,188 @@
+"""COMPOSITION ROOT: the only place that picks concrete adapters (cosmicpython ``bootstrap``).
+
+``build_container(settings, clock=…, email=…, …)`` replaces every ``None`` with the adapter the
+settings name; tests pass fakes for what they control (a FrozenClock) and real parts for the rest.
+``init_db``/``close_db`` open and close the ORM; ``migrate`` applies the versioned migrations.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate as tortoise_migrate
+
+from adapters.email.outbox import OutboxEmailSender
+from adapters.email.smtp import SmtpEmailSender
+from adapters.pdf.inspector import ProcessPdfInspector
+from adapters.providers.local.dev_pki import ensure_dev_pki
+from adapters.providers.local.pades import SigningMaterial
+from adapters.providers.local.provider import LocalProvider
+from adapters.sms.outbox import OutboxSmsSender
+from adapters.storage.filesystem import FileDocumentStore
+
+from .clock import Clock, SystemClock
+from .config import Settings
+from .container import Container
+from .db.models import GatewaySecret
+from .db.tortoise_config import build_config
+from .http.routes.dev import dev_outbox_routes
+from .jobs.worker import Worker
+from .ports import DocumentStore, EmailSender, PdfInspector, SignatureProvider, SmsSender
+from .secretbox import SecretBox
+from .services.ceremony import CeremonyService
+from .services.envelopes import EnvelopeService
+from .services.notifications import NotificationService
+from .services.tenants import TenantService
+
+__all__ = ["build_container", "close_db", "init_db", "migrate"]
+
+
+async def init_db(settings: Settings, *, pool_max: int = 10) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await Tortoise.init(config=build_config(settings.resolved_database_url, pool_max=pool_max))
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()
+
+
+async def migrate(settings: Settings) -> None:
+    """Apply every pending migration (SQLite or PostgreSQL)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        await tortoise_migrate(config=build_config(settings.resolved_database_url))
+    finally:
+        await Tortoise.close_connections()
+
+
+def _secret_key(settings: Settings) -> bytes:
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().encode()
+    if settings.env == "prod":
+        raise RuntimeError("ESIGN_SECRET_KEY is required outside development (a Fernet key).")
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(SecretBox.generate_key())
+        os.replace(tmp, path)
+    return path.read_bytes().strip()
+
+
+def _signing_material(settings: Settings) -> tuple[SigningMaterial, list[web.RouteTableDef]]:
+    if settings.signing_pkcs12_path or settings.signing_key_path:
+        if settings.env == "prod" and not settings.tsa_url:
+            raise RuntimeError("ESIGN_TSA_URL is required with a production signing key.")
+        pki = ensure_dev_pki(settings.pki_dir) if not settings.tsa_url else None
+        material = SigningMaterial(
+            key_pem_path=settings.signing_key_path,
+            cert_pem_path=settings.signing_cert_path,
+            chain_pem_paths=tuple(settings.signing_chain_paths),
+            pkcs12_path=settings.signing_pkcs12_path,
+            pkcs12_password=(
+                settings.signing_pkcs12_password.get_secret_value().encode()
+                if settings.signing_pkcs12_password else None
+            ),
+            tsa_url=settings.tsa_url,
+            dev_tsa_key_path=pki.tsa_key_path if pki else None,
+            dev_tsa_cert_path=pki.tsa_cert_path if pki else None,
+            trust_root_paths=(),
+        )
+        return material, []
+    if settings.env == "prod":
+        raise RuntimeError("Configure ESIGN_SIGNING_PKCS12_PATH or ESIGN_SIGNING_KEY_PATH in production.")
+    pki = ensure_dev_pki(settings.pki_dir)
+    material = SigningMaterial(
+        key_pem_path=pki.signer_key_path,
+        cert_pem_path=pki.signer_cert_path,
+        chain_pem_paths=(pki.ca_cert_path,),
+        tsa_url=settings.tsa_url,
+        dev_tsa_key_path=pki.tsa_key_path,
+        dev_tsa_cert_path=pki.tsa_cert_path,
+        trust_root_paths=(pki.ca_cert_path,),
+    )
+    return material, []
+
+
+def build_container(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    email: EmailSender | None = None,
+    sms: SmsSender | None = None,
+    store: DocumentStore | None = None,
+    inspector: PdfInspector | None = None,
+    providers: dict[str, SignatureProvider] | None = None,
+) -> Container:
+    clock = clock or SystemClock()
+    sender = settings.mail_from
+    if email is None:
+        if settings.smtp_url is not None:
+            email = SmtpEmailSender.from_url(settings.smtp_url.get_secret_value(), sender=sender)
+        else:
+            email = OutboxEmailSender(settings.outbox_dir / "email", sender=sender, clock=clock)
+    sms = sms or OutboxSmsSender(settings.outbox_dir / "sms", clock=clock)
+    store = store or FileDocumentStore(settings.documents_dir)
+    extra_routes: list[web.RouteTableDef] = []
+    startup: list = []
+    shutdown: list = []
+    if inspector is None:
+        pdf_inspector = ProcessPdfInspector(
+            memory_limit_bytes=settings.pdf_parse_memory_bytes, timeout_seconds=settings.pdf_parse_timeout_seconds
+        )
+        startup.append(pdf_inspector.start)
+        shutdown.append(pdf_inspector.close)
+        inspector = pdf_inspector
+    if providers is None:
+        material, routes = _signing_material(settings)
+        extra_routes.extend(routes)
+        local = LocalProvider(material, max_workers=settings.signing_workers)
+        providers = {"local": local}
+    for provider in providers.values():
+        startup.append(provider.start)
+        shutdown.append(provider.close)
+    if settings.env == "dev":
+        extra_routes.append(dev_outbox_routes(settings.outbox_dir))
+
+    box = SecretBox(_secret_key(settings))
+    tenants = TenantService(clock)
+    envelopes = EnvelopeService(
+        clock=clock, providers=providers, default_provider=settings.provider, store=store, inspector=inspector,
+        box=box,
+    )
+    ceremony = CeremonyService(clock=clock, providers=providers, store=store, sms=sms, box=box, pepper=b"")
+    notifications = NotificationService(clock=clock, email=email, box=box, public_url=settings.public_url)
+    worker = Worker(
+        {
+            "send_invitation": notifications.send_invitation,
+            "send_cancel_notice": notifications.send_cancel_notice,
+        },
+        clock,
+        poll_seconds=settings.worker_poll_seconds,
+    )
+
+    async def load_pepper() -> None:
+        ceremony.pepper = await _pepper(box, clock)
+
+    startup.insert(0, load_pepper)
+    return Container(
+        settings=settings, clock=clock, providers=providers, email=email, sms=sms, store=store,
+        inspector=inspector, tenants=tenants, envelopes=envelopes, ceremony=ceremony,
+        notifications=notifications, worker=worker, extra_routes=extra_routes, startup=startup, shutdown=shutdown,
+    )
+
+
+async def _pepper(box: SecretBox, clock: Clock) -> bytes:
+    """The SMS-code pepper: random once, stored Fernet-sealed in the database (shared by all web processes)."""
+    row = await GatewaySecret.get_or_none(name="code_pepper")
+    if row is None:
+        await GatewaySecret.get_or_create(
+            name="code_pepper", defaults={"sealed": box.seal(os.urandom(32).hex()), "created_at": clock.now()}
+        )
+        row = await GatewaySecret.get(name="code_pepper")
+    return bytes.fromhex(box.open(row.sealed))
+

@@ -1,0 +1,202 @@
+"""``esign-gateway`` command line: parse arguments, call bootstrap and services, print."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .bootstrap import build_container, close_db, init_db, migrate
+from .config import Settings
+from .container import Container
+from .errors import GatewayError
+from .http.app import create_app
+from .logging import configure_logging
+
+__all__ = ["main"]
+
+DEMO_FILE = "demo-tenant.json"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="esign-gateway", description="Electronic signature gateway for a CRM.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API (with an embedded worker)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--no-worker", action="store_true", help="do not run the embedded job worker")
+    serve.add_argument("--demo", action="store_true", help="create a demo tenant on first start and print its key")
+
+    worker = sub.add_parser("worker", help="run a job worker alone")
+    worker.add_argument("--concurrency", type=int, default=1)
+
+    sub.add_parser("migrate", help="apply database migrations")
+
+    tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(dest="action", required=True)
+    create = tenant.add_parser("create")
+    create.add_argument("--name", required=True)
+    mode = create.add_mutually_exclusive_group()
+    mode.add_argument("--paid", action="store_true")
+    mode.add_argument("--trial", action="store_true")
+    create.add_argument("--plan", default="free")
+    create.add_argument("--json", action="store_true")
+    update = tenant.add_parser("update")
+    update.add_argument("tenant_id")
+    update.add_argument("--name")
+    umode = update.add_mutually_exclusive_group()
+    umode.add_argument("--paid", action="store_true")
+    umode.add_argument("--trial", action="store_true")
+    tlist = tenant.add_parser("list")
+    tlist.add_argument("--json", action="store_true")
+
+    key = sub.add_parser("key", help="manage API keys").add_subparsers(dest="action", required=True)
+    kcreate = key.add_parser("create")
+    kcreate.add_argument("--role", choices=["integration", "support", "operator"], required=True)
+    kcreate.add_argument("--tenant")
+    kcreate.add_argument("--json", action="store_true")
+    krevoke = key.add_parser("revoke")
+    krevoke.add_argument("prefix")
+    return p
+
+
+async def _with_db(settings: Settings, fn: Callable[[Container], Awaitable[Any]]) -> Any:
+    container = build_container(settings)
+    await init_db(settings)
+    try:
+        return await fn(container)
+    finally:
+        await close_db()
+
+
+async def _ensure_demo(settings: Settings, container: Container) -> None:
+    path = settings.data_dir / DEMO_FILE
+    if not path.exists():
+        tenant, key = await container.tenants.create_tenant("Demo s.r.o.", paid=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"tenant_id": tenant.id, "api_key": key.secret}, fh)
+    demo = json.loads(path.read_text())
+    base = f"http://{settings.host}:{settings.port}"
+    print(
+        f"\nDemo tenant {demo['tenant_id']} — API key (also in {path}):\n  {demo['api_key']}\n\n"
+        "Try a signature:\n"
+        "  python3 -c \"import base64,sys;print(base64.b64encode(open(sys.argv[1],'rb').read()).decode())\" "
+        "your.pdf > /tmp/doc.b64\n"
+        f"  curl -sS -X POST {base}/v1/envelopes -H 'Authorization: Bearer {demo['api_key']}' "
+        "-H 'Content-Type: application/json' -d \"{\\\"record\\\":{\\\"type\\\":\\\"deal\\\",\\\"id\\\":\\\"D-1\\\"},"
+        "\\\"name\\\":\\\"Test\\\",\\\"documents\\\":[{\\\"name\\\":\\\"doc.pdf\\\",\\\"content\\\":\\\"$(cat /tmp/doc.b64)\\\"}],"
+        "\\\"signers\\\":[{\\\"name\\\":\\\"Jana Nováková\\\",\\\"email\\\":\\\"jana@example.cz\\\","
+        "\\\"phone\\\":\\\"+420601123456\\\"}]}\"\n"
+        f"  then open {base}/dev/outbox for the e-mail link and the SMS code.\n",
+        flush=True,
+    )
+
+
+async def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    host = args.host or settings.host
+    port = args.port or settings.port
+    settings = settings.model_copy(update={"host": host, "port": port})
+    container = build_container(settings)
+    await init_db(settings)
+    if args.demo:
+        await _ensure_demo(settings, container)
+    app = create_app(container, run_worker=False if args.no_worker else None)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    print(f"esign-gateway listening on http://{host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await close_db()
+
+
+async def _worker(settings: Settings, args: argparse.Namespace) -> None:
+    container = build_container(settings)
+    await init_db(settings)
+    for start in container.startup:
+        await start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await asyncio.gather(*(container.worker.run(stop) for _ in range(max(1, args.concurrency))))
+    finally:
+        for close in reversed(container.shutdown):
+            await close()
+        await close_db()
+
+
+async def _tenant(settings: Settings, args: argparse.Namespace) -> None:
+    async def run(c: Container) -> None:
+        if args.action == "create":
+            tenant, key = await c.tenants.create_tenant(args.name, paid=args.paid, plan_code=args.plan)
+            if args.json:
+                print(json.dumps({"tenant_id": tenant.id, "api_key": key.secret}))
+            else:
+                print(f"tenant {tenant.id} ({tenant.mode})\nintegration API key (shown once): {key.secret}")
+        elif args.action == "update":
+            paid = True if args.paid else False if args.trial else None
+            tenant = await c.tenants.update_tenant(args.tenant_id, paid=paid, name=args.name)
+            print(f"tenant {tenant.id} {tenant.name!r} {tenant.mode}")
+        else:
+            tenants = await c.tenants.list_tenants()
+            if args.json:
+                print(json.dumps([{"id": t.id, "name": t.name, "mode": t.mode, "plan": t.plan_code} for t in tenants]))
+            for t in [] if args.json else tenants:
+                print(f"{t.id}  {t.mode:5}  {t.plan_code:6}  {t.name}")
+
+    await _with_db(settings, run)
+
+
+async def _key(settings: Settings, args: argparse.Namespace) -> None:
+    async def run(c: Container) -> None:
+        if args.action == "create":
+            key = await c.tenants.create_key(args.role, tenant_id=args.tenant)
+            if args.json:
+                print(json.dumps({"key_id": key.id, "api_key": key.secret, "role": args.role}))
+            else:
+                print(f"{args.role} API key (shown once): {key.secret}")
+        else:
+            count = await c.tenants.revoke_key(args.prefix)
+            print(f"revoked {count} key(s)")
+
+    await _with_db(settings, run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    try:
+        if args.command == "migrate":
+            asyncio.run(migrate(settings))
+            print("migrations applied")
+        elif args.command == "serve":
+            asyncio.run(_serve(settings, args))
+        elif args.command == "worker":
+            asyncio.run(_worker(settings, args))
+        elif args.command == "tenant":
+            asyncio.run(_tenant(settings, args))
+        elif args.command == "key":
+            asyncio.run(_key(settings, args))
+    except GatewayError as err:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in err.errors or []) or err.detail
+        print(f"error: {detail}", file=sys.stderr)
+        return 2
+    return 0

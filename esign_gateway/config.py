@@ -1,0 +1,79 @@
+"""Settings from the environment (prefix ``ESIGN_``). The only reader of ``os.environ``.
+
+``Settings()`` is built once in ``cli.py`` and handed down; nothing below reads the env.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ESIGN_", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    """``dev`` enables the outbox page and development PKI; ``prod`` refuses dev shortcuts."""
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    """Default ``sqlite://<data_dir>/esign.sqlite3``; ``postgres://…`` in production."""
+    public_url: str = "http://127.0.0.1:8080"
+    """Base of every link in e-mails; never taken from the request's Host."""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    provider: Literal["local"] = "local"
+    secret_key: SecretStr | None = None
+    """Fernet key encrypting reusable secrets at rest; generated into ``data_dir`` in dev."""
+
+    smtp_url: SecretStr | None = None
+    """``smtp://user:pass@host:587?starttls=true`` or ``smtps://…``; unset → outbox files."""
+    mail_from: str = "esign-gateway <noreply@esign.localhost>"
+
+    signing_pkcs12_path: Path | None = None
+    signing_pkcs12_password: SecretStr | None = None
+    signing_key_path: Path | None = None
+    signing_cert_path: Path | None = None
+    signing_chain_paths: list[Path] = []
+    tsa_url: str | None = None
+    """RFC 3161 TSA; unset → the built-in development TSA (dev PKI)."""
+    signing_workers: int = 2
+
+    max_document_bytes: int = 20 * MB
+    max_request_bytes: int = 50 * MB
+    pdf_parse_memory_bytes: int = 1024 * MB
+    pdf_parse_timeout_seconds: float = 20.0
+
+    embedded_worker: bool = True
+    worker_poll_seconds: float = 1.0
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite://{(self.data_dir / 'esign.sqlite3').resolve()}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.data_dir / "documents"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"

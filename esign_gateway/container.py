@@ -1,0 +1,40 @@
+"""The Container: ports and services the edges (HTTP, jobs, CLI) use. No adapter imports."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .clock import Clock
+from .config import Settings
+from .jobs.worker import Worker
+from .ports import DocumentStore, EmailSender, PdfInspector, SignatureProvider, SmsSender
+from .services.ceremony import CeremonyService
+from .services.envelopes import EnvelopeService
+from .services.notifications import NotificationService
+from .services.tenants import TenantService
+
+__all__ = ["Container"]
+
+
+@dataclass
+class Container:
+    settings: Settings
+    clock: Clock
+    providers: dict[str, SignatureProvider]
+    email: EmailSender
+    sms: SmsSender
+    store: DocumentStore
+    inspector: PdfInspector
+    tenants: TenantService
+    envelopes: EnvelopeService
+    ceremony: CeremonyService
+    notifications: NotificationService
+    worker: Worker
+    extra_routes: list[web.RouteTableDef] = field(default_factory=list)
+    """Routes bootstrap adds (dev outbox, built-in TSA)."""
+    startup: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    shutdown: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)

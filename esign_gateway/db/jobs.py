@@ -1,0 +1,94 @@
+"""The durable job table: enqueue inside a use case's transaction; claim with a lease.
+
+Claiming uses ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of workers can
+run; on SQLite the write lock serialises claims (run one worker there). A claimed job carries a
+lease (``locked_until``): if its worker dies, the job is due again when the lease runs out.
+The ``(status, due_at)`` index keeps an idle poll independent of how many envelopes are open.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from .models import Job
+
+__all__ = ["ClaimedJob", "JobRepository", "backoff"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+
+
+def backoff(attempt: int) -> timedelta:
+    """10 s, 20 s, 40 s … capped at 1 h, with ±20 % jitter."""
+    base = min(10 * 2 ** (attempt - 1), 3600)
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+class JobRepository:
+    def __init__(self, conn: BaseDBAsyncClient) -> None:
+        self.conn = conn
+
+    async def enqueue(
+        self, kind: str, payload: dict[str, Any], due_at: datetime, *, dedupe_key: str | None = None,
+        max_attempts: int = 8,
+    ) -> None:
+        """Add a job. With ``dedupe_key`` a second enqueue of the same work is a no-op."""
+        if dedupe_key is not None and await Job.filter(dedupe_key=dedupe_key).using_db(self.conn).exists():
+            return
+        try:
+            await Job.create(
+                using_db=self.conn, kind=kind, payload=payload, due_at=due_at, dedupe_key=dedupe_key,
+                created_at=due_at, max_attempts=max_attempts,
+            )
+        except IntegrityError:
+            if dedupe_key is None:
+                raise
+
+
+async def claim(worker_id: str, now: datetime, *, limit: int = 10, lease: timedelta) -> list[ClaimedJob]:
+    """Take up to ``limit`` due jobs (pending, or running with an expired lease)."""
+    async with in_transaction("default") as conn:
+        due = Q(status="pending", due_at__lte=now) | Q(status="running", locked_until__lt=now)
+        qs = Job.filter(due).order_by("due_at").limit(limit).using_db(conn)
+        if conn.capabilities.dialect == "postgres":
+            qs = qs.select_for_update(skip_locked=True)
+        rows = await qs
+        claimed = []
+        for row in rows:
+            updated = (
+                await Job.filter(id=row.id, attempts=row.attempts)
+                .using_db(conn)
+                .update(status="running", locked_until=now + lease, locked_by=worker_id, attempts=row.attempts + 1)
+            )
+            if updated:
+                claimed.append(ClaimedJob(row.id, row.kind, row.payload, row.attempts + 1, row.max_attempts))
+        return claimed
+
+
+async def complete(job_id: int, worker_id: str, now: datetime) -> None:
+    await Job.filter(id=job_id, locked_by=worker_id).update(status="done", finished_at=now, locked_until=None)
+
+
+async def fail(job: ClaimedJob, worker_id: str, now: datetime, error: str) -> None:
+    if job.attempts >= job.max_attempts:
+        await Job.filter(id=job.id, locked_by=worker_id).update(
+            status="failed", finished_at=now, last_error=error[:2000], locked_until=None
+        )
+    else:
+        await Job.filter(id=job.id, locked_by=worker_id).update(
+            status="pending", due_at=now + backoff(job.attempts), last_error=error[:2000], locked_until=None
+        )

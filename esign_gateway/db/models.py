@@ -1,0 +1,218 @@
+"""Tables. No business rules here: the domain decides, repositories map.
+
+Primary keys of envelopes, documents and signers are UUIDv7 strings (time-ordered), so the
+newest-first listing walks the primary key index and cursors are plain ids.
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "DocumentRow",
+    "EnvelopeRow",
+    "GatewaySecret",
+    "Job",
+    "OutboxEvent",
+    "SignerRow",
+    "Tenant",
+    "VerificationCode",
+]
+
+
+class Tenant(Model):
+    id = fields.CharField(pk=True, max_length=36)
+    name = fields.CharField(max_length=200)
+    mode = fields.CharField(max_length=10, default="trial")  # trial | paid
+    plan_code = fields.CharField(max_length=32, default="free")
+    provider = fields.CharField(max_length=32, null=True)
+    signing_enabled = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "tenant"
+
+
+class ApiKey(Model):
+    id = fields.CharField(pk=True, max_length=36)
+    tenant: fields.ForeignKeyNullableRelation[Tenant] = fields.ForeignKeyField(
+        "models.Tenant", related_name="api_keys", null=True, on_delete=fields.CASCADE
+    )
+    role = fields.CharField(max_length=16)  # integration | support | operator
+    prefix = fields.CharField(max_length=16, db_index=True)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_key"
+
+
+class EnvelopeRow(Model):
+    id = fields.CharField(pk=True, max_length=36)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField(
+        "models.Tenant", related_name="envelopes", on_delete=fields.CASCADE
+    )
+    record_type = fields.CharField(max_length=16)
+    record_id = fields.CharField(max_length=128)
+    record_name = fields.CharField(max_length=300, null=True)
+    name = fields.CharField(max_length=300)
+    message = fields.TextField(null=True)
+    language = fields.CharField(max_length=2)
+    provider = fields.CharField(max_length=32)
+    provider_ref = fields.CharField(max_length=128, null=True)
+    status = fields.CharField(max_length=16, db_index=True)
+    created_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+    expires_in_days = fields.IntField()
+    requested_expires_at = fields.DatetimeField(null=True)
+    expires_at = fields.DatetimeField(null=True)
+    completed_at = fields.DatetimeField(null=True)
+    ended_at = fields.DatetimeField(null=True)
+    cancel_reason = fields.TextField(null=True)
+    retained_until = fields.DatetimeField(null=True)
+    reminders = fields.JSONField()
+    metadata = fields.JSONField()
+    version = fields.IntField(default=0)
+    # Optimistic concurrency: every state change bumps it with a conditional UPDATE.
+    audit_head = fields.CharField(max_length=64, null=True)
+    audit_seq = fields.IntField(default=0)
+
+    class Meta:
+        table = "envelope"
+        indexes = (("tenant_id", "record_type", "record_id"), ("tenant_id", "status"))
+
+
+class DocumentRow(Model):
+    id = fields.CharField(pk=True, max_length=36)
+    envelope: fields.ForeignKeyRelation[EnvelopeRow] = fields.ForeignKeyField(
+        "models.EnvelopeRow", related_name="documents", on_delete=fields.CASCADE
+    )
+    position = fields.IntField()
+    name = fields.CharField(max_length=255)
+    pages = fields.IntField()
+    size = fields.BigIntField()
+    sha256 = fields.CharField(max_length=64)
+    current_sha256 = fields.CharField(max_length=64)
+    signed_sha256 = fields.CharField(max_length=64, null=True)
+
+    class Meta:
+        table = "document"
+
+
+class SignerRow(Model):
+    id = fields.CharField(pk=True, max_length=36)
+    envelope: fields.ForeignKeyRelation[EnvelopeRow] = fields.ForeignKeyField(
+        "models.EnvelopeRow", related_name="signers", on_delete=fields.CASCADE
+    )
+    position = fields.IntField()
+    name = fields.CharField(max_length=200)
+    email = fields.CharField(max_length=320)
+    phone = fields.CharField(max_length=20)
+    order = fields.IntField()
+    status = fields.CharField(max_length=16)
+    token_hash = fields.CharField(max_length=64, null=True, unique=True)
+    token_sealed = fields.TextField(null=True)
+    # The signer link token, Fernet-encrypted: reminders must send the same link again.
+    notified_at = fields.DatetimeField(null=True)
+    viewed_at = fields.DatetimeField(null=True)
+    verified_at = fields.DatetimeField(null=True)
+    signed_at = fields.DatetimeField(null=True)
+    declined_at = fields.DatetimeField(null=True)
+    decline_reason = fields.TextField(null=True)
+    failed_attempts = fields.IntField(default=0)
+
+    class Meta:
+        table = "signer"
+
+
+class VerificationCode(Model):
+    id = fields.CharField(pk=True, max_length=36)
+    signer: fields.ForeignKeyRelation[SignerRow] = fields.ForeignKeyField(
+        "models.SignerRow", related_name="codes", on_delete=fields.CASCADE
+    )
+    digest = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    attempts = fields.IntField(default=0)
+    used_at = fields.DatetimeField(null=True)
+    dead = fields.BooleanField(default=False)
+
+    class Meta:
+        table = "verification_code"
+        indexes = (("signer_id", "created_at"),)
+
+
+class AuditEvent(Model):
+    # Append-only, hash-chained per envelope. ``ip``/``user_agent``/``pii_salt`` sit outside.
+
+    id = fields.BigIntField(pk=True)
+    envelope_id = fields.CharField(max_length=36)
+    tenant_id = fields.CharField(max_length=36)
+    seq = fields.IntField()
+    type = fields.CharField(max_length=48)
+    at = fields.DatetimeField()
+    actor = fields.CharField(max_length=16)
+    signer_id = fields.CharField(max_length=36, null=True)
+    data = fields.JSONField()
+    pii_commitment = fields.CharField(max_length=64, null=True)
+    prev_hash = fields.CharField(max_length=64)
+    hash = fields.CharField(max_length=64)
+    ip = fields.CharField(max_length=64, null=True)
+    user_agent = fields.CharField(max_length=512, null=True)
+    pii_salt = fields.CharField(max_length=32, null=True)
+
+    class Meta:
+        table = "audit_event"
+        unique_together = (("envelope_id", "seq"),)
+
+
+class OutboxEvent(Model):
+    # CRM-facing events, written in the same transaction as the state change (SPEC §9).
+
+    id = fields.CharField(pk=True, max_length=36)
+    tenant_id = fields.CharField(max_length=36, db_index=True)
+    envelope_id = fields.CharField(max_length=36, null=True)
+    type = fields.CharField(max_length=48)
+    created_at = fields.DatetimeField()
+    payload = fields.JSONField()
+    dispatched_at = fields.DatetimeField(null=True, db_index=True)
+
+    class Meta:
+        table = "outbox_event"
+
+
+class Job(Model):
+    # Durable background work. Claimed by due time; a lease makes a crashed job reappear.
+
+    id = fields.BigIntField(pk=True)
+    kind = fields.CharField(max_length=48)
+    payload = fields.JSONField()
+    status = fields.CharField(max_length=12, default="pending")  # pending | running | done | failed
+    due_at = fields.DatetimeField()
+    attempts = fields.IntField(default=0)
+    max_attempts = fields.IntField(default=8)
+    locked_until = fields.DatetimeField(null=True)
+    locked_by = fields.CharField(max_length=64, null=True)
+    last_error = fields.TextField(null=True)
+    dedupe_key = fields.CharField(max_length=128, null=True, unique=True)
+    created_at = fields.DatetimeField()
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "job"
+        indexes = (("status", "due_at"),)
+
+
+class GatewaySecret(Model):
+    # Secrets the gateway must use again (e.g. the SMS-code pepper), Fernet-encrypted.
+
+    name = fields.CharField(pk=True, max_length=64)
+    sealed = fields.TextField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "gateway_secret"

@@ -1,0 +1,215 @@
+"""Mapping between the Envelope aggregate and its rows; audit chain and outbox writing.
+
+``EnvelopeRepository.save`` is the one place where an aggregate's pending events become audit
+rows (hash-chained) and outbox rows, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from esign_gateway.domain import audit_chain
+from esign_gateway.domain.envelope import Document, Envelope, Signer
+from esign_gateway.domain.events import WEBHOOK_TYPES, DomainEvent
+from esign_gateway.domain.ids import uuid7
+from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
+
+from .models import AuditEvent, DocumentRow, EnvelopeRow, OutboxEvent, SignerRow
+
+__all__ = ["ConcurrentUpdate", "EnvelopeRepository"]
+
+_ENVELOPE_FIELDS = (
+    "status", "sent_at", "expires_at", "completed_at", "ended_at", "cancel_reason", "retained_until",
+    "reminders", "metadata", "name", "message", "language", "expires_in_days", "requested_expires_at",
+)
+_SIGNER_FIELDS = (
+    "status", "notified_at", "viewed_at", "verified_at", "signed_at", "declined_at", "decline_reason",
+    "failed_attempts",
+)
+_DOCUMENT_FIELDS = ("current_sha256", "signed_sha256")
+
+
+class ConcurrentUpdate(Exception):  # noqa: N818
+    """The envelope changed since it was read (optimistic concurrency); retry the use case."""
+
+
+def _to_domain(row: EnvelopeRow, docs: list[DocumentRow], signers: list[SignerRow]) -> Envelope:
+    return Envelope(
+        id=row.id,
+        tenant_id=row.tenant_id,  # type: ignore[attr-defined]
+        record_type=row.record_type,
+        record_id=row.record_id,
+        record_name=row.record_name,
+        name=row.name,
+        message=row.message,
+        language=row.language,
+        provider=row.provider,
+        created_at=row.created_at,
+        status=EnvelopeStatus(row.status),
+        expires_in_days=row.expires_in_days,
+        requested_expires_at=row.requested_expires_at,
+        reminders=row.reminders,
+        metadata=row.metadata,
+        sent_at=row.sent_at,
+        expires_at=row.expires_at,
+        completed_at=row.completed_at,
+        ended_at=row.ended_at,
+        cancel_reason=row.cancel_reason,
+        retained_until=row.retained_until,
+        version=row.version,
+        documents=[
+            Document(
+                id=d.id, name=d.name, pages=d.pages, size=d.size, sha256=d.sha256,
+                current_sha256=d.current_sha256, signed_sha256=d.signed_sha256, position=d.position,
+            )
+            for d in sorted(docs, key=lambda d: d.position)
+        ],
+        signers=[
+            Signer(
+                id=s.id, name=s.name, email=s.email, phone=s.phone, order=s.order,
+                status=SignerStatus(s.status), position=s.position, notified_at=s.notified_at,
+                viewed_at=s.viewed_at, verified_at=s.verified_at, signed_at=s.signed_at,
+                declined_at=s.declined_at, decline_reason=s.decline_reason, failed_attempts=s.failed_attempts,
+            )
+            for s in sorted(signers, key=lambda s: s.position)
+        ],
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.value if hasattr(value, "value") and not isinstance(value, datetime) else value
+
+
+class EnvelopeRepository:
+    def __init__(self, conn: BaseDBAsyncClient) -> None:
+        self.conn = conn
+        self._snapshots: dict[str, dict[str, Any]] = {}
+        self._audit: dict[str, tuple[int, str]] = {}
+
+    async def get(self, envelope_id: str, *, tenant_id: str | None = None, for_update: bool = False) -> Envelope | None:
+        """Load one envelope; ``tenant_id`` scopes it (another tenant's id is simply not found)."""
+        qs = EnvelopeRow.filter(id=envelope_id).using_db(self.conn)
+        if tenant_id is not None:
+            qs = qs.filter(tenant_id=tenant_id)
+        if for_update and self.conn.capabilities.dialect == "postgres":
+            qs = qs.select_for_update()
+        row = await qs.first()
+        if row is None:
+            return None
+        docs = await DocumentRow.filter(envelope_id=row.id).using_db(self.conn)
+        signers = await SignerRow.filter(envelope_id=row.id).using_db(self.conn)
+        env = _to_domain(row, docs, signers)
+        self._snapshots[env.id] = _snapshot(env)
+        self._audit[env.id] = (row.audit_seq, row.audit_head or audit_chain.GENESIS)
+        return env
+
+    async def add(self, env: Envelope, tenant_id: str) -> None:
+        await EnvelopeRow.create(
+            using_db=self.conn,
+            id=env.id, tenant_id=tenant_id, record_type=env.record_type, record_id=env.record_id,
+            record_name=env.record_name, name=env.name, message=env.message, language=env.language,
+            provider=env.provider, status=env.status.value, created_at=env.created_at,
+            expires_in_days=env.expires_in_days, requested_expires_at=env.requested_expires_at,
+            reminders=env.reminders, metadata=env.metadata, version=env.version,
+        )
+        for d in env.documents:
+            await DocumentRow.create(
+                using_db=self.conn, id=d.id, envelope_id=env.id, position=d.position, name=d.name,
+                pages=d.pages, size=d.size, sha256=d.sha256, current_sha256=d.current_sha256,
+            )
+        for s in env.signers:
+            await SignerRow.create(
+                using_db=self.conn, id=s.id, envelope_id=env.id, position=s.position, name=s.name,
+                email=s.email, phone=s.phone, order=s.order, status=s.status.value,
+            )
+        self._snapshots[env.id] = _snapshot(env)
+        self._audit[env.id] = (0, audit_chain.GENESIS)
+        await self.save(env, bump=False)
+
+    async def save(self, env: Envelope, *, bump: bool = True) -> None:
+        """Persist changed fields, then append pending events to audit trail and outbox."""
+        before = self._snapshots[env.id]
+        after = _snapshot(env)
+        seq, head = self._audit[env.id]
+        events, env.events = env.events, []
+        rows = []
+        for event in events:
+            seq += 1
+            salt = secrets.token_hex(16) if (event.ip or event.user_agent) else None
+            body = {
+                "envelope_id": env.id, "seq": seq, "type": event.type, "at": event.at.isoformat(),
+                "actor": event.actor, "signer_id": event.signer_id, "data": event.data,
+                "pii": audit_chain.pii_commitment(salt, event.ip, event.user_agent) if salt else None,
+            }
+            digest = audit_chain.link_hash(head, body)
+            rows.append(
+                AuditEvent(
+                    envelope_id=env.id, tenant_id=env.tenant_id, seq=seq, type=event.type, at=event.at,
+                    actor=event.actor, signer_id=event.signer_id, data=event.data,
+                    pii_commitment=body["pii"], prev_hash=head, hash=digest, ip=event.ip,
+                    user_agent=event.user_agent[:512] if event.user_agent else None, pii_salt=salt,
+                )
+            )
+            head = digest
+        env_changes = {k: after["env"][k] for k in _ENVELOPE_FIELDS if after["env"][k] != before["env"][k]}
+        if bump or env_changes or rows:
+            env_changes.update(audit_seq=seq, audit_head=head if seq else None)
+            updated = (
+                await EnvelopeRow.filter(id=env.id, version=env.version)
+                .using_db(self.conn)
+                .update(version=env.version + 1, **env_changes)
+            )
+            if updated != 1:
+                raise ConcurrentUpdate(env.id)
+            env.version += 1
+        for sid, fields in after["signers"].items():
+            changed = {k: v for k, v in fields.items() if v != before["signers"][sid][k]}
+            if changed:
+                await SignerRow.filter(id=sid).using_db(self.conn).update(**changed)
+        for did, fields in after["docs"].items():
+            changed = {k: v for k, v in fields.items() if v != before["docs"][did][k]}
+            if changed:
+                await DocumentRow.filter(id=did).using_db(self.conn).update(**changed)
+        if rows:
+            await AuditEvent.bulk_create(rows, using_db=self.conn)
+            outbox = [_outbox_row(env, e) for e in events if e.type in WEBHOOK_TYPES]
+            if outbox:
+                await OutboxEvent.bulk_create(outbox, using_db=self.conn)
+        self._snapshots[env.id] = after
+        self._audit[env.id] = (seq, head)
+
+    async def delete(self, env: Envelope) -> None:
+        await EnvelopeRow.filter(id=env.id).using_db(self.conn).delete()
+        await AuditEvent.filter(envelope_id=env.id).using_db(self.conn).delete()
+
+
+def _snapshot(env: Envelope) -> dict[str, Any]:
+    return {
+        "env": {k: _plain(getattr(env, k)) for k in _ENVELOPE_FIELDS},
+        "signers": {s.id: {k: _plain(getattr(s, k)) for k in _SIGNER_FIELDS} for s in env.signers},
+        "docs": {d.id: {k: getattr(d, k) for k in _DOCUMENT_FIELDS} for d in env.documents},
+    }
+
+
+def _outbox_row(env: Envelope, event: DomainEvent) -> OutboxEvent:
+    signer = env.signer(event.signer_id) if event.signer_id else None
+    data: dict[str, Any] = {
+        "envelope": {
+            "id": env.id,
+            "status": env.status.value,
+            "record": {"type": env.record_type, "id": env.record_id, "name": env.record_name},
+            "name": env.name,
+            "metadata": env.metadata,
+        }
+    }
+    if signer is not None:
+        data["signer"] = {"id": signer.id, "status": signer.status.value, "order": signer.order}
+    event_id = f"evt_{uuid7().hex}"
+    return OutboxEvent(
+        id=event_id, tenant_id=env.tenant_id, envelope_id=env.id, type=event.type, created_at=event.at,
+        payload={"id": event_id, "type": event.type, "created_at": event.at.isoformat(), "data": data},
+    )

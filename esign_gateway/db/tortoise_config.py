@@ -1,0 +1,39 @@
+"""The one TORTOISE_ORM config, built from Settings (for ``migrate`` and the tortoise CLI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["TORTOISE_ORM", "build_config", "normalise_url"]
+
+MODEL_MODULES = ["esign_gateway.db.models"]
+
+
+def normalise_url(url: str) -> str:
+    """Tortoise wants ``postgres://``/``sqlite://``; accept ``postgresql://`` too."""
+    if url.startswith("postgresql://"):
+        return "postgres://" + url[len("postgresql://") :]
+    return url
+
+
+def build_config(database_url: str, *, pool_max: int = 10) -> dict[str, Any]:
+    url = normalise_url(database_url)
+    if url.startswith("postgres://"):
+        sep = "&" if "?" in url else "?"
+        url = f"{url}{sep}maxsize={pool_max}"
+    return {
+        "connections": {"default": url},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "esign_gateway.db.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+# For the tortoise CLI only (``tortoise -c esign_gateway.db.tortoise_config.TORTOISE_ORM makemigrations``).
+TORTOISE_ORM = build_config("sqlite://:memory:")

@@ -1,0 +1,284 @@
+"""The Envelope aggregate: documents, signers, signing order, expiry — as pure Python.
+
+Every transition takes ``now`` and appends :class:`DomainEvent` s to ``envelope.events``; the
+unit of work writes them to the audit trail and the outbox in the same transaction as the state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .events import DomainEvent
+from .states import SIGNER_CAN_ACT, TERMINAL, EnvelopeStatus, InvalidTransition, SignerStatus
+
+__all__ = ["DEFAULT_EXPIRY_DAYS", "DEFAULT_REMINDERS", "RETENTION_YEARS", "Document", "Envelope", "Signer"]
+
+DEFAULT_EXPIRY_DAYS = 7
+DEFAULT_REMINDERS: dict[str, Any] = {"before_expiry_days": [1], "every_days": None}
+RETENTION_YEARS = 3
+
+
+@dataclass(slots=True)
+class Document:
+    id: str
+    name: str
+    pages: int
+    size: int
+    sha256: str
+    """SHA-256 (hex) of the uploaded original; also its storage key."""
+    current_sha256: str
+    """The document as it stands: the original, then each signer's incremental update."""
+    signed_sha256: str | None = None
+    """Set at completion: the final signed version."""
+    position: int = 0
+
+
+@dataclass(slots=True)
+class Signer:
+    id: str
+    name: str
+    email: str
+    phone: str
+    order: int
+    status: SignerStatus = SignerStatus.WAITING
+    position: int = 0
+    notified_at: datetime | None = None
+    viewed_at: datetime | None = None
+    verified_at: datetime | None = None
+    signed_at: datetime | None = None
+    declined_at: datetime | None = None
+    decline_reason: str | None = None
+    failed_attempts: int = 0
+
+    @property
+    def can_act(self) -> bool:
+        return self.status in SIGNER_CAN_ACT
+
+
+@dataclass(slots=True)
+class Envelope:
+    id: str
+    tenant_id: str
+    record_type: str
+    record_id: str
+    record_name: str | None
+    name: str
+    message: str | None
+    language: str
+    provider: str
+    created_at: datetime
+    documents: list[Document]
+    signers: list[Signer]
+    status: EnvelopeStatus = EnvelopeStatus.DRAFT
+    expires_in_days: int = DEFAULT_EXPIRY_DAYS
+    requested_expires_at: datetime | None = None
+    """An explicit ``expires_at`` from the create request (wins over ``expires_in_days``)."""
+    reminders: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REMINDERS))
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sent_at: datetime | None = None
+    expires_at: datetime | None = None
+    completed_at: datetime | None = None
+    ended_at: datetime | None = None
+    cancel_reason: str | None = None
+    retained_until: datetime | None = None
+    version: int = 0
+    events: list[DomainEvent] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ queries
+    def signer(self, signer_id: str) -> Signer:
+        for s in self.signers:
+            if s.id == signer_id:
+                return s
+        raise KeyError(signer_id)
+
+    def document(self, document_id: str) -> Document:
+        for d in self.documents:
+            if d.id == document_id:
+                return d
+        raise KeyError(document_id)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def is_past_expiry(self, now: datetime) -> bool:
+        return self.status == EnvelopeStatus.SENT and self.expires_at is not None and now >= self.expires_at
+
+    def current_order(self) -> int | None:
+        """The lowest ``order`` that still has signers who have not signed."""
+        pending = [s.order for s in self.signers if s.status != SignerStatus.SIGNED]
+        return min(pending) if pending else None
+
+    def pending_signers(self) -> list[Signer]:
+        """Signers whose turn it is and who still have to act (reminders go to these)."""
+        return [s for s in self.signers if s.can_act]
+
+    # ------------------------------------------------------------------ transitions
+    def _event(self, type_: str, now: datetime, signer: Signer | None = None, **kw: Any) -> None:
+        self.events.append(DomainEvent(type=type_, at=now, signer_id=signer.id if signer else None, **kw))
+
+    def note(self, type_: str, now: datetime, signer: Signer | None = None, **kw: Any) -> None:
+        """Record an audit-only fact (e-mail sent, code sent, …) with the state changes."""
+        self._event(type_, now, signer, **kw)
+
+    def _require(self, *allowed: EnvelopeStatus) -> None:
+        if self.status not in allowed:
+            raise InvalidTransition(self.status.value, f"The envelope is {self.status.value}.")
+
+    def ensure_signable(self, now: datetime) -> None:
+        """Raise unless a signer may act now. Expiry is enforced here, whatever the sweep did."""
+        if self.is_past_expiry(now):
+            self.expire(now)
+        if self.status != EnvelopeStatus.SENT:
+            raise InvalidTransition(self.status.value, f"The envelope is {self.status.value}.")
+
+    def send(self, now: datetime, actor: str = "api") -> list[Signer]:
+        """draft → sent. Returns the signers to notify now (the lowest order)."""
+        self._require(EnvelopeStatus.DRAFT)
+        self.status = EnvelopeStatus.SENT
+        self.sent_at = now
+        if self.requested_expires_at is not None:
+            if self.requested_expires_at <= now:
+                raise InvalidTransition("expires_at_past", "expires_at is in the past.")
+            self.expires_at = self.requested_expires_at
+        else:
+            self.expires_at = now + timedelta(days=self.expires_in_days)
+        self._event(
+            "envelope.sent",
+            now,
+            actor=actor,
+            data={"expires_at": self.expires_at.isoformat(), "documents": [d.sha256 for d in self.documents]},
+        )
+        return self._notify_next(now)
+
+    def _notify_next(self, now: datetime) -> list[Signer]:
+        order = self.current_order()
+        if order is None:
+            return []
+        notified = []
+        for s in self.signers:
+            if s.order == order and s.status == SignerStatus.WAITING:
+                s.status = SignerStatus.NOTIFIED
+                s.notified_at = now
+                notified.append(s)
+        return notified
+
+    def mark_viewed(self, signer: Signer, now: datetime, ip: str | None, user_agent: str | None) -> None:
+        self.ensure_signable(now)
+        if signer.status == SignerStatus.NOTIFIED:
+            signer.status = SignerStatus.VIEWED
+            signer.viewed_at = now
+            self._event("signer.viewed", now, signer, actor="signer", ip=ip, user_agent=user_agent)
+        else:
+            self._event("signer.opened", now, signer, actor="signer", ip=ip, user_agent=user_agent)
+
+    def mark_verified(self, signer: Signer, now: datetime, ip: str | None, user_agent: str | None) -> None:
+        self.ensure_signable(now)
+        self._require_can_act(signer)
+        signer.status = SignerStatus.VERIFIED
+        signer.verified_at = now
+        if signer.viewed_at is None:
+            signer.viewed_at = now
+        self._event(
+            "signer.code_verified", now, signer, actor="signer", data={"method": "sms_code"},
+            ip=ip, user_agent=user_agent,
+        )
+
+    def record_code_rejected(
+        self, signer: Signer, now: datetime, *, max_total: int, ip: str | None, user_agent: str | None
+    ) -> bool:
+        """Count a wrong code. Returns True when the signer is now ``auth_failed``."""
+        signer.failed_attempts += 1
+        self._event(
+            "signer.code_rejected", now, signer, actor="signer",
+            data={"failed_attempts": signer.failed_attempts}, ip=ip, user_agent=user_agent,
+        )
+        if signer.failed_attempts >= max_total:
+            signer.status = SignerStatus.AUTH_FAILED
+            self._event("signer.auth_failed", now, signer, data={"failed_attempts": signer.failed_attempts})
+            return True
+        return False
+
+    def _require_can_act(self, signer: Signer) -> None:
+        if not signer.can_act:
+            raise InvalidTransition(f"signer_{signer.status.value}", f"The signer is {signer.status.value}.")
+
+    def record_signature(
+        self, signer: Signer, now: datetime, signed: dict[str, str], tsa_time: datetime | None,
+        ip: str | None, user_agent: str | None,
+    ) -> list[Signer]:
+        """A verified signer's signature is on every document (``signed``: document id → sha256).
+
+        Returns the signers who become due next (sequential order). Completes the envelope when
+        everyone has signed.
+        """
+        self.ensure_signable(now)
+        if signer.status != SignerStatus.VERIFIED:
+            raise InvalidTransition(f"signer_{signer.status.value}", "The signer has not verified a code.")
+        for doc in self.documents:
+            doc.current_sha256 = signed[doc.id]
+        signer.status = SignerStatus.SIGNED
+        signer.signed_at = now
+        self._event(
+            "signer.signed", now, signer, actor="signer", ip=ip, user_agent=user_agent,
+            data={
+                "documents": {d.id: d.current_sha256 for d in self.documents},
+                "tsa_time": tsa_time.isoformat() if tsa_time else None,
+            },
+        )
+        if all(s.status == SignerStatus.SIGNED for s in self.signers):
+            self._complete(now)
+            return []
+        if any(s.order == signer.order and s.status != SignerStatus.SIGNED for s in self.signers):
+            return []
+        return self._notify_next(now)
+
+    def _complete(self, now: datetime) -> None:
+        self.status = EnvelopeStatus.COMPLETED
+        self.completed_at = now
+        self.ended_at = now
+        self.retained_until = _add_years(now, RETENTION_YEARS)
+        for doc in self.documents:
+            doc.signed_sha256 = doc.current_sha256
+        self._event(
+            "envelope.completed", now,
+            data={"documents": {d.id: {"original": d.sha256, "signed": d.signed_sha256} for d in self.documents}},
+        )
+
+    def decline(self, signer: Signer, reason: str, now: datetime, ip: str | None, user_agent: str | None) -> None:
+        self.ensure_signable(now)
+        self._require_can_act(signer)
+        signer.status = SignerStatus.DECLINED
+        signer.declined_at = now
+        signer.decline_reason = reason
+        self._event("signer.declined", now, signer, actor="signer", ip=ip, user_agent=user_agent)
+        self.status = EnvelopeStatus.DECLINED
+        self.ended_at = now
+        self._event("envelope.declined", now, data={"signer_id": signer.id})
+
+    def cancel(self, reason: str | None, now: datetime) -> list[Signer]:
+        """sent → cancelled. Returns the signers who had been told of it (they get a notice)."""
+        if self.is_past_expiry(now):
+            self.expire(now)
+        self._require(EnvelopeStatus.SENT)
+        self.status = EnvelopeStatus.CANCELLED
+        self.cancel_reason = reason
+        self.ended_at = now
+        self._event("envelope.cancelled", now, actor="api")
+        return [s for s in self.signers if s.notified_at is not None and s.status != SignerStatus.SIGNED]
+
+    def expire(self, now: datetime) -> None:
+        if self.status != EnvelopeStatus.SENT or self.expires_at is None or now < self.expires_at:
+            raise InvalidTransition(self.status.value, "The envelope is not due to expire.")
+        self.status = EnvelopeStatus.EXPIRED
+        self.ended_at = self.expires_at
+        self._event("envelope.expired", now, data={"expires_at": self.expires_at.isoformat()})
+
+
+def _add_years(moment: datetime, years: int) -> datetime:
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:  # 29 February
+        return moment.replace(year=moment.year + years, day=28)

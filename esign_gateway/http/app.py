@@ -1,0 +1,72 @@
+"""App factory: ``create_app(container)`` wires routes, middlewares and resource contexts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from esign_gateway.container import Container
+
+from .keys import CONTAINER
+from .middlewares import middlewares
+from .routes import envelopes, signing
+
+__all__ = ["create_app"]
+
+_CSS = (Path(__file__).parent / "templates" / "sign.css").read_bytes
+
+
+async def _css(_: web.Request) -> web.Response:
+    return web.Response(body=_CSS(), content_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    from tortoise import connections
+
+    await connections.get("default").execute_query("SELECT 1")
+    return web.json_response({"status": "ready"})
+
+
+def create_app(container: Container, *, run_worker: bool | None = None) -> web.Application:
+    settings = container.settings
+    # base64 inflates JSON uploads by 4/3; the per-document limits are enforced on decoded bytes.
+    app = web.Application(
+        middlewares=middlewares, client_max_size=math.ceil(settings.max_request_bytes * 4 / 3) + 1024 * 1024
+    )
+    app[CONTAINER] = container
+    app.router.add_routes(envelopes.routes)
+    app.router.add_routes(signing.routes)
+    for table in container.extra_routes:
+        app.router.add_routes(table)
+    app.router.add_get("/static/sign.css", _css)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+
+    async def resources_ctx(_: web.Application) -> AsyncIterator[None]:
+        for start in container.startup:
+            await start()
+        yield
+        for stop in reversed(container.shutdown):
+            await stop()
+
+    async def worker_ctx(_: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(container.worker.run(stop))
+        yield
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=30)
+
+    app.cleanup_ctx.append(resources_ctx)
+    if settings.embedded_worker if run_worker is None else run_worker:
+        app.cleanup_ctx.append(worker_ctx)
+    return app

@@ -1,0 +1,81 @@
+"""Request id + log context, RFC 9457 problems for every error, signer-page security headers."""
+
+from __future__ import annotations
+
+import secrets
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import ValidationError
+
+from esign_gateway.errors import (
+    DocumentTooLargeError,
+    GatewayError,
+    MalformedRequestError,
+    NotFoundError,
+    ValidationFailedError,
+)
+
+from .problems import from_validation_error, problem_response
+
+__all__ = ["middlewares"]
+
+log = structlog.get_logger("esign_gateway.http")
+
+SIGNER_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; object-src 'self'; frame-src 'self'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _is_signer_path(path: str) -> bool:
+    return path.startswith(("/sign/", "/api/sign/"))
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+    structlog.contextvars.clear_contextvars()
+    # Never the raw path: it may hold a signer token.
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "-"
+    structlog.contextvars.bind_contextvars(request_id=request_id, method=request.method, route=route)
+    response = await handler(request)
+    response.headers["X-Request-Id"] = request_id
+    if _is_signer_path(request.path):
+        for k, v in SIGNER_HEADERS.items():
+            response.headers.setdefault(k, v)
+    log.info("request", status=response.status)
+    return response
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as err:
+        return problem_response(err)
+    except ValidationError as exc:
+        return problem_response(ValidationFailedError(errors=from_validation_error(exc)))
+    except web.HTTPNotFound:
+        return problem_response(NotFoundError("No such resource."))
+    except web.HTTPRequestEntityTooLarge:
+        return problem_response(DocumentTooLargeError("The request body is too large."))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        resp = problem_response(MalformedRequestError(exc.reason))
+        resp.set_status(exc.status, exc.reason)
+        return resp
+    except Exception:
+        log.exception("unhandled_error")
+        return problem_response(GatewayError("Something went wrong on our side; it has been logged."))
+
+
+middlewares = [context_middleware, problem_middleware]

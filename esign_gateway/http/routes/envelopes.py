@@ -1,0 +1,245 @@
+"""/v1/envelopes: thin handlers — parse, call a service, render."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from pydantic import ValidationError
+
+from esign_gateway.errors import (
+    DocumentTooLargeError,
+    ForbiddenError,
+    MalformedRequestError,
+    UnauthorizedError,
+    ValidationFailedError,
+)
+from esign_gateway.services.envelopes import NewDocument, NewEnvelope, NewSigner
+from esign_gateway.services.tenants import Principal, TenantInfo
+
+from ..keys import CONTAINER
+from ..problems import from_validation_error
+from ..schemas import CancelIn, CreateEnvelopeIn, EnvelopeOut, EnvelopePage
+
+__all__ = ["authenticate", "routes"]
+
+routes = web.RouteTableDef()
+ENVELOPE_JSON_MAX = 256 * 1024
+
+
+async def authenticate(request: web.Request, *roles: str) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        raise UnauthorizedError("Send 'Authorization: Bearer <api key>'.", headers={"WWW-Authenticate": "Bearer"})
+    principal = await request.app[CONTAINER].tenants.authenticate(secret.strip())
+    if principal.role not in roles:
+        raise ForbiddenError(f"This needs a key with role {' or '.join(roles)}.")
+    return principal
+
+
+async def tenant_of(request: web.Request) -> TenantInfo:
+    principal = await authenticate(request, "integration")
+    assert principal.tenant is not None
+    return principal.tenant
+
+
+def _json(model: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=model.model_dump_json(), content_type="application/json")
+
+
+async def _read_json(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise MalformedRequestError("The body is not valid JSON.") from None
+
+
+def _check_sizes(docs: list[NewDocument], max_doc: int, max_total: int) -> None:
+    for i, d in enumerate(docs):
+        if len(d.content) > max_doc:
+            raise DocumentTooLargeError(
+                f"Document {i} has {len(d.content)} bytes; the limit is {max_doc}.",
+                errors=[{"field": f"documents[{i}]", "message": f"larger than {max_doc} bytes"}],
+            )
+    if sum(len(d.content) for d in docs) > max_total:
+        raise DocumentTooLargeError(f"The documents exceed {max_total} bytes in total.")
+
+
+async def _read_limited(part: BodyPartReader, limit: int, what: str) -> bytes:
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(65536):
+        size += len(chunk)
+        if size > limit:
+            raise DocumentTooLargeError(f"The {what} exceeds {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _parse_create(request: web.Request) -> NewEnvelope:
+    settings = request.app[CONTAINER].settings
+    docs: list[NewDocument] = []
+    if request.content_type == "multipart/form-data":
+        raw_envelope: Any = None
+        total = 0
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise MalformedRequestError("Nested multipart is not supported.")
+            if part.name == "envelope":
+                try:
+                    raw_envelope = json.loads(await _read_limited(part, ENVELOPE_JSON_MAX, "envelope part"))
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise MalformedRequestError("The 'envelope' part is not valid JSON.") from None
+            elif part.name == "document":
+                data = await _read_limited(part, settings.max_document_bytes, "document")
+                total += len(data)
+                if total > settings.max_request_bytes:
+                    raise DocumentTooLargeError(f"The documents exceed {settings.max_request_bytes} bytes in total.")
+                docs.append(NewDocument(part.filename or f"document-{len(docs) + 1}.pdf", data))
+            else:
+                raise ValidationFailedError(errors=[{"field": part.name or "?", "message": "unexpected part"}])
+        if not isinstance(raw_envelope, dict):
+            raise ValidationFailedError(errors=[{"field": "envelope", "message": "a JSON object part is required"}])
+        if raw_envelope.get("documents"):
+            raise ValidationFailedError(errors=[{"field": "documents", "message": "send documents as file parts"}])
+        if not docs:
+            raise ValidationFailedError(errors=[{"field": "document", "message": "at least one document part"}])
+        body = CreateEnvelopeIn.model_validate(raw_envelope)
+    else:
+        body = CreateEnvelopeIn.model_validate(await _read_json(request))
+        if not body.documents:
+            raise ValidationFailedError(errors=[{"field": "documents", "message": "at least one document"}])
+        errors = []
+        for i, d in enumerate(body.documents):
+            try:
+                docs.append(NewDocument(d.name, d.decoded()))
+            except ValueError as exc:
+                errors.append({"field": f"documents[{i}].content", "message": str(exc)})
+        if errors:
+            raise ValidationFailedError(errors=errors)
+    if len(docs) > 20:
+        raise ValidationFailedError(errors=[{"field": "documents", "message": "at most 20 documents"}])
+    _check_sizes(docs, settings.max_document_bytes, settings.max_request_bytes)
+    return NewEnvelope(
+        record_type=body.record.type, record_id=body.record.id, record_name=body.record.name, name=body.name,
+        message=body.message, language=body.language, documents=docs,
+        signers=[NewSigner(s.name, s.email, s.phone, s.order) for s in body.signers],
+        expires_in_days=body.expires_in_days, expires_at=body.expires_at,
+        reminders=body.reminders.model_dump(), metadata=body.metadata, send=body.send,
+    )
+
+
+@routes.post("/v1/envelopes")
+async def create_envelope(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    cmd = await _parse_create(request)
+    env = await request.app[CONTAINER].envelopes.create_envelope(tenant, cmd)
+    request.app[CONTAINER].worker.wake()
+    resp = _json(EnvelopeOut.from_domain(env), status=201)
+    resp.headers["Location"] = f"/v1/envelopes/{env.id}"
+    return resp
+
+
+@routes.get("/v1/envelopes")
+async def list_envelopes(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    q = request.query
+    try:
+        limit = int(q.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise ValidationFailedError(errors=[{"field": "limit", "message": "an integer from 1 to 100"}])
+    record_type = q.get("record_type")
+    if record_type and record_type not in ("client", "contact", "deal", "offer", "order"):
+        raise ValidationFailedError(errors=[{"field": "record_type", "message": "client|contact|deal|offer|order"}])
+    status = q.get("status")
+    if status and status not in ("draft", "sent", "completed", "declined", "expired", "cancelled"):
+        raise ValidationFailedError(errors=[{"field": "status", "message": "not a known status"}])
+    page = await request.app[CONTAINER].envelopes.list_envelopes(
+        tenant, record_type=record_type, record_id=q.get("record_id"), status=status, limit=limit,
+        cursor=q.get("cursor"),
+    )
+    return _json(EnvelopePage(items=[EnvelopeOut.from_domain(e) for e in page.items], next_cursor=page.next_cursor))
+
+
+@routes.get("/v1/envelopes/{id}")
+async def get_envelope(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    env = await request.app[CONTAINER].envelopes.get_envelope(tenant, request.match_info["id"])
+    return _json(EnvelopeOut.from_domain(env))
+
+
+@routes.post("/v1/envelopes/{id}/send")
+async def send_envelope(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    env = await request.app[CONTAINER].envelopes.send_envelope(tenant, request.match_info["id"])
+    request.app[CONTAINER].worker.wake()
+    return _json(EnvelopeOut.from_domain(env))
+
+
+@routes.post("/v1/envelopes/{id}/cancel")
+async def cancel_envelope(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    raw = await _read_json(request) if request.can_read_body else {}
+    try:
+        body = CancelIn.model_validate(raw)
+    except ValidationError as exc:
+        raise ValidationFailedError(errors=from_validation_error(exc)) from None
+    env = await request.app[CONTAINER].envelopes.cancel_envelope(tenant, request.match_info["id"], body.reason)
+    request.app[CONTAINER].worker.wake()
+    return _json(EnvelopeOut.from_domain(env))
+
+
+@routes.delete("/v1/envelopes/{id}")
+async def delete_envelope(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    await request.app[CONTAINER].envelopes.delete_draft(tenant, request.match_info["id"])
+    return web.Response(status=204)
+
+
+def _attachment(name: str) -> str:
+    from urllib.parse import quote
+
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+
+
+@routes.get("/v1/envelopes/{id}/documents/{document_id}")
+async def get_document(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    version = request.query.get("version", "current")
+    if version not in ("current", "original"):
+        raise ValidationFailedError(errors=[{"field": "version", "message": "current or original"}])
+    doc, data = await request.app[CONTAINER].envelopes.document_content(
+        tenant, request.match_info["id"], request.match_info["document_id"], original=version == "original"
+    )
+    return web.Response(body=data, content_type="application/pdf",
+                        headers={"Content-Disposition": _attachment(doc.name)})
+
+
+@routes.get("/v1/envelopes/{id}/download")
+async def download(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    name, ctype, data = await request.app[CONTAINER].envelopes.signed_result(tenant, request.match_info["id"])
+    return web.Response(body=data, content_type=ctype, headers={"Content-Disposition": _attachment(name)})
+
+
+@routes.get("/v1/envelopes/{id}/audit")
+async def audit(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    env, events = await request.app[CONTAINER].envelopes.audit_trail(tenant, request.match_info["id"])
+    body = {
+        "envelope_id": env.id,
+        "chain_head": events[-1].hash if events else None,
+        "events": [
+            {
+                "seq": e.seq, "type": e.type, "at": e.at.isoformat(), "actor": e.actor, "signer_id": e.signer_id,
+                "data": e.data, "ip": e.ip, "user_agent": e.user_agent, "hash": e.hash, "prev_hash": e.prev_hash,
+            }
+            for e in events
+        ],
+    }
+    return web.json_response(body)

@@ -1,0 +1,257 @@
+"""Pydantic v2 request/response models: the CRM API contract (and the OpenAPI source)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from esign_gateway.domain.envelope import Envelope
+
+__all__ = [
+    "CancelIn",
+    "CodeIn",
+    "CodeSentOut",
+    "CreateEnvelopeIn",
+    "DeclineIn",
+    "DocumentIn",
+    "EnvelopeOut",
+    "EnvelopePage",
+    "SignIn",
+    "SignerIn",
+]
+
+RECORD_TYPES = ("client", "contact", "deal", "offer", "order")
+METADATA_MAX_BYTES = 4096
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class RecordIn(_In):
+    type: Literal["client", "contact", "deal", "offer", "order"]
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    name: Annotated[str | None, Field(max_length=300)] = None
+
+
+class DocumentIn(_In):
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    content: Annotated[str, Field(min_length=1, description="base64 of the PDF")]
+
+    def decoded(self) -> bytes:
+        try:
+            return base64.b64decode(self.content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("content is not valid base64") from None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if any(c in v for c in "/\\\x00") or v in {".", ".."}:
+            raise ValueError("a file name, without path separators")
+        return v
+
+
+class SignerIn(_In):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    email: str
+    phone: str
+    order: Annotated[int, Field(ge=1, le=10)] = 1
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        try:
+            return validate_email(v, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        try:
+            number = phonenumbers.parse(v, "CZ")
+        except phonenumbers.NumberParseException:
+            raise ValueError("not a phone number") from None
+        if not phonenumbers.is_valid_number(number):
+            raise ValueError("not a valid phone number")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class RemindersIn(_In):
+    before_expiry_days: Annotated[list[Annotated[int, Field(ge=1, le=89)]], Field(max_length=10)] = [1]
+    every_days: Annotated[int | None, Field(ge=1, le=30)] = None
+
+
+class CreateEnvelopeIn(_In):
+    record: RecordIn
+    name: Annotated[str, Field(min_length=1, max_length=300)]
+    message: Annotated[str | None, Field(max_length=2000)] = None
+    language: Literal["cs", "sk", "en"] = "cs"
+    documents: Annotated[list[DocumentIn], Field(min_length=1, max_length=20)] = []
+    signers: Annotated[list[SignerIn], Field(min_length=1, max_length=10)]
+    expires_in_days: Annotated[int | None, Field(ge=1, le=90)] = None
+    expires_at: datetime | None = None
+    reminders: RemindersIn = RemindersIn()
+    send: bool = True
+    metadata: dict[str, Any] = {}
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(v, ensure_ascii=False).encode()) > METADATA_MAX_BYTES:
+            raise ValueError("metadata is limited to 4 KB of JSON")
+        return v
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("give a timezone, e.g. 2026-12-01T12:00:00Z")
+        return v.astimezone(UTC) if v else v
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> CreateEnvelopeIn:
+        if self.expires_in_days is not None and self.expires_at is not None:
+            raise ValueError("give expires_in_days or expires_at, not both")
+        emails = [s.email.lower() for s in self.signers]
+        if len(set(emails)) != len(emails):
+            raise ValueError("each signer needs their own e-mail address")
+        return self
+
+
+class CancelIn(_In):
+    reason: Annotated[str | None, Field(max_length=1000)] = None
+
+
+class CodeIn(_In):
+    pass
+
+
+class SignIn(_In):
+    code: Annotated[str | None, Field(pattern=r"^\d{6}$")] = None
+    agree: bool = False
+
+
+class DeclineIn(_In):
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+# ------------------------------------------------------------------------------ responses
+
+
+class RecordOut(BaseModel):
+    type: str
+    id: str
+    name: str | None
+
+
+class DocumentOut(BaseModel):
+    id: str
+    name: str
+    pages: int
+    size: int
+    sha256: str
+    signed_sha256: str | None
+
+
+class SignerOut(BaseModel):
+    id: str
+    name: str
+    email: str
+    phone: str
+    order: int
+    status: str
+    viewed_at: datetime | None
+    verified_at: datetime | None
+    signed_at: datetime | None
+    decline_reason: str | None
+
+
+class LinksOut(BaseModel):
+    self: str
+    download: str
+    audit: str
+
+
+class EnvelopeOut(BaseModel):
+    id: str
+    status: str
+    record: RecordOut
+    name: str
+    message: str | None
+    language: str
+    provider: str
+    created_at: datetime
+    sent_at: datetime | None
+    expires_at: datetime | None
+    completed_at: datetime | None
+    retained_until: datetime | None
+    documents: list[DocumentOut]
+    signers: list[SignerOut]
+    reminders: dict[str, Any]
+    metadata: dict[str, Any]
+    links: LinksOut
+
+    @classmethod
+    def from_domain(cls, env: Envelope) -> EnvelopeOut:
+        base = f"/v1/envelopes/{env.id}"
+        return cls(
+            id=env.id, status=env.status.value,
+            record=RecordOut(type=env.record_type, id=env.record_id, name=env.record_name),
+            name=env.name, message=env.message, language=env.language, provider=env.provider,
+            created_at=env.created_at, sent_at=env.sent_at, expires_at=env.expires_at,
+            completed_at=env.completed_at, retained_until=env.retained_until,
+            documents=[
+                DocumentOut(id=d.id, name=d.name, pages=d.pages, size=d.size, sha256=d.sha256,
+                            signed_sha256=d.signed_sha256)
+                for d in env.documents
+            ],
+            signers=[
+                SignerOut(id=s.id, name=s.name, email=s.email, phone=s.phone, order=s.order, status=s.status.value,
+                          viewed_at=s.viewed_at, verified_at=s.verified_at, signed_at=s.signed_at,
+                          decline_reason=s.decline_reason)
+                for s in env.signers
+            ],
+            reminders=env.reminders, metadata=env.metadata,
+            links=LinksOut(self=base, download=f"{base}/download", audit=f"{base}/audit"),
+        )
+
+
+class EnvelopePage(BaseModel):
+    items: list[EnvelopeOut]
+    next_cursor: str | None
+
+
+class CodeSentOut(BaseModel):
+    sent_to: str
+    expires_in: int
+    resend_after: int
+
+
+class SignerDocumentOut(BaseModel):
+    id: str
+    name: str
+    pages: int
+    url: str
+
+
+class SignerViewOut(BaseModel):
+    envelope_id: str
+    envelope_name: str
+    sender: str
+    message: str | None
+    signer_name: str
+    phone: str
+    status: str
+    envelope_status: str
+    expires_at: datetime | None
+    language: str
+    documents: list[SignerDocumentOut]

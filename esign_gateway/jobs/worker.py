@@ -1,0 +1,88 @@
+"""The job worker: claims due jobs and runs their handlers.
+
+``HANDLERS`` maps a job kind to an async handler taking the payload. Handlers are idempotent
+(jobs run at least once). A failing handler is retried with backoff until ``max_attempts``,
+then the job is ``failed`` and stays visible. ``run_once`` drains what is due now (tests call
+it with a moved clock); ``run`` polls until stopped and finishes the jobs in hand on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from esign_gateway.clock import Clock
+from esign_gateway.db import jobs as queue
+
+__all__ = ["Handler", "Worker"]
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+log = structlog.get_logger(__name__)
+
+
+class Worker:
+    def __init__(
+        self, handlers: Mapping[str, Handler], clock: Clock, *, poll_seconds: float = 1.0,
+        lease: timedelta = timedelta(minutes=5), batch: int = 10,
+    ) -> None:
+        self.handlers = handlers
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self.lease = lease
+        self.batch = batch
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Enqueued something in this process: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Run every job that is due now; return how many ran."""
+        ran = 0
+        while True:
+            jobs = await queue.claim(self.id, self.clock.now(), limit=self.batch, lease=self.lease)
+            if not jobs:
+                return ran
+            for job in jobs:
+                await self._run(job)
+                ran += 1
+
+    async def _run(self, job: queue.ClaimedJob) -> None:
+        handler = self.handlers.get(job.kind)
+        bound = log.bind(job_id=job.id, job_kind=job.kind, attempt=job.attempts)
+        if handler is None:
+            await queue.fail(job, self.id, self.clock.now(), f"no handler for {job.kind}")
+            bound.error("job_unknown_kind")
+            return
+        try:
+            await handler(job.payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await queue.fail(job, self.id, self.clock.now(), f"{type(exc).__name__}: {exc}")
+            bound.warning("job_failed", error=type(exc).__name__)
+        else:
+            await queue.complete(job.id, self.id, self.clock.now())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("worker_started", worker=self.id)
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker_poll_failed")
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+        log.info("worker_stopped", worker=self.id)

@@ -1,0 +1,324 @@
+"""The gateway-run signing ceremony (SPEC §5): open the link, get an SMS code, sign or decline.
+
+Two channels: the e-mailed link proves control of the mailbox; the SMS code (the
+authenticator) proves possession of the phone. Signing runs in three steps so the slow part
+never holds a database transaction: (1) accept the code and mark the signer verified,
+(2) sign every document through the provider (off the event loop), (3) record the signature
+with an optimistic version check — if a parallel signer got there first, sign again on top of
+their revision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from esign_gateway.clock import Clock
+from esign_gateway.db.models import Tenant, VerificationCode
+from esign_gateway.db.repositories import ConcurrentUpdate
+from esign_gateway.db.uow import UnitOfWork
+from esign_gateway.domain import otp
+from esign_gateway.domain.envelope import Envelope, Signer
+from esign_gateway.domain.ids import uuid7
+from esign_gateway.domain.masking import mask_phone
+from esign_gateway.domain.states import EnvelopeStatus, InvalidTransition, SignerStatus
+from esign_gateway.errors import (
+    CodeRejectedError,
+    DeliveryError,
+    GoneError,
+    InvalidStateError,
+    NotFoundError,
+    ProviderError,
+    TooManyRequestsError,
+    ValidationFailedError,
+)
+from esign_gateway.messages import render_code_sms
+from esign_gateway.ports import DocumentStore, SignatureProvider, SignatureRequest, SmsSender
+from esign_gateway.secretbox import SecretBox
+
+from .envelopes import issue_signer_links
+
+__all__ = ["CeremonyService", "CodeSent", "SignerView"]
+
+log = structlog.get_logger(__name__)
+SIGN_RETRIES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SignerView:
+    envelope: Envelope
+    signer: Signer
+    sender_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CodeSent:
+    sent_to: str
+    expires_in: int
+    resend_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a signer's request came from (evidence)."""
+
+    ip: str | None
+    user_agent: str | None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _gone(env: Envelope) -> GoneError:
+    reason = env.status.value
+    texts = {
+        "expired": "The signing link has expired.",
+        "cancelled": "The sender cancelled this signing request.",
+        "completed": "All parties have signed this envelope.",
+        "declined": "This signing request was declined.",
+    }
+    return GoneError(texts.get(reason, "This link is no longer valid."), extra={"reason": reason})
+
+
+class CeremonyService:
+    def __init__(
+        self, *, clock: Clock, providers: dict[str, SignatureProvider], store: DocumentStore, sms: SmsSender,
+        box: SecretBox, pepper: bytes,
+    ) -> None:
+        self.clock = clock
+        self.providers = providers
+        self.store = store
+        self.sms = sms
+        self.box = box
+        self.pepper = pepper
+
+    # ------------------------------------------------------------------ lookup
+    async def _resolve(self, uow: UnitOfWork, token: str, *, for_update: bool) -> tuple[Envelope, Signer]:
+        if not token or len(token) > 100:
+            raise NotFoundError("Unknown signing link.")
+        found = await uow.signers.find(token_hash(token))
+        if found is None:
+            raise NotFoundError("Unknown signing link.")
+        env = await uow.envelopes.get(found[0], for_update=for_update)
+        if env is None:
+            raise NotFoundError("Unknown signing link.")
+        return env, env.signer(found[1])
+
+    async def _open_for_action(self, uow: UnitOfWork, token: str) -> tuple[Envelope, Signer, GoneError | None]:
+        """Load for a change. Expiry is enforced here, whatever the background sweep did."""
+        env, signer = await self._resolve(uow, token, for_update=True)
+        now = self.clock.now()
+        try:
+            env.ensure_signable(now)
+        except InvalidTransition:
+            if env.events:  # just expired: record it with the refusal
+                await uow.signers.forget_sealed(env.id)
+                await uow.envelopes.save(env)
+            return env, signer, _gone(env)
+        return env, signer, None
+
+    async def view(self, token: str, client: Client) -> SignerView:
+        """The signer opened the link: record it (first time: ``signer.viewed``)."""
+        async with UnitOfWork() as uow:
+            env, signer, gone = await self._open_for_action(uow, token)
+            if gone is None and signer.status not in (SignerStatus.WAITING,):
+                if signer.can_act:
+                    env.mark_viewed(signer, self.clock.now(), client.ip, client.user_agent)
+                    await uow.envelopes.save(env)
+        if gone is not None:
+            raise gone
+        sender = await Tenant.get(id=env.tenant_id)
+        return SignerView(env, signer, sender.name)
+
+    async def document(self, token: str, document_id: str) -> tuple[str, bytes]:
+        async with UnitOfWork() as uow:
+            env, _signer, gone = await self._open_for_action(uow, token)
+        if gone is not None and env.status != EnvelopeStatus.COMPLETED:
+            raise gone
+        try:
+            doc = env.document(document_id)
+        except KeyError:
+            raise NotFoundError("No such document.") from None
+        return doc.name, await self.store.get(doc.current_sha256)
+
+    # ------------------------------------------------------------------ code
+    async def request_code(self, token: str, client: Client) -> CodeSent:
+        now = self.clock.now()
+        code = otp.new_code()
+        async with UnitOfWork() as uow:
+            env, signer, gone = await self._open_for_action(uow, token)
+            if gone is not None:
+                raise_after: Exception | None = gone
+            elif not signer.can_act:
+                raise_after = InvalidStateError(f"No code is needed: the signer is {signer.status.value}.")
+            else:
+                raise_after = None
+                recent = await VerificationCode.filter(
+                    signer_id=signer.id, created_at__gt=now - timedelta(hours=1)
+                ).using_db(uow.conn).values_list("created_at", flat=True)
+                throttle = otp.next_code_allowed_at(list(recent), now)
+                if not throttle.allowed:
+                    assert throttle.retry_at is not None
+                    wait = max(1, int((throttle.retry_at - now).total_seconds() + 0.999))
+                    raise_after = TooManyRequestsError(
+                        f"A new code can be sent in {wait} s.", extra={"retry_after": wait},
+                        headers={"Retry-After": str(wait)},
+                    )
+                else:
+                    await VerificationCode.filter(signer_id=signer.id, dead=False).using_db(uow.conn).update(dead=True)
+                    await VerificationCode.create(
+                        using_db=uow.conn, id=str(uuid7()), signer_id=signer.id,
+                        digest=otp.code_digest(self.pepper, signer.id, code), created_at=now,
+                        expires_at=now + otp.CODE_LIFETIME,
+                    )
+                    if signer.viewed_at is None:
+                        env.mark_viewed(signer, now, client.ip, client.user_agent)
+                    env.note("signer.code_sent", now, signer, actor="signer",
+                             data={"channel": "sms", "to": mask_phone(signer.phone)},
+                             ip=client.ip, user_agent=client.user_agent)
+                    await uow.envelopes.save(env)
+        if raise_after is not None:
+            raise raise_after
+        sender = await Tenant.get(id=env.tenant_id)
+        try:
+            await self.sms.send(render_code_sms(env.language, signer.phone, code, env.name, sender.name))
+        except DeliveryError:
+            await VerificationCode.filter(signer_id=signer.id, dead=False).update(dead=True)
+            log.warning("sms_failed", envelope_id=env.id, signer_id=signer.id)
+            raise
+        return CodeSent(mask_phone(signer.phone), int(otp.CODE_LIFETIME.total_seconds()),
+                        int(otp.RESEND_INTERVAL.total_seconds()))
+
+    async def _verify(self, token: str, code: str | None, client: Client) -> tuple[str, str]:
+        """Step 1: accept the code (or a recent verification). Returns (envelope id, signer id)."""
+        now = self.clock.now()
+        async with UnitOfWork() as uow:
+            env, signer, gone = await self._open_for_action(uow, token)
+            if gone is not None:
+                error: Exception | None = gone
+            elif signer.status == SignerStatus.VERIFIED and signer.verified_at and now - signer.verified_at < otp.VERIFIED_GRACE:
+                error = None  # a retry after a failed signing step: the code was already accepted
+            elif not signer.can_act:
+                error = InvalidStateError(f"The signer is {signer.status.value}.")
+            else:
+                error = await self._check_code(uow, env, signer, code or "", now, client)
+                await uow.envelopes.save(env)
+        if error is not None:
+            raise error
+        return env.id, signer.id
+
+    async def _check_code(
+        self, uow: UnitOfWork, env: Envelope, signer: Signer, code: str, now: datetime, client: Client
+    ) -> Exception | None:
+        live = await VerificationCode.filter(signer_id=signer.id, dead=False, used_at=None).using_db(
+            uow.conn
+        ).order_by("-created_at").first()
+        if live is None or live.expires_at <= now:
+            return CodeRejectedError(
+                "There is no valid code: request a new one.",
+                extra={"attempts_left": otp.MAX_TRIES_TOTAL - signer.failed_attempts, "code_expired": True},
+            )
+        expected = otp.code_digest(self.pepper, signer.id, code)
+        if hmac.compare_digest(expected, live.digest):
+            live.used_at = now
+            live.dead = True
+            await live.save(using_db=uow.conn, update_fields=["used_at", "dead"])
+            env.mark_verified(signer, now, client.ip, client.user_agent)
+            return None
+        live.attempts += 1
+        live.dead = live.attempts >= otp.MAX_TRIES_PER_CODE
+        await live.save(using_db=uow.conn, update_fields=["attempts", "dead"])
+        failed = env.record_code_rejected(
+            signer, now, max_total=otp.MAX_TRIES_TOTAL, ip=client.ip, user_agent=client.user_agent
+        )
+        left_total = otp.MAX_TRIES_TOTAL - signer.failed_attempts
+        left_code = 0 if live.dead else otp.MAX_TRIES_PER_CODE - live.attempts
+        if failed:
+            return CodeRejectedError(
+                "Too many wrong codes: signing is blocked. Contact the sender.",
+                extra={"attempts_left": 0, "auth_failed": True},
+            )
+        return CodeRejectedError(
+            "The code is not correct." + ("" if left_code else " Request a new code."),
+            extra={"attempts_left": min(left_total, left_code) if left_code else 0,
+                   "attempts_left_total": left_total, "code_dead": live.dead},
+        )
+
+    # ------------------------------------------------------------------ sign / decline
+    async def sign(self, token: str, code: str | None, agree: bool, client: Client) -> Envelope:
+        if agree is not True:
+            raise ValidationFailedError(errors=[{"field": "agree", "message": "the signer must agree to sign"}])
+        envelope_id, signer_id = await self._verify(token, code, client)
+        for _ in range(SIGN_RETRIES):
+            async with UnitOfWork() as uow:
+                env = await uow.envelopes.get(envelope_id)
+            assert env is not None
+            signer = env.signer(signer_id)
+            if env.status != EnvelopeStatus.SENT or signer.status != SignerStatus.VERIFIED:
+                raise _gone(env) if env.status != EnvelopeStatus.SENT else InvalidStateError("Not verified.")
+            signed: dict[str, str] = {}
+            tsa_time = None
+            provider = self.providers[env.provider]
+            for doc in env.documents:
+                pdf = await self.store.get(doc.current_sha256)
+                result = await provider.sign(
+                    SignatureRequest(
+                        pdf=pdf, envelope_id=env.id, document_id=doc.id, signer_id=signer.id,
+                        signer_name=signer.name, signer_email=signer.email, field_name=f"Signature-{signer.id}",
+                        slot=signer.position,
+                        verification=f"e-mail link + SMS code to {mask_phone(signer.phone)}",
+                        language=env.language,
+                        final=sum(1 for s in env.signers if s.status != SignerStatus.SIGNED) == 1,
+                    )
+                )
+                signed[doc.id] = await self.store.put(result.pdf)
+                tsa_time = tsa_time or result.timestamp
+            try:
+                async with UnitOfWork() as uow:
+                    current = await uow.envelopes.get(envelope_id, for_update=True)
+                    assert current is not None
+                    if current.version != env.version:
+                        raise ConcurrentUpdate(envelope_id)
+                    now = self.clock.now()
+                    try:
+                        nxt = current.record_signature(current.signer(signer_id), now, signed, tsa_time,
+                                                       client.ip, client.user_agent)
+                    except InvalidTransition:
+                        refused: Exception | None = _gone(current)
+                        await uow.envelopes.save(current)
+                    else:
+                        refused = None
+                        await issue_signer_links(uow, self.box, current, nxt, now)
+                        if current.status == EnvelopeStatus.COMPLETED:
+                            await uow.signers.forget_sealed(current.id)
+                        await uow.envelopes.save(current)
+            except ConcurrentUpdate:
+                continue
+            if refused is not None:
+                raise refused
+            return current
+        raise ProviderError("The envelope kept changing while signing; try again.")
+
+    async def decline(self, token: str, reason: str, client: Client) -> Envelope:
+        reason = reason.strip()
+        if not reason or len(reason) > 1000:
+            raise ValidationFailedError(errors=[{"field": "reason", "message": "1 to 1000 characters"}])
+        async with UnitOfWork() as uow:
+            env, signer, gone = await self._open_for_action(uow, token)
+            if gone is not None:
+                error: Exception | None = gone
+            elif not signer.can_act:
+                error = InvalidStateError(f"The signer is {signer.status.value}.")
+            else:
+                error = None
+                env.decline(signer, reason, self.clock.now(), client.ip, client.user_agent)
+                await uow.signers.forget_sealed(env.id)
+                await uow.envelopes.save(env)
+        if error is not None:
+            raise error
+        return env

@@ -1,0 +1,278 @@
+"""CRM-side use cases: create, send, cancel, delete, read, list, download."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import secrets
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from esign_gateway.clock import Clock
+from esign_gateway.db.models import AuditEvent, EnvelopeRow
+from esign_gateway.db.uow import UnitOfWork
+from esign_gateway.domain.envelope import DEFAULT_REMINDERS, Document, Envelope, Signer
+from esign_gateway.domain.ids import uuid7
+from esign_gateway.domain.states import EnvelopeStatus, InvalidTransition
+from esign_gateway.errors import (
+    GatewayError,
+    InstanceNotPaidError,
+    InvalidStateError,
+    NotFoundError,
+    SigningDisabledError,
+    ValidationFailedError,
+)
+from esign_gateway.ports import CeremonyHost, DocumentStore, PdfInspector, SignatureProvider
+from esign_gateway.secretbox import SecretBox
+
+from .tenants import TenantInfo
+
+__all__ = ["EnvelopeService", "NewDocument", "NewEnvelope", "NewSigner", "issue_signer_links"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    name: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewSigner:
+    name: str
+    email: str
+    phone: str
+    order: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class NewEnvelope:
+    record_type: str
+    record_id: str
+    record_name: str | None
+    name: str
+    documents: list[NewDocument]
+    signers: list[NewSigner]
+    message: str | None = None
+    language: str = "cs"
+    expires_in_days: int | None = None
+    expires_at: datetime | None = None
+    reminders: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REMINDERS))
+    metadata: dict[str, Any] = field(default_factory=dict)
+    send: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Envelope]
+    next_cursor: str | None
+
+
+async def issue_signer_links(uow: UnitOfWork, box: SecretBox, env: Envelope, signers: list[Signer], now: datetime) -> None:
+    """Give each newly notified signer a link token and queue the invitation e-mail."""
+    for signer in signers:
+        token = secrets.token_urlsafe(32)
+        await uow.signers.set_token(signer.id, hashlib.sha256(token.encode()).hexdigest(), box.seal(token))
+        await uow.jobs.enqueue(
+            "send_invitation", {"envelope_id": env.id, "signer_id": signer.id}, now,
+            dedupe_key=f"invitation:{signer.id}",
+        )
+
+
+class EnvelopeService:
+    def __init__(
+        self, *, clock: Clock, providers: dict[str, SignatureProvider], default_provider: str,
+        store: DocumentStore, inspector: PdfInspector, box: SecretBox,
+    ) -> None:
+        self.clock = clock
+        self.providers = providers
+        self.default_provider = default_provider
+        self.store = store
+        self.inspector = inspector
+        self.box = box
+
+    def _provider_for(self, tenant: TenantInfo) -> str:
+        return tenant.provider or self.default_provider
+
+    @staticmethod
+    def _may_sign(tenant: TenantInfo) -> None:
+        if tenant.mode != "paid":
+            raise InstanceNotPaidError("Online signing is available to paid instances only.")
+        if not tenant.signing_enabled:
+            raise SigningDisabledError("The signing module is terminated; choose a plan to enable it again.")
+
+    async def create_envelope(self, tenant: TenantInfo, cmd: NewEnvelope) -> Envelope:
+        self._may_sign(tenant)
+        now = self.clock.now()
+        if cmd.expires_at is not None and cmd.expires_at <= now:
+            raise ValidationFailedError(errors=[{"field": "expires_at", "message": "must be in the future"}])
+        # Parse every upload (bounded, off the loop) before anything is stored.
+        infos = []
+        for i, doc in enumerate(cmd.documents):
+            try:
+                infos.append(await self.inspector.inspect(doc.content))
+            except GatewayError as exc:
+                if exc.errors is None:
+                    exc.errors = [{"field": f"documents[{i}]", "message": exc.detail}]
+                raise
+        documents = []
+        for i, (doc, info) in enumerate(zip(cmd.documents, infos, strict=True)):
+            key = await self.store.put(doc.content)
+            documents.append(
+                Document(id=str(uuid7()), name=doc.name, pages=info.pages, size=len(doc.content), sha256=key,
+                         current_sha256=key, position=i)
+            )
+        env = Envelope(
+            id=str(uuid7()), tenant_id=tenant.id, record_type=cmd.record_type, record_id=cmd.record_id,
+            record_name=cmd.record_name, name=cmd.name, message=cmd.message, language=cmd.language,
+            provider=self._provider_for(tenant), created_at=now, documents=documents,
+            signers=[
+                Signer(id=str(uuid7()), name=s.name, email=s.email, phone=s.phone, order=s.order, position=i)
+                for i, s in enumerate(cmd.signers)
+            ],
+            expires_in_days=cmd.expires_in_days or 7, requested_expires_at=cmd.expires_at,
+            reminders=cmd.reminders, metadata=cmd.metadata,
+        )
+        env.note("envelope.created", now, actor="api",
+                 data={"documents": [{"id": d.id, "sha256": d.sha256, "pages": d.pages} for d in documents]})
+        async with UnitOfWork() as uow:
+            await uow.envelopes.add(env, tenant.id)
+            if cmd.send:
+                await self._send(uow, env, now)
+        return env
+
+    async def _send(self, uow: UnitOfWork, env: Envelope, now: datetime) -> None:
+        try:
+            notified = env.send(now)
+        except InvalidTransition as exc:
+            raise InvalidStateError(str(exc)) from exc
+        provider = self.providers[env.provider]
+        if provider.ceremony is CeremonyHost.GATEWAY:
+            await issue_signer_links(uow, self.box, env, notified, now)
+        else:
+            await uow.jobs.enqueue("provider_send", {"envelope_id": env.id}, now, dedupe_key=f"provider_send:{env.id}")
+        await uow.envelopes.save(env)
+
+    async def send_envelope(self, tenant: TenantInfo, envelope_id: str) -> Envelope:
+        self._may_sign(tenant)
+        async with UnitOfWork() as uow:
+            env = await self._get(uow, tenant, envelope_id, for_update=True)
+            await self._send(uow, env, self.clock.now())
+        return env
+
+    async def cancel_envelope(self, tenant: TenantInfo, envelope_id: str, reason: str | None) -> Envelope:
+        now = self.clock.now()
+        async with UnitOfWork() as uow:
+            env = await self._get(uow, tenant, envelope_id, for_update=True)
+            try:
+                told = env.cancel(reason, now)
+            except InvalidTransition:
+                await uow.envelopes.save(env)  # a lazily detected expiry is still recorded
+                refused = InvalidStateError(f"Only a sent envelope can be cancelled; this one is {env.status.value}.")
+            else:
+                refused = None
+                for signer in told:
+                    await uow.jobs.enqueue(
+                        "send_cancel_notice", {"envelope_id": env.id, "signer_id": signer.id}, now,
+                        dedupe_key=f"cancel_notice:{signer.id}",
+                    )
+                await uow.signers.forget_sealed(env.id)
+                await uow.envelopes.save(env)
+        if refused is not None:
+            raise refused
+        return env
+
+    async def delete_draft(self, tenant: TenantInfo, envelope_id: str) -> None:
+        async with UnitOfWork() as uow:
+            env = await self._get(uow, tenant, envelope_id, for_update=True)
+            if env.status != EnvelopeStatus.DRAFT:
+                raise InvalidStateError("Only a draft can be deleted; cancel a sent envelope instead.")
+            await uow.envelopes.delete(env)
+
+    async def get_envelope(self, tenant: TenantInfo, envelope_id: str) -> Envelope:
+        await self.expire_if_due(tenant.id, envelope_id)
+        async with UnitOfWork() as uow:
+            return await self._get(uow, tenant, envelope_id)
+
+    async def expire_if_due(self, tenant_id: str | None, envelope_id: str) -> None:
+        """Expiry holds at read time too: a past-due envelope is expired before it is shown."""
+        now = self.clock.now()
+        row = await EnvelopeRow.filter(id=envelope_id).only("id", "status", "expires_at").first()
+        if row is None or row.status != "sent" or row.expires_at is None or row.expires_at > now:
+            return
+        async with UnitOfWork() as uow:
+            env = await uow.envelopes.get(envelope_id, tenant_id=tenant_id, for_update=True)
+            if env is not None and env.is_past_expiry(now):
+                env.expire(now)
+                await uow.signers.forget_sealed(env.id)
+                await uow.envelopes.save(env)
+
+    async def list_envelopes(
+        self, tenant: TenantInfo, *, record_type: str | None, record_id: str | None, status: str | None,
+        limit: int, cursor: str | None,
+    ) -> Page:
+        qs = EnvelopeRow.filter(tenant_id=tenant.id)
+        if record_type:
+            qs = qs.filter(record_type=record_type)
+        if record_id:
+            qs = qs.filter(record_id=record_id)
+        if status:
+            qs = qs.filter(status=status)
+        if cursor:
+            qs = qs.filter(id__lt=cursor)
+        ids = await qs.order_by("-id").limit(limit + 1).values_list("id", flat=True)
+        more = len(ids) > limit
+        ids = list(ids[:limit])
+        items = []
+        async with UnitOfWork() as uow:
+            for envelope_id in ids:
+                env = await uow.envelopes.get(str(envelope_id), tenant_id=tenant.id)
+                if env is not None:
+                    items.append(env)
+        return Page(items, str(ids[-1]) if more and ids else None)
+
+    async def _get(self, uow: UnitOfWork, tenant: TenantInfo, envelope_id: str, *, for_update: bool = False) -> Envelope:
+        env = await uow.envelopes.get(envelope_id, tenant_id=tenant.id, for_update=for_update)
+        if env is None:
+            raise NotFoundError(f"No envelope {envelope_id}.")
+        return env
+
+    async def document_content(self, tenant: TenantInfo, envelope_id: str, document_id: str, *, original: bool) -> tuple[Document, bytes]:
+        env = await self.get_envelope(tenant, envelope_id)
+        try:
+            doc = env.document(document_id)
+        except KeyError:
+            raise NotFoundError(f"No document {document_id} in envelope {envelope_id}.") from None
+        return doc, await self.store.get(doc.sha256 if original else doc.current_sha256)
+
+    async def signed_result(self, tenant: TenantInfo, envelope_id: str) -> tuple[str, str, bytes]:
+        """(filename, content type, bytes): the PDF, or a ZIP when there are several documents."""
+        env = await self.get_envelope(tenant, envelope_id)
+        if env.status != EnvelopeStatus.COMPLETED:
+            raise InvalidStateError(f"The signed result exists once the envelope is completed; it is {env.status.value}.")
+        files = [(d.name, await self.store.get(d.signed_sha256 or d.current_sha256)) for d in env.documents]
+        if len(files) == 1:
+            return files[0][0], "application/pdf", files[0][1]
+        data = await asyncio.to_thread(_zip, files)
+        return f"{env.id}.zip", "application/zip", data
+
+    async def audit_trail(self, tenant: TenantInfo, envelope_id: str) -> tuple[Envelope, list[AuditEvent]]:
+        env = await self.get_envelope(tenant, envelope_id)
+        events = await AuditEvent.filter(envelope_id=env.id).order_by("seq")
+        return env, list(events)
+
+
+def _zip(files: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    seen: dict[str, int] = {}
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files:
+            n = seen.get(name, 0)
+            seen[name] = n + 1
+            if n:
+                stem, dot, ext = name.rpartition(".")
+                name = f"{stem} ({n}).{ext}" if dot else f"{name} ({n})"
+            zf.writestr(name, data)
+    return buf.getvalue()

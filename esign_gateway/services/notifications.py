@@ -1,0 +1,77 @@
+"""Signer e-mails, sent by job handlers (at-least-once, idempotent by state checks).
+
+A handler re-reads the envelope: an invitation is only sent while the signer still has to act,
+a cancellation notice only for a cancelled envelope. The e-mail goes out, then its audit event
+is recorded; a crash in between re-sends the same link (never a second, different one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from esign_gateway.clock import Clock
+from esign_gateway.db.models import Tenant
+from esign_gateway.db.uow import UnitOfWork
+from esign_gateway.domain.envelope import Envelope, Signer
+from esign_gateway.domain.masking import mask_email
+from esign_gateway.domain.states import EnvelopeStatus
+from esign_gateway.messages import MessageContext, render_cancelled, render_invitation
+from esign_gateway.ports import EmailSender
+from esign_gateway.secretbox import SecretBox
+
+__all__ = ["NotificationService"]
+
+log = structlog.get_logger(__name__)
+
+
+class NotificationService:
+    def __init__(self, *, clock: Clock, email: EmailSender, box: SecretBox, public_url: str) -> None:
+        self.clock = clock
+        self.email = email
+        self.box = box
+        self.public_url = public_url
+
+    async def _context(self, env: Envelope, signer: Signer, token: str | None) -> MessageContext:
+        tenant = await Tenant.get(id=env.tenant_id)
+        assert env.expires_at is not None
+        return MessageContext(
+            language=env.language, signer_name=signer.name, signer_email=signer.email, sender_name=tenant.name,
+            envelope_name=env.name, envelope_id=env.id, message=env.message,
+            document_names=[d.name for d in env.documents], expires_at=env.expires_at,
+            link=f"{self.public_url}/sign/{token}" if token else f"{self.public_url}/",
+            reply_to=None,
+        )
+
+    async def send_invitation(self, payload: dict[str, Any]) -> None:
+        async with UnitOfWork() as uow:
+            env = await uow.envelopes.get(payload["envelope_id"])
+            if env is None or env.is_past_expiry(self.clock.now()) or env.status != EnvelopeStatus.SENT:
+                return
+            signer = env.signer(payload["signer_id"])
+            sealed = await uow.signers.sealed_token(signer.id)
+        if not signer.can_act or sealed is None:
+            return
+        message = render_invitation(await self._context(env, signer, self.box.open(sealed)))
+        await self.email.send(message)
+        log.info("invitation_sent", envelope_id=env.id, signer_id=signer.id, to=mask_email(signer.email))
+        await self._record(env.id, "signer.invitation_sent", signer.id)
+
+    async def send_cancel_notice(self, payload: dict[str, Any]) -> None:
+        async with UnitOfWork() as uow:
+            env = await uow.envelopes.get(payload["envelope_id"])
+        if env is None or env.status != EnvelopeStatus.CANCELLED:
+            return
+        signer = env.signer(payload["signer_id"])
+        message = render_cancelled(await self._context(env, signer, None), env.cancel_reason)
+        await self.email.send(message)
+        await self._record(env.id, "signer.cancel_notice_sent", signer.id)
+
+    async def _record(self, envelope_id: str, type_: str, signer_id: str) -> None:
+        async with UnitOfWork() as uow:
+            env = await uow.envelopes.get(envelope_id, for_update=True)
+            if env is None:
+                return
+            env.note(type_, self.clock.now(), env.signer(signer_id), data={"channel": "email"})
+            await uow.envelopes.save(env, bump=False)

@@ -1,0 +1,117 @@
+"""Tenants and API keys. Keys are ``esk_`` + 32 random bytes, shown once, stored as SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from esign_gateway.clock import Clock
+from esign_gateway.db.models import ApiKey, Tenant
+from esign_gateway.domain.ids import uuid7
+from esign_gateway.errors import NotFoundError, UnauthorizedError, ValidationFailedError
+
+__all__ = ["ROLES", "Principal", "TenantInfo", "TenantService"]
+
+ROLES = ("integration", "support", "operator")
+KEY_PREFIX = "esk_"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantInfo:
+    id: str
+    name: str
+    mode: str
+    plan_code: str
+    provider: str | None
+    signing_enabled: bool
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Tenant) -> TenantInfo:
+        return cls(row.id, row.name, row.mode, row.plan_code, row.provider, row.signing_enabled, row.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's role and, for integration keys, its tenant."""
+
+    key_id: str
+    role: str
+    tenant: TenantInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    id: str
+    prefix: str
+    secret: str
+    """The whole key. Shown once; only its SHA-256 is stored."""
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class TenantService:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    async def create_tenant(self, name: str, *, paid: bool, plan_code: str = "free") -> tuple[TenantInfo, IssuedKey]:
+        name = name.strip()
+        if not name:
+            raise ValidationFailedError(errors=[{"field": "name", "message": "must not be empty"}])
+        row = await Tenant.create(
+            id=str(uuid7()), name=name, mode="paid" if paid else "trial", plan_code=plan_code,
+            created_at=self.clock.now(),
+        )
+        key = await self.create_key("integration", tenant_id=row.id)
+        return TenantInfo.from_row(row), key
+
+    async def update_tenant(self, tenant_id: str, *, paid: bool | None = None, name: str | None = None) -> TenantInfo:
+        row = await Tenant.get_or_none(id=tenant_id)
+        if row is None:
+            raise NotFoundError(f"No tenant {tenant_id}.")
+        if paid is not None:
+            row.mode = "paid" if paid else "trial"
+        if name:
+            row.name = name
+        await row.save()
+        return TenantInfo.from_row(row)
+
+    async def list_tenants(self) -> list[TenantInfo]:
+        return [TenantInfo.from_row(r) for r in await Tenant.all().order_by("created_at")]
+
+    async def create_key(self, role: str, *, tenant_id: str | None = None) -> IssuedKey:
+        if role not in ROLES:
+            raise ValidationFailedError(errors=[{"field": "role", "message": f"one of {', '.join(ROLES)}"}])
+        if role == "integration":
+            if tenant_id is None or not await Tenant.exists(id=tenant_id):
+                raise ValidationFailedError(errors=[{"field": "tenant", "message": "an existing tenant is required"}])
+        elif tenant_id is not None:
+            raise ValidationFailedError(errors=[{"field": "tenant", "message": f"{role} keys span all tenants"}])
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        prefix = secret[:12]
+        key_id = str(uuid7())
+        await ApiKey.create(
+            id=key_id, tenant_id=tenant_id, role=role, prefix=prefix, key_hash=hash_key(secret),
+            created_at=self.clock.now(),
+        )
+        return IssuedKey(key_id, prefix, secret)
+
+    async def revoke_key(self, prefix: str) -> int:
+        """Revoke every live key starting with ``prefix`` (at least 8 characters)."""
+        if len(prefix) < 8:
+            raise ValidationFailedError(errors=[{"field": "prefix", "message": "give at least 8 characters"}])
+        return await ApiKey.filter(prefix=prefix[:12], revoked_at=None).update(revoked_at=self.clock.now())
+
+    async def authenticate(self, secret: str) -> Principal:
+        """Look the key up by its SHA-256 (an index lookup: no timing oracle on the secret)."""
+        if not secret.startswith(KEY_PREFIX):
+            raise UnauthorizedError()
+        key = await ApiKey.filter(key_hash=hash_key(secret), revoked_at=None).select_related("tenant").first()
+        if key is None:
+            raise UnauthorizedError()
+        tenant = TenantInfo.from_row(key.tenant) if key.tenant is not None else None
+        return Principal(key.id, key.role, tenant)
