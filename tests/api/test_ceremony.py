@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import zipfile
 from typing import Any
@@ -12,11 +13,9 @@ from adapters.providers.local import pades
 from tests.api.conftest import Ceremony, Tenant, envelope_body, signer
 
 
-def _validate(pdf: bytes, material: Any) -> list[Any]:
-    from pyhanko.keys import load_cert_from_pemder
-
-    roots = [load_cert_from_pemder(str(p)) for p in material.trust_root_paths]
-    return pades.validate(pdf, roots)
+async def _validate(pdf: bytes, material: Any) -> list[Any]:
+    """pyHanko's validator against the dev CA (in a thread: it runs its own event loop)."""
+    return await asyncio.to_thread(pades.validate, pdf, pades.load_roots(material.trust_root_paths))
 
 
 async def _create(api: Any, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +53,7 @@ async def test_one_signer_signs_and_the_result_validates(
     resp = await api.get(f"/v1/envelopes/{env['id']}/download", headers=tenant.auth)
     assert resp.status == 200 and resp.content_type == "application/pdf"
     pdf = await resp.read()
-    checks = _validate(pdf, shared_parts["material"])
+    checks = await _validate(pdf, shared_parts["material"])
     assert len(checks) == 1
     assert checks[0].intact and checks[0].valid and checks[0].trusted
     assert checks[0].timestamp is not None
@@ -62,7 +61,7 @@ async def test_one_signer_signs_and_the_result_validates(
     # one flipped byte inside the signed range breaks it
     tampered = bytearray(pdf)
     tampered[len(pdf) // 3] ^= 0x01
-    assert not all(c.intact and c.valid for c in _validate(bytes(tampered), shared_parts["material"]))
+    assert not all(c.intact and c.valid for c in await _validate(bytes(tampered), shared_parts["material"]))
 
     trail = await (await api.get(f"/v1/envelopes/{env['id']}/audit", headers=tenant.auth)).json()
     types = [e["type"] for e in trail["events"]]
@@ -96,7 +95,7 @@ async def test_second_signer_notified_only_after_first_signs(
     assert done["status"] == "completed"
 
     pdf = await (await api.get(f"/v1/envelopes/{env['id']}/download", headers=tenant.auth)).read()
-    checks = _validate(pdf, shared_parts["material"])
+    checks = await _validate(pdf, shared_parts["material"])
     assert [c.signer_name for c in checks] == ["Jana Nováková", "Petr Šťastný"]
     assert all(c.intact and c.valid and c.trusted for c in checks)
     assert len(PdfFileReader(io.BytesIO(pdf)).embedded_signatures) == 2
@@ -127,7 +126,7 @@ async def test_two_parallel_signers_both_notified_and_both_signatures_survive(
         names = zf.namelist()
         assert names == ["smlouva-1.pdf", "smlouva-2.pdf"]
         for name in names:
-            checks = _validate(zf.read(name), shared_parts["material"])
+            checks = await _validate(zf.read(name), shared_parts["material"])
             assert sorted(c.signer_name for c in checks) == ["Jana Nováková", "Ľubomír Ďurica"]
             assert all(c.intact and c.valid for c in checks)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
@@ -77,6 +78,13 @@ async def _read_limited(part: BodyPartReader, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
+def _filename(raw: str | None, index: int) -> str:
+    """Clients percent-encode non-ASCII file names (RFC 7578 §4.2 tolerates it): decode them."""
+    name = unquote(raw) if raw and "%" in raw else raw
+    name = (name or "").replace("/", "_").replace("\\", "_").strip()
+    return name[:255] or f"document-{index + 1}.pdf"
+
+
 async def _parse_create(request: web.Request) -> NewEnvelope:
     settings = request.app[CONTAINER].settings
     docs: list[NewDocument] = []
@@ -97,7 +105,7 @@ async def _parse_create(request: web.Request) -> NewEnvelope:
                 total += len(data)
                 if total > settings.max_request_bytes:
                     raise DocumentTooLargeError(f"The documents exceed {settings.max_request_bytes} bytes in total.")
-                docs.append(NewDocument(part.filename or f"document-{len(docs) + 1}.pdf", data))
+                docs.append(NewDocument(_filename(part.filename, len(docs)), data))
             else:
                 raise ValidationFailedError(errors=[{"field": part.name or "?", "message": "unexpected part"}])
         if not isinstance(raw_envelope, dict):
@@ -201,8 +209,6 @@ async def delete_envelope(request: web.Request) -> web.Response:
 
 
 def _attachment(name: str) -> str:
-    from urllib.parse import quote
-
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 

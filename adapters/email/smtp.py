@@ -1,0 +1,67 @@
+"""SmtpEmailSender: real e-mail through an SMTP server (aiosmtplib).
+
+``ESIGN_SMTP_URL``: ``smtp://[user:pass@]host[:port][?starttls=true&timeout=20]`` or
+``smtps://…`` (implicit TLS). A 5xx answer is a permanent failure (the address will not
+work); 4xx, timeouts and connection errors are transient and the job queue retries them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from esign_gateway.errors import DeliveryError
+from esign_gateway.ports import OutgoingEmail
+
+from .mime import build_mime
+
+__all__ = ["SmtpEmailSender"]
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpEmailSender:
+    host: str
+    port: int
+    sender: str
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False
+    start_tls: bool | None = None
+    timeout: float = 20.0
+
+    @classmethod
+    def from_url(cls, url: str, *, sender: str) -> SmtpEmailSender:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError("ESIGN_SMTP_URL must start with smtp:// or smtps://")
+        query = parse_qs(parts.query)
+        implicit = parts.scheme == "smtps"
+        starttls = query.get("starttls", [""])[0].lower()
+        return cls(
+            host=parts.hostname or "localhost",
+            port=parts.port or (465 if implicit else 25),
+            sender=sender,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=implicit,
+            start_tls=True if starttls in ("1", "true", "yes") else False if starttls in ("0", "false", "no") else None,
+            timeout=float(query.get("timeout", ["20"])[0]),
+        )
+
+    async def send(self, message: OutgoingEmail) -> None:
+        mime = build_mime(message, self.sender, datetime.now(UTC))
+        try:
+            await aiosmtplib.send(
+                mime, hostname=self.host, port=self.port, username=self.username, password=self.password,
+                use_tls=self.use_tls, start_tls=self.start_tls, timeout=self.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            raise DeliveryError("The recipient was refused.", permanent=all(c >= 500 for c in codes)) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise DeliveryError(f"SMTP answered {exc.code}.", permanent=exc.code >= 500) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"SMTP unavailable: {type(exc).__name__}.", permanent=False) from None

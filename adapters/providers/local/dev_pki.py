@@ -1,0 +1,134 @@
+"""Development PKI, generated once into ``<data_dir>/pki``: a CA, a signing certificate, a TSA
+certificate and the CA's CRL. Every subject says DEVELOPMENT (untrusted): never use in production.
+
+The certificates follow what pyHanko's validator accepts by default: the signer has
+nonRepudiation; the root is a CA with keyCertSign + cRLSign; the TSA has the critical
+``timeStamping`` EKU and an RSA key; lifetimes outlive the 3-year archive.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["DevPki", "ensure_dev_pki"]
+
+ORG = "esign-gateway DEVELOPMENT (untrusted)"
+
+
+@dataclass(frozen=True, slots=True)
+class DevPki:
+    directory: Path
+    ca_cert_path: Path
+    ca_key_path: Path
+    crl_path: Path
+    signer_cert_path: Path
+    signer_key_path: Path
+    tsa_cert_path: Path
+    tsa_key_path: Path
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "CZ"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
+        x509.NameAttribute(NameOID.COMMON_NAME, cn),
+    ])
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _paths(directory: Path) -> DevPki:
+    return DevPki(
+        directory=directory,
+        ca_cert_path=directory / "dev-ca.pem", ca_key_path=directory / "dev-ca.key",
+        crl_path=directory / "dev-ca.crl",
+        signer_cert_path=directory / "dev-signer.pem", signer_key_path=directory / "dev-signer.key",
+        tsa_cert_path=directory / "dev-tsa.pem", tsa_key_path=directory / "dev-tsa.key",
+    )
+
+
+def ensure_dev_pki(directory: Path) -> DevPki:
+    """Return the development PKI in ``directory``, creating it the first time."""
+    pki = _paths(directory)
+    if all(p.exists() for p in (pki.ca_cert_path, pki.signer_cert_path, pki.tsa_cert_path, pki.crl_path,
+                                pki.signer_key_path, pki.tsa_key_path, pki.ca_key_path)):
+        return pki
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = _name("esign-gateway development root CA")
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + timedelta(days=365 * 20))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+            key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+        ), critical=True)
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
+
+    def issue(cn: str, key: rsa.RSAPrivateKey, *, tsa: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(cn)).issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + timedelta(days=365 * 10))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=not tsa, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False,
+            ), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(aki, critical=False)
+        )
+        if tsa:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    signer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signer_cert = issue("esign-gateway development seal", signer_key, tsa=False)
+    tsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    tsa_cert = issue("esign-gateway development TSA", tsa_key, tsa=True)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_name).last_update(now).next_update(now + timedelta(days=365))
+        .add_extension(aki, critical=False)
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    _write(pki.ca_key_path, _key_pem(ca_key), 0o600)
+    _write(pki.signer_key_path, _key_pem(signer_key), 0o600)
+    _write(pki.tsa_key_path, _key_pem(tsa_key), 0o600)
+    _write(pki.crl_path, crl.public_bytes(serialization.Encoding.DER), 0o644)
+    _write(pki.signer_cert_path, signer_cert.public_bytes(pem), 0o644)
+    _write(pki.tsa_cert_path, tsa_cert.public_bytes(pem), 0o644)
+    _write(pki.ca_cert_path, ca_cert.public_bytes(pem), 0o644)  # last: its presence marks completion
+    return pki

@@ -1,0 +1,241 @@
+"""PAdES signing with pyHanko, as a synchronous function for a worker process.
+
+``sign(request)`` adds one signer's signature as an incremental update: PAdES (ETSI.CAdES.detached)
+with a trusted timestamp (B-T), a visible stamp on the last page (name, time, envelope ID) and the
+signer's name and verification method in the signature dictionary.
+
+Speed (see shared/pyhanko-notes.md): pyHanko's ``SimpleSigner`` re-parses its key from DER on
+every signature and sizes the container with a dry-run signature; the dummy TSA parses its key
+per token. Here the parsed keys are kept per process, ``bytes_reserved`` is fixed, and the
+signer objects are built once by ``init_worker``. Signing never runs on the event loop: the
+provider calls this in a process pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.text import TextBoxStyle
+from pyhanko.sign import fields, signers
+from pyhanko.sign.general import get_pyca_cryptography_hash, load_cert_from_pemder
+from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
+from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
+from pyhanko.stamp import TextStampStyle
+from pyhanko_certvalidator import ValidationContext
+
+from esign_gateway.errors import ProviderError
+from esign_gateway.ports import SignatureRequest
+
+from .tsa import DevTimeStamper
+
+__all__ = ["SignatureCheck", "SigningMaterial", "init_worker", "load_roots", "sign", "stamp_box", "validate"]
+
+FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"
+BYTES_RESERVED = 32 * 1024
+STAMP_W, STAMP_H, MARGIN, GAP = 170, 62, 36, 8
+
+_SIGNED_WORD = {"cs": "Elektronicky podepsal(a)", "sk": "Elektronicky podpísal(a)", "en": "Signed electronically by"}
+_ENVELOPE_WORD = {"cs": "ID obálky", "sk": "ID obálky", "en": "Envelope ID"}
+
+
+@dataclass(frozen=True, slots=True)
+class SigningMaterial:
+    """Where the signing identity lives (picklable: it is sent to worker processes)."""
+
+    key_pem_path: Path | None = None
+    cert_pem_path: Path | None = None
+    chain_pem_paths: tuple[Path, ...] = ()
+    pkcs12_path: Path | None = None
+    pkcs12_password: bytes | None = None
+    tsa_url: str | None = None
+    dev_tsa_key_path: Path | None = None
+    dev_tsa_cert_path: Path | None = None
+    trust_root_paths: tuple[Path, ...] = field(default_factory=tuple)
+
+
+class _CachedKeySigner(signers.SimpleSigner):
+    """``SimpleSigner`` that keeps the parsed private key instead of re-parsing it per signature."""
+
+    _pyca_key: Any = None
+
+    def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
+        if self._pyca_key is None:
+            self._pyca_key = serialization.load_der_private_key(self.signing_key.dump(), password=None)
+        mechanism = self.get_signature_mechanism_for_digest(digest_algorithm).signature_algo
+        if mechanism == "rsassa_pkcs1v15" and isinstance(self._pyca_key, RSAPrivateKey):
+            return self._pyca_key.sign(data, PKCS1v15(), get_pyca_cryptography_hash(digest_algorithm))
+        return super().sign_raw(data, digest_algorithm)
+
+
+@dataclass
+class _Worker:
+    signer: signers.Signer
+    timestamper: TimeStamper
+    font: GlyphAccumulatorFactory
+
+
+_state: _Worker | None = None
+_material: SigningMaterial | None = None
+
+
+def _load(material: SigningMaterial) -> _Worker:
+    if material.pkcs12_path is not None:
+        signer: signers.SimpleSigner | None = _CachedKeySigner.load_pkcs12(
+            str(material.pkcs12_path), passphrase=material.pkcs12_password
+        )
+    else:
+        assert material.key_pem_path and material.cert_pem_path
+        signer = _CachedKeySigner.load(
+            str(material.key_pem_path), str(material.cert_pem_path),
+            ca_chain_files=tuple(str(p) for p in material.chain_pem_paths),
+        )
+    if signer is None:
+        raise ProviderError("The signing key could not be loaded.")
+    timestamper: TimeStamper
+    if material.tsa_url:
+        timestamper = HTTPTimeStamper(material.tsa_url, timeout=15)
+    else:
+        assert material.dev_tsa_key_path and material.dev_tsa_cert_path
+        timestamper = DevTimeStamper.from_files(material.dev_tsa_cert_path, material.dev_tsa_key_path)
+    return _Worker(signer, timestamper, GlyphAccumulatorFactory(str(FONT_PATH), font_size=8))
+
+
+def init_worker(material: SigningMaterial) -> None:
+    """Process-pool initializer: load the identity once per process."""
+    global _state, _material
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    logging.getLogger("pyhanko").setLevel(logging.WARNING)
+    _material = material
+    _state = _load(material)
+
+
+def stamp_box(page_box: tuple[float, float, float, float], slot: int) -> tuple[int, int, int, int]:
+    """Stamps in rows of up to three from the bottom of the last page; slots never overlap."""
+    x0, y0, x1, _y1 = page_box
+    per_row = max(1, int((x1 - x0 - 2 * MARGIN + GAP) // (STAMP_W + GAP)))
+    row, col = divmod(slot, per_row)
+    left = int(x0 + MARGIN + col * (STAMP_W + GAP))
+    bottom = int(y0 + MARGIN + row * (STAMP_H + GAP))
+    return left, bottom, left + STAMP_W, bottom + STAMP_H
+
+
+def sign(request: SignatureRequest) -> tuple[bytes, datetime | None]:
+    """Sign ``request.pdf`` for one signer. Sync: run it in a worker process or thread."""
+    if _state is None:
+        if _material is None:
+            raise ProviderError("The signing worker is not initialised.")
+        init_worker(_material)
+    assert _state is not None
+    try:
+        return asyncio.run(_sign(_state, request))
+    except ProviderError:
+        raise
+    except Exception as exc:
+        raise ProviderError(f"Signing failed: {type(exc).__name__}.") from None
+
+
+async def _sign(state: _Worker, request: SignatureRequest) -> tuple[bytes, datetime | None]:
+    reader_writer = IncrementalPdfFileWriter(io.BytesIO(request.pdf), strict=False)
+    if reader_writer.prev.encrypted:
+        raise ProviderError("Encrypted documents cannot be signed.")
+    pages = reader_writer.root["/Pages"]
+    page_count = int(pages["/Count"])
+    last_page = reader_writer.find_page_for_modification(page_count - 1)[0].get_object()
+    media_box = tuple(float(v) for v in last_page.get("/MediaBox", [0, 0, 595, 842]))
+    box = stamp_box(media_box, request.slot)  # type: ignore[arg-type]
+    lang = request.language if request.language in _SIGNED_WORD else "en"
+    stamp = TextStampStyle(
+        stamp_text=(
+            f"{_SIGNED_WORD[lang]}\n%(signer)s\n%(ts)s\n{_ENVELOPE_WORD[lang]}:\n{request.envelope_id}"
+        ),
+        text_box_style=TextBoxStyle(font=state.font, font_size=6.5, leading=8),
+        timestamp_format="%Y-%m-%d %H:%M:%S UTC",
+        border_width=1,
+    )
+    meta = signers.PdfSignatureMetadata(
+        field_name=request.field_name,
+        subfilter=fields.SigSeedSubFilter.PADES,
+        name=request.signer_name,
+        reason=f"Signed by {request.signer_name}; verified by {request.verification}",
+        location=None,
+        md_algorithm="sha256",
+    )
+    pdf_signer = signers.PdfSigner(
+        meta, signer=state.signer, timestamper=state.timestamper, stamp_style=stamp,
+        new_field_spec=fields.SigFieldSpec(sig_field_name=request.field_name, on_page=page_count - 1, box=box),
+    )
+    out = io.BytesIO()
+    await pdf_signer.async_sign_pdf(
+        reader_writer, output=out, bytes_reserved=BYTES_RESERVED,
+        appearance_text_params={"signer": request.signer_name},
+    )
+    data = out.getvalue()
+    return data, _timestamp_of(data, request.field_name)
+
+
+def _timestamp_of(pdf: bytes, field_name: str) -> datetime | None:
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    for sig in reader.embedded_signatures:
+        if sig.field_name == field_name:
+            for tst in extract_tst_data_iter(sig.signer_info, signed=False):
+                gen_time: datetime = tst["encap_content_info"]["content"].parsed["gen_time"].native
+                return gen_time.astimezone(UTC)
+    return None
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    field_name: str
+    signer_name: str | None
+    intact: bool
+    valid: bool
+    trusted: bool
+    coverage: str
+    modification_level: str | None
+    bottom_line: bool
+    timestamp: datetime | None
+
+
+def validate(pdf: bytes, trust_roots: list[asn1_x509.Certificate]) -> list[SignatureCheck]:
+    """Validate every signature with pyHanko (sync; for worker threads, tests and tools)."""
+    from pyhanko.sign.validation import async_validate_pdf_signature
+
+    async def run() -> list[SignatureCheck]:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        checks = []
+        for sig in reader.embedded_signatures:
+            vc = ValidationContext(trust_roots=trust_roots, allow_fetching=False)
+            status = await async_validate_pdf_signature(sig, vc)
+            ts = status.timestamp_validity.timestamp if status.timestamp_validity else None
+            name = sig.sig_object.get("/Name")
+            checks.append(SignatureCheck(
+                field_name=sig.field_name, signer_name=str(name) if name is not None else None,
+                intact=status.intact, valid=status.valid, trusted=status.trusted,
+                coverage=status.coverage.name if status.coverage else "",
+                modification_level=status.modification_level.name if status.modification_level else None,
+                bottom_line=status.bottom_line, timestamp=ts,
+            ))
+        return checks
+
+    return asyncio.run(run())
+
+
+def load_roots(paths: tuple[Path, ...]) -> list[asn1_x509.Certificate]:
+    return [load_cert_from_pemder(str(p)) for p in paths]
+
