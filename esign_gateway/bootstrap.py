@@ -11,6 +11,7 @@ import os
 
 from aiohttp import web
 from tortoise import Tortoise
+from tortoise.exceptions import IntegrityError
 from tortoise.migrations.api import migrate as tortoise_migrate
 
 from adapters.email.outbox import OutboxEmailSender
@@ -45,7 +46,9 @@ async def init_db(settings: Settings, *, pool_max: int = 10) -> None:
 
 
 async def close_db() -> None:
+    """Close connections and forget the model registry (so a later ``init_db`` may use another backend)."""
     await Tortoise.close_connections()
+    await Tortoise._reset_apps()
 
 
 async def migrate(settings: Settings) -> None:
@@ -54,7 +57,7 @@ async def migrate(settings: Settings) -> None:
     try:
         await tortoise_migrate(config=build_config(settings.resolved_database_url))
     finally:
-        await Tortoise.close_connections()
+        await close_db()
 
 
 def _secret_key(settings: Settings) -> bytes:
@@ -180,9 +183,10 @@ async def _pepper(box: SecretBox, clock: Clock) -> bytes:
     """The SMS-code pepper: random once, stored Fernet-sealed in the database (shared by all web processes)."""
     row = await GatewaySecret.get_or_none(name="code_pepper")
     if row is None:
-        await GatewaySecret.get_or_create(
-            name="code_pepper", defaults={"sealed": box.seal(os.urandom(32).hex()), "created_at": clock.now()}
-        )
+        try:
+            await GatewaySecret.create(name="code_pepper", sealed=box.seal(os.urandom(32).hex()), created_at=clock.now())
+        except IntegrityError:
+            pass  # another process created it first: use theirs
         row = await GatewaySecret.get(name="code_pepper")
     return bytes.fromhex(box.open(row.sealed))
 

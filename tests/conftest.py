@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from esign_gateway.bootstrap import build_container, close_db, init_db, migrate
 from esign_gateway.config import Settings
@@ -220,6 +221,9 @@ async def container(
         providers={"local": _Shared(shared_parts["provider"])},
         inspector=_Shared(shared_parts["inspector"]),
     )
+    # tortoise caches compiled INSERTs per connection *name*: tests alternate SQLite and PostgreSQL
+    # under the same name "default", so start each test with an empty cache.
+    EXECUTOR_CACHE.clear()
     await init_db(settings)
     yield c
     await close_db()
