@@ -31,8 +31,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
 from pyhanko.sign.general import get_pyca_cryptography_hash, load_cert_from_pemder
-from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
-from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
+from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
 
@@ -43,7 +42,7 @@ from .tsa import DevTimeStamper
 
 __all__ = ["SignatureCheck", "SigningMaterial", "init_worker", "load_roots", "sign", "stamp_box", "validate"]
 
-FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"
+FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans-Stamp.ttf"
 BYTES_RESERVED = 32 * 1024
 STAMP_W, STAMP_H, MARGIN, GAP = 170, 62, 36, 8
 
@@ -80,11 +79,33 @@ class _CachedKeySigner(signers.SimpleSigner):
         return super().sign_raw(data, digest_algorithm)
 
 
+class _RecordsTime:
+    """Mixin: remember the TSA time of the last token (each worker process signs one at a time)."""
+
+    last_time: datetime | None = None
+
+    async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> Any:
+        token = await super().async_timestamp(message_digest, md_algorithm)  # type: ignore[misc]
+        gen_time = token["content"]["encap_content_info"]["content"].parsed["gen_time"].native
+        self.last_time = gen_time.astimezone(UTC)
+        return token
+
+
+class _HttpTsa(_RecordsTime, HTTPTimeStamper):
+    pass
+
+
+class _DevTsa(_RecordsTime, DevTimeStamper):
+    pass
+
+
 @dataclass
 class _Worker:
     signer: signers.Signer
-    timestamper: TimeStamper
+    timestamper: _HttpTsa | _DevTsa
     font: GlyphAccumulatorFactory
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    """pyHanko's API is async; one private loop per worker process saves a loop per signature."""
 
 
 _state: _Worker | None = None
@@ -104,12 +125,12 @@ def _load(material: SigningMaterial) -> _Worker:
         )
     if signer is None:
         raise ProviderError("The signing key could not be loaded.")
-    timestamper: TimeStamper
+    timestamper: _HttpTsa | _DevTsa
     if material.tsa_url:
-        timestamper = HTTPTimeStamper(material.tsa_url, timeout=15)
+        timestamper = _HttpTsa(material.tsa_url, timeout=15)
     else:
         assert material.dev_tsa_key_path and material.dev_tsa_cert_path
-        timestamper = DevTimeStamper.from_files(material.dev_tsa_cert_path, material.dev_tsa_key_path)
+        timestamper = _DevTsa.from_files(material.dev_tsa_cert_path, material.dev_tsa_key_path)
     return _Worker(signer, timestamper, GlyphAccumulatorFactory(str(FONT_PATH), font_size=8))
 
 
@@ -120,6 +141,14 @@ def init_worker(material: SigningMaterial) -> None:
     logging.getLogger("pyhanko").setLevel(logging.WARNING)
     _material = material
     _state = _load(material)
+
+
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def stamp_box(page_box: tuple[float, float, float, float], slot: int) -> tuple[int, int, int, int]:
@@ -140,7 +169,9 @@ def sign(request: SignatureRequest) -> tuple[bytes, datetime | None]:
         init_worker(_material)
     assert _state is not None
     try:
-        return asyncio.run(_sign(_state, request))
+        if _in_running_loop():
+            return asyncio.run(_sign(_state, request))  # called from a thread beside a loop
+        return _state.loop.run_until_complete(_sign(_state, request))
     except ProviderError:
         raise
     except Exception as exc:
@@ -178,22 +209,12 @@ async def _sign(state: _Worker, request: SignatureRequest) -> tuple[bytes, datet
         new_field_spec=fields.SigFieldSpec(sig_field_name=request.field_name, on_page=page_count - 1, box=box),
     )
     out = io.BytesIO()
+    state.timestamper.last_time = None
     await pdf_signer.async_sign_pdf(
         reader_writer, output=out, bytes_reserved=BYTES_RESERVED,
         appearance_text_params={"signer": request.signer_name},
     )
-    data = out.getvalue()
-    return data, _timestamp_of(data, request.field_name)
-
-
-def _timestamp_of(pdf: bytes, field_name: str) -> datetime | None:
-    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
-    for sig in reader.embedded_signatures:
-        if sig.field_name == field_name:
-            for tst in extract_tst_data_iter(sig.signer_info, signed=False):
-                gen_time: datetime = tst["encap_content_info"]["content"].parsed["gen_time"].native
-                return gen_time.astimezone(UTC)
-    return None
+    return out.getvalue(), state.timestamper.last_time
 
 
 # ------------------------------------------------------------------------------ validation

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 from asn1crypto import cms, core, tsp
@@ -29,7 +29,7 @@ class DevTimeStamper(DummyTimeStamper):
     _pyca_key: Any = None
 
     @classmethod
-    def from_files(cls, cert_path: Path, key_path: Path) -> DevTimeStamper:
+    def from_files(cls, cert_path: Path, key_path: Path) -> Self:
         return cls(tsa_cert=load_cert_from_pemder(str(cert_path)),
                    tsa_key=load_private_key_from_pemder(str(key_path), passphrase=None))
 
