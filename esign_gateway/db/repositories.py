@@ -7,7 +7,7 @@ rows (hash-chained) and outbox rows, inside the caller's transaction.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -20,7 +20,7 @@ from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
 
 from .models import AuditEvent, DocumentRow, EnvelopeRow, OutboxEvent, SignerRow
 
-__all__ = ["ConcurrentUpdate", "EnvelopeRepository"]
+__all__ = ["ConcurrentUpdate", "EnvelopeRepository", "chain_body", "verify_chain"]
 
 _ENVELOPE_FIELDS = (
     "status", "sent_at", "expires_at", "completed_at", "ended_at", "cancel_reason", "retained_until",
@@ -140,11 +140,10 @@ class EnvelopeRepository:
         for event in events:
             seq += 1
             salt = secrets.token_hex(16) if (event.ip or event.user_agent) else None
-            body = {
-                "envelope_id": env.id, "seq": seq, "type": event.type, "at": event.at.isoformat(),
-                "actor": event.actor, "signer_id": event.signer_id, "data": event.data,
-                "pii": audit_chain.pii_commitment(salt, event.ip, event.user_agent) if salt else None,
-            }
+            body = chain_body(
+                env.id, seq, event.type, event.at, event.actor, event.signer_id, event.data,
+                audit_chain.pii_commitment(salt, event.ip, event.user_agent) if salt else None,
+            )
             digest = audit_chain.link_hash(head, body)
             rows.append(
                 AuditEvent(
@@ -185,6 +184,36 @@ class EnvelopeRepository:
     async def delete(self, env: Envelope) -> None:
         await EnvelopeRow.filter(id=env.id).using_db(self.conn).delete()
         await AuditEvent.filter(envelope_id=env.id).using_db(self.conn).delete()
+
+
+def chain_body(
+    envelope_id: str, seq: int, type_: str, at: datetime, actor: str, signer_id: str | None,
+    data: dict[str, Any], pii: str | None,
+) -> dict[str, Any]:
+    """The hashed fields of one audit event (times normalised to UTC, so storage cannot change them)."""
+    return {
+        "envelope_id": envelope_id, "seq": seq, "type": type_, "at": at.astimezone(UTC).isoformat(),
+        "actor": actor, "signer_id": signer_id, "data": data, "pii": pii,
+    }
+
+
+async def verify_chain(envelope_id: str) -> int | None:
+    """Recompute an envelope's audit chain from storage: the seq of the first broken link, or None."""
+    rows = await AuditEvent.filter(envelope_id=envelope_id).order_by("seq")
+    links = [
+        audit_chain.ChainLink(
+            r.seq, chain_body(r.envelope_id, r.seq, r.type, r.at, r.actor, r.signer_id, r.data, r.pii_commitment),
+            r.prev_hash, r.hash,
+        )
+        for r in rows
+    ]
+    broken = audit_chain.verify(links)
+    if broken is not None:
+        return broken
+    for r in rows:  # personal data beside the chain must still match its commitment (unless erased)
+        if r.pii_salt and (r.ip or r.user_agent) and audit_chain.pii_commitment(r.pii_salt, r.ip, r.user_agent) != r.pii_commitment:
+            return r.seq
+    return None
 
 
 def _snapshot(env: Envelope) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from typing import Any
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from adapters.providers.local import pades
+from esign_gateway.db.models import AuditEvent
+from esign_gateway.db.repositories import verify_chain
 from tests.api.conftest import Ceremony, Tenant, envelope_body, signer
 
 
@@ -285,3 +287,20 @@ async def test_html_page_flow_without_javascript(api: Any, tenant: Tenant, cerem
     assert resp.status == 303 and "notice=signed" in resp.headers["Location"]
     got = await (await api.get(f"/v1/envelopes/{env['id']}", headers=tenant.auth)).json()
     assert got["status"] == "completed"
+
+
+async def test_audit_chain_verifies_and_one_edited_event_is_caught(api: Any, tenant: Tenant, ceremony: Ceremony) -> None:
+    env = await _create(api, tenant, envelope_body())
+    await ceremony.run_jobs()
+    await ceremony.sign(ceremony.link_token("jana@example.cz"), "+420601123456")
+    assert await verify_chain(env["id"]) is None
+    viewed = await AuditEvent.get(envelope_id=env["id"], type="signer.viewed")
+    viewed.ip = "10.0.0.66"  # personal data edited beside the chain: its commitment no longer matches
+    await viewed.save()
+    assert await verify_chain(env["id"]) == viewed.seq
+    viewed.ip = "127.0.0.1"
+    await viewed.save()
+    signed = await AuditEvent.get(envelope_id=env["id"], type="signer.signed")
+    signed.data = {**signed.data, "tsa_time": "2020-01-01T00:00:00+00:00"}
+    await signed.save()
+    assert await verify_chain(env["id"]) == signed.seq

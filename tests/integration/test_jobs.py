@@ -1,0 +1,70 @@
+"""The durable job table: retries with backoff, a visible failed state, leases that outlive a dead worker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from esign_gateway.container import Container
+from esign_gateway.db import jobs as queue
+from esign_gateway.db.models import Job
+from esign_gateway.jobs.worker import Worker
+
+
+async def _enqueue(container: Container, kind: str, payload: dict[str, Any], *, max_attempts: int = 3) -> None:
+    async with in_transaction("default") as conn:
+        await queue.JobRepository(conn).enqueue(kind, payload, container.clock.now(), max_attempts=max_attempts)
+
+
+async def test_failing_job_retries_with_backoff_then_is_failed(container: Container) -> None:
+    calls: list[int] = []
+
+    async def flaky(payload: dict[str, Any]) -> None:
+        calls.append(payload["n"])
+        raise RuntimeError("SMTP down")
+
+    worker = Worker({"flaky": flaky}, container.clock)
+    await _enqueue(container, "flaky", {"n": 1})
+    assert await worker.run_once() == 1
+    assert await worker.run_once() == 0  # not due again until the backoff passes
+    job = await Job.get(kind="flaky")
+    assert job.status == "pending" and job.attempts == 1 and "SMTP down" in (job.last_error or "")
+    for _ in range(2):
+        container.clock.advance(hours=2)  # type: ignore[attr-defined]
+        assert await worker.run_once() == 1
+    job = await Job.get(kind="flaky")
+    assert job.status == "failed" and job.attempts == 3
+    container.clock.advance(days=1)  # type: ignore[attr-defined]
+    assert await worker.run_once() == 0
+    assert calls == [1, 1, 1]
+
+
+async def test_job_of_a_dead_worker_is_taken_again_after_its_lease(container: Container) -> None:
+    done: list[str] = []
+
+    async def handler(payload: dict[str, Any]) -> None:
+        done.append(payload["id"])
+
+    await _enqueue(container, "work", {"id": "a"})
+    lease = timedelta(minutes=5)
+    claimed = await queue.claim("dead-worker", container.clock.now(), limit=10, lease=lease)
+    assert len(claimed) == 1  # …and then that worker crashed without finishing
+    other = Worker({"work": handler}, container.clock, lease=lease)
+    assert await other.run_once() == 0  # still leased
+    container.clock.advance(minutes=5, seconds=1)  # type: ignore[attr-defined]
+    assert await other.run_once() == 1
+    assert done == ["a"]
+    assert (await Job.get(kind="work")).status == "done"
+    # the dead worker's late completion cannot overwrite the new owner's result
+    await queue.complete(claimed[0].id, "dead-worker", container.clock.now())
+    assert (await Job.get(kind="work")).locked_by == other.id
+
+
+async def test_dedupe_key_makes_enqueue_idempotent(container: Container) -> None:
+    async with in_transaction("default") as conn:
+        repo = queue.JobRepository(conn)
+        await repo.enqueue("k", {}, container.clock.now(), dedupe_key="invitation:s1")
+        await repo.enqueue("k", {}, container.clock.now(), dedupe_key="invitation:s1")
+    assert await Job.filter(kind="k").count() == 1

@@ -1,0 +1,131 @@
+"""Real PAdES signatures through LocalProvider's process pool, validated by pyHanko."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import pytest
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.timestamps import HTTPTimeStamper
+from pypdf import PdfReader
+
+from adapters.providers.local import pades
+from adapters.providers.local.dev_pki import ensure_dev_pki
+from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
+from esign_gateway.ports import SignatureRequest
+from tests.factories import make_pdf
+
+ENVELOPE_ID = "01a206aa-bcdb-750e-bbc5-e812ca10e709"
+
+
+def _request(pdf: bytes, name: str, slot: int, language: str = "cs") -> SignatureRequest:
+    return SignatureRequest(
+        pdf=pdf, envelope_id=ENVELOPE_ID, document_id="doc", signer_id=f"s{slot}", signer_name=name,
+        signer_email=f"s{slot}@example.cz", field_name=f"Signature-s{slot}", slot=slot,
+        verification="e-mail link + SMS code to +420 *** *** 456", language=language,
+    )
+
+
+def stamp_texts(pdf: bytes) -> list[str]:
+    """Text extraction (pypdf, through the fonts' ToUnicode maps) of every signature stamp."""
+    reader = PdfReader(io.BytesIO(pdf))
+    texts = []
+    for page in reader.pages:
+        for annot in page.get("/Annots", []):
+            annot = annot.get_object()
+            if annot.get("/FT") == "/Sig" and "/AP" in annot:
+                texts.append(page.extract_xform_text(annot["/AP"]["/N"].get_object(), (0, 90, 180, 270), 200.0))
+    return texts
+
+
+async def _validate(pdf: bytes, material: Any) -> list[pades.SignatureCheck]:
+    return await asyncio.to_thread(pades.validate, pdf, pades.load_roots(material.trust_root_paths))
+
+
+async def test_czech_and_slovak_names_render_correctly_in_the_stamp(shared_parts: dict[str, Any]) -> None:
+    provider = shared_parts["provider"]
+    pdf = make_pdf(pages=2)
+    for slot, name in enumerate(["Jana Nováková", "Petr Šťastný", "Ľubomír Ďurica"]):
+        pdf = (await provider.sign(_request(pdf, name, slot))).pdf
+    texts = stamp_texts(pdf)
+    assert len(texts) == 3
+    for text, name in zip(texts, ["Jana Nováková", "Petr Šťastný", "Ľubomír Ďurica"], strict=True):
+        assert name in text
+        assert ENVELOPE_ID in text
+        assert "Elektronicky podepsal(a)" in text
+
+
+async def test_second_signature_is_incremental_and_both_validate(shared_parts: dict[str, Any]) -> None:
+    provider = shared_parts["provider"]
+    original = make_pdf(pages=3)
+    first = await provider.sign(_request(original, "Jana Nováková", 0))
+    second = await provider.sign(_request(first.pdf, "Petr Šťastný", 1, language="en"))
+    assert second.pdf.startswith(first.pdf)  # an incremental update: earlier bytes untouched
+    assert first.timestamp is not None and second.timestamp is not None
+    checks = await _validate(second.pdf, shared_parts["material"])
+    assert [c.signer_name for c in checks] == ["Jana Nováková", "Petr Šťastný"]
+    for c in checks:
+        assert c.intact and c.valid and c.trusted and c.bottom_line
+        assert c.timestamp is not None
+    assert checks[0].modification_level == "FORM_FILLING"  # the later signature is allowed form filling
+    assert checks[1].coverage == "ENTIRE_FILE"
+    reader = PdfFileReader(io.BytesIO(second.pdf))
+    sig = reader.embedded_signatures[0].sig_object
+    assert "e-mail link + SMS code" in str(sig["/Reason"])
+
+
+async def test_flipped_byte_in_signed_range_fails_validation(shared_parts: dict[str, Any]) -> None:
+    signed = (await shared_parts["provider"].sign(_request(make_pdf(), "Jana Nováková", 0))).pdf
+    tampered = bytearray(signed)
+    tampered[200] ^= 0x20
+    checks = await _validate(bytes(tampered), shared_parts["material"])
+    assert not checks[0].intact and not checks[0].bottom_line
+
+
+def test_stamp_slots_never_overlap() -> None:
+    boxes = [pades.stamp_box((0, 0, 595, 842), slot) for slot in range(10)]
+    for i, a in enumerate(boxes):
+        assert 0 <= a[0] and a[2] <= 595 and 0 <= a[1] and a[3] <= 842
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+
+
+def test_dev_pki_is_generated_once(tmp_path: Any) -> None:
+    first = ensure_dev_pki(tmp_path)
+    cert = first.signer_cert_path.read_bytes()
+    second = ensure_dev_pki(tmp_path)
+    assert second.signer_cert_path.read_bytes() == cert
+    assert oct(first.signer_key_path.stat().st_mode & 0o777) == "0o600"
+    assert b"DEVELOPMENT" in first.ca_cert_path.read_bytes() or "DEVELOPMENT" in _subject(first.ca_cert_path)
+
+
+def _subject(path: Any) -> str:
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(path.read_bytes()).subject.rfc4514_string()
+
+
+async def test_builtin_tsa_serves_rfc3161_over_http(aiohttp_server: Any, shared_parts: dict[str, Any]) -> None:
+    from aiohttp import web
+
+    material = shared_parts["material"]
+    app = web.Application()
+    app.router.add_routes(tsa_routes(DevTimeStamper.from_files(material.dev_tsa_cert_path, material.dev_tsa_key_path)))
+    server = await aiohttp_server(app)
+    client = HTTPTimeStamper(str(server.make_url("/tsa")))
+    token = await client.async_timestamp(b"\x00" * 32, "sha256")
+    tst = token["content"]["encap_content_info"]["content"].parsed
+    assert tst["message_imprint"]["hashed_message"].native == b"\x00" * 32
+    async with __import__("aiohttp").ClientSession() as http:
+        bad = await http.post(str(server.make_url("/tsa")), data=b"junk",
+                              headers={"Content-Type": "application/timestamp-query"})
+        assert bad.status == 400
+
+
+@pytest.mark.parametrize("language", ["cs", "sk", "en"])
+async def test_stamp_language(shared_parts: dict[str, Any], language: str) -> None:
+    signed = (await shared_parts["provider"].sign(_request(make_pdf(), "Ľubomír Ďurica", 0, language))).pdf
+    words = {"cs": "Elektronicky podepsal(a)", "sk": "Elektronicky podpísal(a)", "en": "Signed electronically by"}
+    assert words[language] in stamp_texts(signed)[0]
