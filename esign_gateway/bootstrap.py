@@ -7,6 +7,7 @@ settings name; tests pass fakes for what they control (a FrozenClock) and real p
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from adapters.pdf.inspector import ProcessPdfInspector
 from adapters.providers.local.dev_pki import ensure_dev_pki
 from adapters.providers.local.pades import SigningMaterial
 from adapters.providers.local.provider import LocalProvider
+from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
 from adapters.sms.outbox import OutboxSmsSender
 from adapters.storage.filesystem import FileDocumentStore
 
@@ -108,7 +110,8 @@ def _signing_material(settings: Settings) -> tuple[SigningMaterial, list[web.Rou
         dev_tsa_cert_path=pki.tsa_cert_path,
         trust_root_paths=(pki.ca_cert_path,),
     )
-    return material, []
+    routes = [] if settings.tsa_url else [tsa_routes(DevTimeStamper.from_files(pki.tsa_cert_path, pki.tsa_key_path))]
+    return material, routes
 
 
 def build_container(
@@ -158,7 +161,7 @@ def build_container(
         box=box,
     )
     ceremony = CeremonyService(clock=clock, providers=providers, store=store, sms=sms, box=box, pepper=b"")
-    notifications = NotificationService(clock=clock, email=email, box=box, public_url=settings.public_url)
+    notifications = NotificationService(clock=clock, email=email, box=box, public_url=settings.base_url)
     worker = Worker(
         {
             "send_invitation": notifications.send_invitation,
@@ -183,10 +186,10 @@ async def _pepper(box: SecretBox, clock: Clock) -> bytes:
     """The SMS-code pepper: random once, stored Fernet-sealed in the database (shared by all web processes)."""
     row = await GatewaySecret.get_or_none(name="code_pepper")
     if row is None:
-        try:
-            await GatewaySecret.create(name="code_pepper", sealed=box.seal(os.urandom(32).hex()), created_at=clock.now())
-        except IntegrityError:
-            pass  # another process created it first: use theirs
+        with contextlib.suppress(IntegrityError):  # another process created it first: use theirs
+            await GatewaySecret.create(
+                name="code_pepper", sealed=box.seal(os.urandom(32).hex()), created_at=clock.now()
+            )
         row = await GatewaySecret.get(name="code_pepper")
     return bytes.fromhex(box.open(row.sealed))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import io
 import json
 import os
 import signal
@@ -76,26 +78,46 @@ async def _with_db(settings: Settings, fn: Callable[[Container], Awaitable[Any]]
         await close_db()
 
 
+def _demo_pdf() -> bytes:
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf)
+    c.setFont("Helvetica", 16)
+    c.drawString(72, 770, "Sample contract - esign-gateway demo")
+    c.setFont("Helvetica", 11)
+    c.drawString(72, 740, "Sign this document to try the ceremony end to end.")
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
 async def _ensure_demo(settings: Settings, container: Container) -> None:
+    """First start of ``make run``: a paid demo tenant, its key and a ready-to-send request body."""
     path = settings.data_dir / DEMO_FILE
+    body_path = settings.data_dir / "demo-envelope.json"
     if not path.exists():
         tenant, key = await container.tenants.create_tenant("Demo s.r.o.", paid=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump({"tenant_id": tenant.id, "api_key": key.secret}, fh)
+    if not body_path.exists():
+        body = {
+            "record": {"type": "deal", "id": "D-2026-0042", "name": "Dodávka serverů"},
+            "name": "Smlouva o dílo 2026/042",
+            "message": "Dobrý den, prosím o podpis smlouvy.",
+            "documents": [{"name": "smlouva.pdf", "content": base64.b64encode(_demo_pdf()).decode()}],
+            "signers": [{"name": "Jana Nováková", "email": "jana@example.cz", "phone": "+420601123456"}],
+        }
+        body_path.write_text(json.dumps(body, ensure_ascii=False, indent=2))
     demo = json.loads(path.read_text())
-    base = f"http://{settings.host}:{settings.port}"
+    base = settings.base_url
     print(
-        f"\nDemo tenant {demo['tenant_id']} — API key (also in {path}):\n  {demo['api_key']}\n\n"
-        "Try a signature:\n"
-        "  python3 -c \"import base64,sys;print(base64.b64encode(open(sys.argv[1],'rb').read()).decode())\" "
-        "your.pdf > /tmp/doc.b64\n"
-        f"  curl -sS -X POST {base}/v1/envelopes -H 'Authorization: Bearer {demo['api_key']}' "
-        "-H 'Content-Type: application/json' -d \"{\\\"record\\\":{\\\"type\\\":\\\"deal\\\",\\\"id\\\":\\\"D-1\\\"},"
-        "\\\"name\\\":\\\"Test\\\",\\\"documents\\\":[{\\\"name\\\":\\\"doc.pdf\\\",\\\"content\\\":\\\"$(cat /tmp/doc.b64)\\\"}],"
-        "\\\"signers\\\":[{\\\"name\\\":\\\"Jana Nováková\\\",\\\"email\\\":\\\"jana@example.cz\\\","
-        "\\\"phone\\\":\\\"+420601123456\\\"}]}\"\n"
-        f"  then open {base}/dev/outbox for the e-mail link and the SMS code.\n",
+        f"\nDemo tenant {demo['tenant_id']}; its API key (also in {path}):\n  {demo['api_key']}\n\n"
+        "Send a document for signature:\n"
+        f"  curl -sS -X POST {base}/v1/envelopes -H 'Authorization: Bearer {demo['api_key']}' \\\n"
+        f"       -H 'Content-Type: application/json' --data @{body_path}\n"
+        f"Then open {base}/dev/outbox: click the link in the e-mail, ask for the code, read it in the SMS list.\n",
         flush=True,
     )
 

@@ -24,8 +24,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str | None = None
     """Default ``sqlite://<data_dir>/esign.sqlite3``; ``postgres://…`` in production."""
-    public_url: str = "http://127.0.0.1:8080"
-    """Base of every link in e-mails; never taken from the request's Host."""
+    public_url: str = ""
+    """Base of every link in e-mails; never taken from the request's Host. Unset: ``http://host:port``."""
     host: str = "127.0.0.1"
     port: int = 8080
     provider: Literal["local"] = "local"
@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @property
     def resolved_database_url(self) -> str:

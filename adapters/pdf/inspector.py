@@ -13,10 +13,10 @@ import asyncio
 import io
 import multiprocessing
 import resource
-from typing import Any
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from esign_gateway.errors import PdfEncryptedError, PdfInvalidError
 from esign_gateway.ports import PdfInfo
@@ -77,7 +77,9 @@ def _pages(node: Any, depth: int) -> Iterator[Any]:
 
 
 class ProcessPdfInspector:
-    def __init__(self, *, max_workers: int = 1, memory_limit_bytes: int = 1 << 30, timeout_seconds: float = 20.0) -> None:
+    def __init__(
+        self, *, max_workers: int = 1, memory_limit_bytes: int = 1 << 30, timeout_seconds: float = 20.0
+    ) -> None:
         self.max_workers = max_workers
         self.memory_limit_bytes = memory_limit_bytes
         self.timeout_seconds = timeout_seconds

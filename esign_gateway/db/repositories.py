@@ -33,7 +33,7 @@ _SIGNER_FIELDS = (
 _DOCUMENT_FIELDS = ("current_sha256", "signed_sha256")
 
 
-class ConcurrentUpdate(Exception):  # noqa: N818
+class ConcurrentUpdate(Exception):
     """The envelope changed since it was read (optimistic concurrency); retry the use case."""
 
 
@@ -211,7 +211,9 @@ async def verify_chain(envelope_id: str) -> int | None:
     if broken is not None:
         return broken
     for r in rows:  # personal data beside the chain must still match its commitment (unless erased)
-        if r.pii_salt and (r.ip or r.user_agent) and audit_chain.pii_commitment(r.pii_salt, r.ip, r.user_agent) != r.pii_commitment:
+        if not r.pii_salt or not (r.ip or r.user_agent):
+            continue
+        if audit_chain.pii_commitment(r.pii_salt, r.ip, r.user_agent) != r.pii_commitment:
             return r.seq
     return None
 

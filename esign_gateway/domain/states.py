@@ -34,7 +34,7 @@ class SignerStatus(enum.StrEnum):
 SIGNER_CAN_ACT = frozenset({SignerStatus.NOTIFIED, SignerStatus.VIEWED, SignerStatus.VERIFIED})
 
 
-class InvalidTransition(Exception):  # noqa: N818 - a domain verdict, mapped to 409/410 by services
+class InvalidTransition(Exception):
     """The aggregate refuses a transition. ``reason`` is a stable word (e.g. ``expired``)."""
 
     def __init__(self, reason: str, message: str) -> None:

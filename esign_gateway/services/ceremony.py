@@ -74,6 +74,14 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _recently_verified(signer: Signer, now: datetime) -> bool:
+    return (
+        signer.status == SignerStatus.VERIFIED
+        and signer.verified_at is not None
+        and now - signer.verified_at < otp.VERIFIED_GRACE
+    )
+
+
 def _gone(env: Envelope) -> GoneError:
     reason = env.status.value
     texts = {
@@ -126,10 +134,9 @@ class CeremonyService:
         """The signer opened the link: record it (first time: ``signer.viewed``)."""
         async with UnitOfWork() as uow:
             env, signer, gone = await self._open_for_action(uow, token)
-            if gone is None and signer.status not in (SignerStatus.WAITING,):
-                if signer.can_act:
-                    env.mark_viewed(signer, self.clock.now(), client.ip, client.user_agent)
-                    await uow.envelopes.save(env)
+            if gone is None and signer.can_act:
+                env.mark_viewed(signer, self.clock.now(), client.ip, client.user_agent)
+                await uow.envelopes.save(env)
         if gone is not None:
             raise gone
         sender = await Tenant.get(id=env.tenant_id)
@@ -201,7 +208,7 @@ class CeremonyService:
             env, signer, gone = await self._open_for_action(uow, token)
             if gone is not None:
                 error: Exception | None = gone
-            elif signer.status == SignerStatus.VERIFIED and signer.verified_at and now - signer.verified_at < otp.VERIFIED_GRACE:
+            elif _recently_verified(signer, now):
                 error = None  # a retry after a failed signing step: the code was already accepted
             elif not signer.can_act:
                 error = InvalidStateError(f"The signer is {signer.status.value}.")

@@ -70,7 +70,9 @@ class Page:
     next_cursor: str | None
 
 
-async def issue_signer_links(uow: UnitOfWork, box: SecretBox, env: Envelope, signers: list[Signer], now: datetime) -> None:
+async def issue_signer_links(
+    uow: UnitOfWork, box: SecretBox, env: Envelope, signers: list[Signer], now: datetime
+) -> None:
     """Give each newly notified signer a link token and queue the invitation e-mail."""
     for signer in signers:
         token = secrets.token_urlsafe(32)
@@ -233,13 +235,17 @@ class EnvelopeService:
                     items.append(env)
         return Page(items, str(ids[-1]) if more and ids else None)
 
-    async def _get(self, uow: UnitOfWork, tenant: TenantInfo, envelope_id: str, *, for_update: bool = False) -> Envelope:
+    async def _get(
+        self, uow: UnitOfWork, tenant: TenantInfo, envelope_id: str, *, for_update: bool = False
+    ) -> Envelope:
         env = await uow.envelopes.get(envelope_id, tenant_id=tenant.id, for_update=for_update)
         if env is None:
             raise NotFoundError(f"No envelope {envelope_id}.")
         return env
 
-    async def document_content(self, tenant: TenantInfo, envelope_id: str, document_id: str, *, original: bool) -> tuple[Document, bytes]:
+    async def document_content(
+        self, tenant: TenantInfo, envelope_id: str, document_id: str, *, original: bool
+    ) -> tuple[Document, bytes]:
         env = await self.get_envelope(tenant, envelope_id)
         try:
             doc = env.document(document_id)
@@ -251,7 +257,9 @@ class EnvelopeService:
         """(filename, content type, bytes): the PDF, or a ZIP when there are several documents."""
         env = await self.get_envelope(tenant, envelope_id)
         if env.status != EnvelopeStatus.COMPLETED:
-            raise InvalidStateError(f"The signed result exists once the envelope is completed; it is {env.status.value}.")
+            raise InvalidStateError(
+                f"The signed result exists once the envelope is completed; it is {env.status.value}."
+            )
         files = [(d.name, await self.store.get(d.signed_sha256 or d.current_sha256)) for d in env.documents]
         if len(files) == 1:
             return files[0][0], "application/pdf", files[0][1]

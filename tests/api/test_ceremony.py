@@ -205,7 +205,9 @@ async def test_wrong_codes_count_down_and_ten_wrong_codes_block_the_signer(
     assert (await api.post(f"/api/sign/{token}/code")).status == 409
 
 
-async def test_code_throttle_thirty_seconds_apart_and_five_an_hour(api: Any, tenant: Tenant, ceremony: Ceremony) -> None:
+async def test_code_throttle_thirty_seconds_apart_and_five_an_hour(
+    api: Any, tenant: Tenant, ceremony: Ceremony
+) -> None:
     await _create(api, tenant, envelope_body())
     await ceremony.run_jobs()
     token = ceremony.link_token("jana@example.cz")
@@ -289,7 +291,9 @@ async def test_html_page_flow_without_javascript(api: Any, tenant: Tenant, cerem
     assert got["status"] == "completed"
 
 
-async def test_audit_chain_verifies_and_one_edited_event_is_caught(api: Any, tenant: Tenant, ceremony: Ceremony) -> None:
+async def test_audit_chain_verifies_and_one_edited_event_is_caught(
+    api: Any, tenant: Tenant, ceremony: Ceremony
+) -> None:
     env = await _create(api, tenant, envelope_body())
     await ceremony.run_jobs()
     await ceremony.sign(ceremony.link_token("jana@example.cz"), "+420601123456")

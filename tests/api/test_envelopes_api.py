@@ -75,7 +75,8 @@ async def test_phone_is_normalised_to_e164_with_cz_default(api: Any, tenant: Ten
 
 
 async def test_malformed_json_is_400_problem(api: Any, tenant: Tenant) -> None:
-    resp = await api.post("/v1/envelopes", data=b"{not json", headers={**tenant.auth, "Content-Type": "application/json"})
+    headers = {**tenant.auth, "Content-Type": "application/json"}
+    resp = await api.post("/v1/envelopes", data=b"{not json", headers=headers)
     assert resp.status == 400 and (await resp.json())["code"] == "malformed_request"
 
 

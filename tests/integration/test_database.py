@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 from tortoise import Tortoise
 
 from esign_gateway.bootstrap import close_db, init_db, migrate
@@ -17,7 +18,7 @@ async def test_migrations_bring_an_empty_database_to_the_latest_schema(db_url: s
         conn = Tortoise.get_connection("default")
         for table in ("tenant", "api_key", "envelope", "document", "signer", "verification_code", "audit_event",
                       "outbox_event", "job", "gateway_secret"):
-            await conn.execute_query(f'SELECT COUNT(*) FROM "{table}"')  # noqa: S608 - fixed names
+            await conn.execute_query(f'SELECT COUNT(*) FROM "{table}"')
     finally:
         await close_db()
 

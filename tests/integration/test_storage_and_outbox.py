@@ -24,7 +24,7 @@ async def test_store_is_content_addressed_and_idempotent(tmp_path: Path) -> None
     assert await store.get(key) == b"%PDF-1.7 hello"
     assert await store.exists(key)
     assert (tmp_path / key[:2] / key[2:4] / key).is_file()
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert not list(tmp_path.rglob("*.tmp"))  # noqa: ASYNC240
     await store.delete(key)
     assert not await store.exists(key)
     with pytest.raises(KeyError):

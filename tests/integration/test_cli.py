@@ -1,0 +1,51 @@
+"""The ``esign-gateway`` command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXE = [sys.executable, "-m", "esign_gateway"]
+
+
+def run(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ESIGN_DATA_DIR": str(data_dir), "ESIGN_ENV": "test", "ESIGN_LOG_JSON": "false"}
+    env.pop("ESIGN_DATABASE_URL", None)
+    return subprocess.run([*EXE, *args], env=env, capture_output=True, text=True, check=check, timeout=120)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    run(tmp_path, "migrate")
+    return tmp_path
+
+
+def test_tenant_create_json_then_list_and_key_lifecycle(data_dir: Path) -> None:
+    out = json.loads(run(data_dir, "tenant", "create", "--name", "Dodavatel s.r.o.", "--paid", "--json").stdout)
+    assert out["api_key"].startswith("esk_") and len(out["api_key"]) >= 46
+    listed = json.loads(run(data_dir, "tenant", "list", "--json").stdout)
+    assert listed == [{"id": out["tenant_id"], "name": "Dodavatel s.r.o.", "mode": "paid", "plan": "free"}]
+
+    support = json.loads(run(data_dir, "key", "create", "--role", "support", "--json").stdout)
+    assert support["role"] == "support" and support["api_key"] != out["api_key"]
+    revoked = run(data_dir, "key", "revoke", support["api_key"][:12]).stdout
+    assert "revoked 1 key" in revoked
+
+    bad = run(data_dir, "key", "create", "--role", "integration", check=False)
+    assert bad.returncode == 2 and "tenant" in bad.stderr
+
+    trial = json.loads(run(data_dir, "tenant", "create", "--name", "Zkouška", "--trial", "--json").stdout)
+    run(data_dir, "tenant", "update", trial["tenant_id"], "--paid")
+    modes = {t["name"]: t["mode"] for t in json.loads(run(data_dir, "tenant", "list", "--json").stdout)}
+    assert modes == {"Dodavatel s.r.o.": "paid", "Zkouška": "paid"}
+
+
+def test_keys_are_stored_hashed(data_dir: Path) -> None:
+    out = json.loads(run(data_dir, "tenant", "create", "--name", "A", "--paid", "--json").stdout)
+    raw = (data_dir / "esign.sqlite3").read_bytes()
+    assert out["api_key"].encode() not in raw
