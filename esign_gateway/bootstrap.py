@@ -166,6 +166,8 @@ def build_container(
         {
             "send_invitation": notifications.send_invitation,
             "send_cancel_notice": notifications.send_cancel_notice,
+            "send_reminder": notifications.send_reminder,
+            "expire_envelope": envelopes.expire_job,
         },
         clock,
         poll_seconds=settings.worker_poll_seconds,

@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     update = tenant.add_parser("update")
     update.add_argument("tenant_id")
     update.add_argument("--name")
+    update.add_argument("--expiry-days", type=int, help="default expiry of this tenant's envelopes (1..90)")
     umode = update.add_mutually_exclusive_group()
     umode.add_argument("--paid", action="store_true")
     umode.add_argument("--trial", action="store_true")
@@ -174,7 +175,8 @@ async def _tenant(settings: Settings, args: argparse.Namespace) -> None:
                 print(f"tenant {tenant.id} ({tenant.mode})\nintegration API key (shown once): {key.secret}")
         elif args.action == "update":
             paid = True if args.paid else False if args.trial else None
-            tenant = await c.tenants.update_tenant(args.tenant_id, paid=paid, name=args.name)
+            tenant = await c.tenants.update_tenant(args.tenant_id, paid=paid, name=args.name,
+                                                   expiry_days=args.expiry_days)
             print(f"tenant {tenant.id} {tenant.name!r} {tenant.mode}")
         else:
             tenants = await c.tenants.list_tenants()

@@ -1,9 +1,13 @@
 """The durable job table: enqueue inside a use case's transaction; claim with a lease.
 
 Claiming uses ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of workers can
-run; on SQLite the write lock serialises claims (run one worker there). A claimed job carries a
-lease (``locked_until``): if its worker dies, the job is due again when the lease runs out.
-The ``(status, due_at)`` index keeps an idle poll independent of how many envelopes are open.
+run; on SQLite the claim is a conditional UPDATE (``WHERE attempts = <read value>``), so two
+claimers can never both win, and SQLite's single writer serialises them.
+
+The lease is the due time itself: claiming sets ``status='running'`` and ``due_at = now + lease``;
+finishing sets ``done``/``failed``. A job whose worker died is therefore simply *due again* when
+its lease runs out, and one index on ``(status, due_at)`` answers "what is due now" for pending
+and abandoned jobs alike — an idle poll costs two index probes, however many envelopes are open.
 """
 
 from __future__ import annotations
@@ -15,12 +19,11 @@ from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from .models import Job
 
-__all__ = ["ClaimedJob", "JobRepository", "backoff"]
+__all__ = ["ClaimedJob", "JobRepository", "backoff", "claim", "complete", "fail", "release"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +65,8 @@ class JobRepository:
 async def claim(worker_id: str, now: datetime, *, limit: int = 10, lease: timedelta) -> list[ClaimedJob]:
     """Take up to ``limit`` due jobs (pending, or running with an expired lease)."""
     async with in_transaction("default") as conn:
-        due = Q(status="pending", due_at__lte=now) | Q(status="running", locked_until__lt=now)
-        qs = Job.filter(due).order_by("due_at").limit(limit).using_db(conn)
+        qs = Job.filter(status__in=("pending", "running"), due_at__lte=now).order_by("due_at").limit(limit)
+        qs = qs.using_db(conn)
         if conn.capabilities.dialect == "postgres":
             qs = qs.select_for_update(skip_locked=True)
         rows = await qs
@@ -72,11 +75,19 @@ async def claim(worker_id: str, now: datetime, *, limit: int = 10, lease: timede
             updated = (
                 await Job.filter(id=row.id, attempts=row.attempts)
                 .using_db(conn)
-                .update(status="running", locked_until=now + lease, locked_by=worker_id, attempts=row.attempts + 1)
+                .update(status="running", due_at=now + lease, locked_until=now + lease, locked_by=worker_id,
+                        attempts=row.attempts + 1)
             )
             if updated:
                 claimed.append(ClaimedJob(row.id, row.kind, row.payload, row.attempts + 1, row.max_attempts))
         return claimed
+
+
+async def release(job: ClaimedJob, worker_id: str, now: datetime) -> None:
+    """Give back a claimed job that was never started (shutdown): due now, attempt not counted."""
+    await Job.filter(id=job.id, locked_by=worker_id, status="running").update(
+        status="pending", due_at=now, locked_until=None, locked_by=None, attempts=job.attempts - 1
+    )
 
 
 async def complete(job_id: int, worker_id: str, now: datetime) -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "GatewaySecret",
     "Job",
     "OutboxEvent",
+    "ReminderLog",
     "SignerRow",
     "Tenant",
     "VerificationCode",
@@ -30,6 +31,7 @@ class Tenant(Model):
     plan_code = fields.CharField(max_length=32, default="free")
     provider = fields.CharField(max_length=32, null=True)
     signing_enabled = fields.BooleanField(default=True)
+    default_expires_in_days = fields.IntField(null=True)
     created_at = fields.DatetimeField()
 
     class Meta:
@@ -80,6 +82,7 @@ class EnvelopeRow(Model):
     # Optimistic concurrency: every state change bumps it with a conditional UPDATE.
     audit_head = fields.CharField(max_length=64, null=True)
     audit_seq = fields.IntField(default=0)
+    last_manual_reminder_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "envelope"
@@ -205,6 +208,20 @@ class Job(Model):
     class Meta:
         table = "job"
         indexes = (("status", "due_at"),)
+
+
+class ReminderLog(Model):
+    # One row per (signer, reminder slot), written before the e-mail goes out: a slot is never
+    # e-mailed twice, whatever the number of workers or a crash between two sends.
+    id = fields.BigIntField(pk=True)
+    envelope_id = fields.CharField(max_length=36, db_index=True)
+    signer_id = fields.CharField(max_length=36)
+    slot = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "reminder_log"
+        unique_together = (("signer_id", "slot"),)
 
 
 class GatewaySecret(Model):

@@ -181,6 +181,13 @@ class EnvelopeRepository:
         self._snapshots[env.id] = after
         self._audit[env.id] = (seq, head)
 
+    async def last_manual_reminder(self, envelope_id: str) -> datetime | None:
+        row = await EnvelopeRow.filter(id=envelope_id).using_db(self.conn).only("id", "last_manual_reminder_at").first()
+        return row.last_manual_reminder_at if row else None
+
+    async def set_manual_reminder(self, envelope_id: str, when: datetime) -> None:
+        await EnvelopeRow.filter(id=envelope_id).using_db(self.conn).update(last_manual_reminder_at=when)
+
     async def delete(self, env: Envelope) -> None:
         await EnvelopeRow.filter(id=env.id).using_db(self.conn).delete()
         await AuditEvent.filter(envelope_id=env.id).using_db(self.conn).delete()

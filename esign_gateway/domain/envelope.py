@@ -269,6 +269,18 @@ class Envelope:
         self._event("envelope.cancelled", now, actor="api")
         return [s for s in self.signers if s.notified_at is not None and s.status != SignerStatus.SIGNED]
 
+    def extend(self, new_expires_at: datetime, now: datetime) -> None:
+        """Move the expiry of a sent envelope (later or earlier, but into the future)."""
+        if self.is_past_expiry(now):
+            self.expire(now)
+        self._require(EnvelopeStatus.SENT)
+        if new_expires_at <= now:
+            raise InvalidTransition("expires_at_past", "The new expiry must be in the future.")
+        old = self.expires_at
+        self.expires_at = new_expires_at
+        self._event("envelope.extended", now, actor="api",
+                    data={"from": old.isoformat() if old else None, "to": new_expires_at.isoformat()})
+
     def expire(self, now: datetime) -> None:
         if self.status != EnvelopeStatus.SENT or self.expires_at is None or now < self.expires_at:
             raise InvalidTransition(self.status.value, "The envelope is not due to expire.")

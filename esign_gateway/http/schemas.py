@@ -23,6 +23,8 @@ __all__ = [
     "DocumentIn",
     "EnvelopeOut",
     "EnvelopePage",
+    "ExtendIn",
+    "RemindOut",
     "SignIn",
     "SignerIn",
 ]
@@ -129,6 +131,29 @@ class CreateEnvelopeIn(_In):
 
 class CancelIn(_In):
     reason: Annotated[str | None, Field(max_length=1000)] = None
+
+
+class ExtendIn(_In):
+    expires_in_days: Annotated[int | None, Field(ge=1, le=90)] = None
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("give a timezone, e.g. 2026-12-01T12:00:00Z")
+        return v.astimezone(UTC) if v else v
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ExtendIn:
+        if (self.expires_in_days is None) == (self.expires_at is None):
+            raise ValueError("give expires_in_days or expires_at")
+        return self
+
+
+class RemindOut(BaseModel):
+    reminded: list[str]
+    """Ids of the signers who will get the reminder (those who still have to act now)."""
 
 
 class CodeIn(_In):

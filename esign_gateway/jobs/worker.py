@@ -3,7 +3,8 @@
 ``HANDLERS`` maps a job kind to an async handler taking the payload. Handlers are idempotent
 (jobs run at least once). A failing handler is retried with backoff until ``max_attempts``,
 then the job is ``failed`` and stays visible. ``run_once`` drains what is due now (tests call
-it with a moved clock); ``run`` polls until stopped and finishes the jobs in hand on stop.
+it with a moved clock); ``run`` polls until stopped: on stop (SIGTERM) it finishes the job in hand
+and gives the claimed-but-unstarted ones back, due at once, for another worker.
 """
 
 from __future__ import annotations
@@ -43,16 +44,21 @@ class Worker:
         """Enqueued something in this process: look now rather than at the next poll."""
         self._wake.set()
 
-    async def run_once(self) -> int:
-        """Run every job that is due now; return how many ran."""
+    async def run_once(self, stop: asyncio.Event | None = None) -> int:
+        """Run every job that is due now; return how many ran. On ``stop``, give back the rest."""
         ran = 0
-        while True:
+        while stop is None or not stop.is_set():
             jobs = await queue.claim(self.id, self.clock.now(), limit=self.batch, lease=self.lease)
             if not jobs:
                 return ran
-            for job in jobs:
+            for i, job in enumerate(jobs):
+                if stop is not None and stop.is_set():
+                    for unstarted in jobs[i:]:
+                        await queue.release(unstarted, self.id, self.clock.now())
+                    return ran
                 await self._run(job)
                 ran += 1
+        return ran
 
     async def _run(self, job: queue.ClaimedJob) -> None:
         handler = self.handlers.get(job.kind)
@@ -75,7 +81,7 @@ class Worker:
         log.info("worker_started", worker=self.id)
         while not stop.is_set():
             try:
-                await self.run_once()
+                await self.run_once(stop)
             except asyncio.CancelledError:
                 raise
             except Exception:

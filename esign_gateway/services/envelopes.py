@@ -8,14 +8,15 @@ import io
 import secrets
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from esign_gateway.clock import Clock
 from esign_gateway.db.models import AuditEvent, EnvelopeRow
 from esign_gateway.db.uow import UnitOfWork
-from esign_gateway.domain.envelope import DEFAULT_REMINDERS, Document, Envelope, Signer
+from esign_gateway.domain.envelope import DEFAULT_EXPIRY_DAYS, DEFAULT_REMINDERS, Document, Envelope, Signer
 from esign_gateway.domain.ids import uuid7
+from esign_gateway.domain.reminders import MANUAL_REMINDER_INTERVAL, reminder_slots
 from esign_gateway.domain.states import EnvelopeStatus, InvalidTransition
 from esign_gateway.errors import (
     GatewayError,
@@ -23,6 +24,7 @@ from esign_gateway.errors import (
     InvalidStateError,
     NotFoundError,
     SigningDisabledError,
+    TooManyRequestsError,
     ValidationFailedError,
 )
 from esign_gateway.ports import CeremonyHost, DocumentStore, PdfInspector, SignatureProvider
@@ -30,7 +32,9 @@ from esign_gateway.secretbox import SecretBox
 
 from .tenants import TenantInfo
 
-__all__ = ["EnvelopeService", "NewDocument", "NewEnvelope", "NewSigner", "issue_signer_links"]
+__all__ = ["EnvelopeService", "NewDocument", "NewEnvelope", "NewSigner", "issue_signer_links", "plan_envelope_jobs"]
+
+MAX_EXPIRY_DAYS = 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,21 @@ async def issue_signer_links(
         await uow.jobs.enqueue(
             "send_invitation", {"envelope_id": env.id, "signer_id": signer.id}, now,
             dedupe_key=f"invitation:{signer.id}",
+        )
+
+
+async def plan_envelope_jobs(uow: UnitOfWork, env: Envelope, now: datetime) -> None:
+    """Queue the expiry and every reminder slot of a sent envelope (idempotent by dedupe keys)."""
+    assert env.expires_at is not None and env.sent_at is not None
+    stamp = env.expires_at.isoformat()
+    await uow.jobs.enqueue(
+        "expire_envelope", {"envelope_id": env.id, "expires_at": stamp}, env.expires_at,
+        dedupe_key=f"expire:{env.id}@{stamp}",
+    )
+    for slot in reminder_slots(env.reminders, env.sent_at, env.expires_at, now):
+        await uow.jobs.enqueue(
+            "send_reminder", {"envelope_id": env.id, "slot": slot.name, "expires_at": stamp}, slot.due,
+            dedupe_key=f"reminder:{env.id}:{slot.name}"[:128],
         )
 
 
@@ -134,7 +153,8 @@ class EnvelopeService:
                 Signer(id=str(uuid7()), name=s.name, email=s.email, phone=s.phone, order=s.order, position=i)
                 for i, s in enumerate(cmd.signers)
             ],
-            expires_in_days=cmd.expires_in_days or 7, requested_expires_at=cmd.expires_at,
+            expires_in_days=cmd.expires_in_days or tenant.default_expires_in_days or DEFAULT_EXPIRY_DAYS,
+            requested_expires_at=cmd.expires_at,
             reminders=cmd.reminders, metadata=cmd.metadata,
         )
         env.note("envelope.created", now, actor="api",
@@ -155,7 +175,68 @@ class EnvelopeService:
             await issue_signer_links(uow, self.box, env, notified, now)
         else:
             await uow.jobs.enqueue("provider_send", {"envelope_id": env.id}, now, dedupe_key=f"provider_send:{env.id}")
+        await plan_envelope_jobs(uow, env, now)
         await uow.envelopes.save(env)
+
+    async def extend_envelope(
+        self, tenant: TenantInfo, envelope_id: str, *, expires_in_days: int | None, expires_at: datetime | None
+    ) -> Envelope:
+        now = self.clock.now()
+        target = expires_at if expires_at is not None else now + timedelta(days=expires_in_days or 0)
+        if target > now + timedelta(days=MAX_EXPIRY_DAYS):
+            raise ValidationFailedError(
+                errors=[{"field": "expires_at", "message": f"at most {MAX_EXPIRY_DAYS} days from now"}]
+            )
+        async with UnitOfWork() as uow:
+            env = await self._get(uow, tenant, envelope_id, for_update=True)
+            try:
+                env.extend(target, now)
+            except InvalidTransition as exc:
+                await uow.envelopes.save(env)  # a lazily detected expiry is still recorded
+                refused: GatewayError | None = (
+                    ValidationFailedError(errors=[{"field": "expires_at", "message": str(exc)}])
+                    if exc.reason == "expires_at_past"
+                    else InvalidStateError(f"Only a sent envelope can be extended; this one is {env.status.value}.")
+                )
+            else:
+                refused = None
+                await plan_envelope_jobs(uow, env, now)
+                await uow.envelopes.save(env)
+        if refused is not None:
+            raise refused
+        return env
+
+    async def remind_now(self, tenant: TenantInfo, envelope_id: str) -> list[Signer]:
+        """Queue a reminder to the signers who still have to act; at most once an hour per envelope."""
+        now = self.clock.now()
+        async with UnitOfWork() as uow:
+            env = await self._get(uow, tenant, envelope_id, for_update=True)
+            last = await uow.envelopes.last_manual_reminder(env.id)
+            if env.is_past_expiry(now) or env.status != EnvelopeStatus.SENT:
+                if env.is_past_expiry(now):
+                    env.expire(now)
+                    await uow.envelopes.save(env)
+                refused: GatewayError | None = InvalidStateError(
+                    f"Only a sent envelope can be reminded; this one is {env.status.value}."
+                )
+            elif last is not None and now - last < MANUAL_REMINDER_INTERVAL:
+                wait = int((last + MANUAL_REMINDER_INTERVAL - now).total_seconds()) + 1
+                refused = TooManyRequestsError(
+                    f"Signers were reminded at {last.isoformat()}; the next reminder is possible in {wait} s.",
+                    headers={"Retry-After": str(wait)}, extra={"retry_after": wait},
+                )
+            else:
+                refused = None
+                await uow.envelopes.set_manual_reminder(env.id, now)
+                assert env.expires_at is not None
+                slot = f"manual:{now.isoformat()}"
+                await uow.jobs.enqueue(
+                    "send_reminder", {"envelope_id": env.id, "slot": slot, "expires_at": env.expires_at.isoformat()},
+                    now, dedupe_key=f"reminder:{env.id}:{slot}",
+                )
+        if refused is not None:
+            raise refused
+        return env.pending_signers()
 
     async def send_envelope(self, tenant: TenantInfo, envelope_id: str) -> Envelope:
         self._may_sign(tenant)
@@ -198,18 +279,25 @@ class EnvelopeService:
         async with UnitOfWork() as uow:
             return await self._get(uow, tenant, envelope_id)
 
-    async def expire_if_due(self, tenant_id: str | None, envelope_id: str) -> None:
-        """Expiry holds at read time too: a past-due envelope is expired before it is shown."""
+    async def expire_if_due(self, tenant_id: str | None, envelope_id: str) -> bool:
+        """Expire a sent envelope whose time has passed. Used by the sweep job and at read time,
+        so an envelope is never shown (or signed) as open after its expiry. True if it expired now."""
         now = self.clock.now()
         row = await EnvelopeRow.filter(id=envelope_id).only("id", "status", "expires_at").first()
         if row is None or row.status != "sent" or row.expires_at is None or row.expires_at > now:
-            return
+            return False
         async with UnitOfWork() as uow:
             env = await uow.envelopes.get(envelope_id, tenant_id=tenant_id, for_update=True)
-            if env is not None and env.is_past_expiry(now):
-                env.expire(now)
-                await uow.signers.forget_sealed(env.id)
-                await uow.envelopes.save(env)
+            if env is None or not env.is_past_expiry(now):
+                return False
+            env.expire(now)
+            await uow.signers.forget_sealed(env.id)
+            await uow.envelopes.save(env)
+        return True
+
+    async def expire_job(self, payload: dict[str, Any]) -> None:
+        """Job handler ``expire_envelope`` (idempotent: a moved or ended envelope is left alone)."""
+        await self.expire_if_due(None, payload["envelope_id"])
 
     async def list_envelopes(
         self, tenant: TenantInfo, *, record_type: str | None, record_id: str | None, status: str | None,

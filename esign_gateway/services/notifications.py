@@ -12,12 +12,12 @@ from typing import Any
 import structlog
 
 from esign_gateway.clock import Clock
-from esign_gateway.db.models import Tenant
+from esign_gateway.db.models import ReminderLog, Tenant
 from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import Envelope, Signer
 from esign_gateway.domain.masking import mask_email
 from esign_gateway.domain.states import EnvelopeStatus
-from esign_gateway.messages import MessageContext, render_cancelled, render_invitation
+from esign_gateway.messages import MessageContext, render_cancelled, render_invitation, render_reminder
 from esign_gateway.ports import EmailSender
 from esign_gateway.secretbox import SecretBox
 
@@ -58,6 +58,60 @@ class NotificationService:
         log.info("invitation_sent", envelope_id=env.id, signer_id=signer.id, to=mask_email(signer.email))
         await self._record(env.id, "signer.invitation_sent", signer.id)
 
+    async def send_reminder(self, payload: dict[str, Any]) -> None:
+        """Job handler ``send_reminder``: e-mail the signers who still have to act now.
+
+        Each (signer, slot) is claimed in ``reminder_log`` under the envelope's row lock before its
+        e-mail goes out, so a slot is never sent twice — not by two workers, not after a crash. The
+        same lock orders it against cancel/decline/sign: an envelope that ended first gets nothing.
+        A failed send gives the claim back and the job retries.
+        """
+        slot = payload["slot"]
+        sent: list[str] = []
+        while True:
+            claimed = await self._claim_reminder(payload["envelope_id"], slot, payload["expires_at"])
+            if claimed is None:
+                break
+            env, signer, token = claimed
+            try:
+                await self.email.send(render_reminder(await self._context(env, signer, token)))
+            except Exception:
+                await ReminderLog.filter(signer_id=signer.id, slot=slot).delete()
+                raise
+            sent.append(signer.id)
+            await self._record(env.id, "signer.reminder_sent", signer.id, extra={"slot": slot})
+            log.info("reminder_sent", envelope_id=env.id, signer_id=signer.id, to=mask_email(signer.email))
+        if sent:
+            async with UnitOfWork() as uow:
+                env_locked = await uow.envelopes.get(payload["envelope_id"], for_update=True)
+                if env_locked is not None:
+                    env_locked.note("envelope.reminder_sent", self.clock.now(), data={"slot": slot, "signers": sent})
+                    await uow.envelopes.save(env_locked, bump=False)
+
+    async def _claim_reminder(
+        self, envelope_id: str, slot: str, planned_for: str
+    ) -> tuple[Envelope, Signer, str] | None:
+        """The next signer of this slot not yet reminded, claimed; None when nothing is left."""
+        now = self.clock.now()
+        async with UnitOfWork() as uow:
+            env = await uow.envelopes.get(envelope_id, for_update=True)
+            if env is None or env.status != EnvelopeStatus.SENT or env.expires_at is None:
+                return None
+            if env.is_past_expiry(now) or env.expires_at.isoformat() != planned_for:
+                return None  # expired (the expiry job records it) or re-planned by an extension
+            done = set(await ReminderLog.filter(envelope_id=env.id, slot=slot).using_db(uow.conn)
+                       .values_list("signer_id", flat=True))
+            for signer in env.pending_signers():
+                if signer.id in done:
+                    continue
+                sealed = await uow.signers.sealed_token(signer.id)
+                if sealed is None:
+                    continue
+                await ReminderLog.create(using_db=uow.conn, envelope_id=env.id, signer_id=signer.id, slot=slot,
+                                         created_at=now)
+                return env, signer, self.box.open(sealed)
+        return None
+
     async def send_cancel_notice(self, payload: dict[str, Any]) -> None:
         async with UnitOfWork() as uow:
             env = await uow.envelopes.get(payload["envelope_id"])
@@ -68,10 +122,10 @@ class NotificationService:
         await self.email.send(message)
         await self._record(env.id, "signer.cancel_notice_sent", signer.id)
 
-    async def _record(self, envelope_id: str, type_: str, signer_id: str) -> None:
+    async def _record(self, envelope_id: str, type_: str, signer_id: str, extra: dict[str, Any] | None = None) -> None:
         async with UnitOfWork() as uow:
             env = await uow.envelopes.get(envelope_id, for_update=True)
             if env is None:
                 return
-            env.note(type_, self.clock.now(), env.signer(signer_id), data={"channel": "email"})
+            env.note(type_, self.clock.now(), env.signer(signer_id), data={"channel": "email", **(extra or {})})
             await uow.envelopes.save(env, bump=False)

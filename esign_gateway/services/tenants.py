@@ -27,10 +27,12 @@ class TenantInfo:
     provider: str | None
     signing_enabled: bool
     created_at: datetime
+    default_expires_in_days: int | None = None
 
     @classmethod
     def from_row(cls, row: Tenant) -> TenantInfo:
-        return cls(row.id, row.name, row.mode, row.plan_code, row.provider, row.signing_enabled, row.created_at)
+        return cls(row.id, row.name, row.mode, row.plan_code, row.provider, row.signing_enabled, row.created_at,
+                   row.default_expires_in_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +71,16 @@ class TenantService:
         key = await self.create_key("integration", tenant_id=row.id)
         return TenantInfo.from_row(row), key
 
-    async def update_tenant(self, tenant_id: str, *, paid: bool | None = None, name: str | None = None) -> TenantInfo:
+    async def update_tenant(
+        self, tenant_id: str, *, paid: bool | None = None, name: str | None = None, expiry_days: int | None = None
+    ) -> TenantInfo:
         row = await Tenant.get_or_none(id=tenant_id)
         if row is None:
             raise NotFoundError(f"No tenant {tenant_id}.")
+        if expiry_days is not None:
+            if not 1 <= expiry_days <= 90:
+                raise ValidationFailedError(errors=[{"field": "expiry_days", "message": "1 to 90 days"}])
+            row.default_expires_in_days = expiry_days
         if paid is not None:
             row.mode = "paid" if paid else "trial"
         if name:

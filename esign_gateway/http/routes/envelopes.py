@@ -21,7 +21,7 @@ from esign_gateway.services.tenants import Principal, TenantInfo
 
 from ..keys import CONTAINER
 from ..problems import from_validation_error
-from ..schemas import CancelIn, CreateEnvelopeIn, EnvelopeOut, EnvelopePage
+from ..schemas import CancelIn, CreateEnvelopeIn, EnvelopeOut, EnvelopePage, ExtendIn, RemindOut
 
 __all__ = ["authenticate", "routes"]
 
@@ -199,6 +199,24 @@ async def cancel_envelope(request: web.Request) -> web.Response:
     env = await request.app[CONTAINER].envelopes.cancel_envelope(tenant, request.match_info["id"], body.reason)
     request.app[CONTAINER].worker.wake()
     return _json(EnvelopeOut.from_domain(env))
+
+
+@routes.post("/v1/envelopes/{id}/extend")
+async def extend_envelope(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    body = ExtendIn.model_validate(await _read_json(request))
+    env = await request.app[CONTAINER].envelopes.extend_envelope(
+        tenant, request.match_info["id"], expires_in_days=body.expires_in_days, expires_at=body.expires_at
+    )
+    return _json(EnvelopeOut.from_domain(env))
+
+
+@routes.post("/v1/envelopes/{id}/remind")
+async def remind(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    signers = await request.app[CONTAINER].envelopes.remind_now(tenant, request.match_info["id"])
+    request.app[CONTAINER].worker.wake()
+    return _json(RemindOut(reminded=[s.id for s in signers]), status=202)
 
 
 @routes.delete("/v1/envelopes/{id}")
