@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -171,7 +172,7 @@ class CeremonyService:
                 throttle = otp.next_code_allowed_at(list(recent), now)
                 if not throttle.allowed:
                     assert throttle.retry_at is not None
-                    wait = max(1, int((throttle.retry_at - now).total_seconds() + 0.999))
+                    wait = max(1, math.ceil((throttle.retry_at - now).total_seconds()))
                     raise_after = TooManyRequestsError(
                         f"A new code can be sent in {wait} s.", extra={"retry_after": wait},
                         headers={"Retry-After": str(wait)},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import math
 import secrets
 import zipfile
 from dataclasses import dataclass, field
@@ -220,7 +221,7 @@ class EnvelopeService:
                     f"Only a sent envelope can be reminded; this one is {env.status.value}."
                 )
             elif last is not None and now - last < MANUAL_REMINDER_INTERVAL:
-                wait = int((last + MANUAL_REMINDER_INTERVAL - now).total_seconds()) + 1
+                wait = max(1, math.ceil((last + MANUAL_REMINDER_INTERVAL - now).total_seconds()))
                 refused = TooManyRequestsError(
                     f"Signers were reminded at {last.isoformat()}; the next reminder is possible in {wait} s.",
                     headers={"Retry-After": str(wait)}, extra={"retry_after": wait},
