@@ -86,7 +86,7 @@ class EnvelopeRow(Model):
 
     class Meta:
         table = "envelope"
-        indexes = (("tenant_id", "record_type", "record_id"), ("tenant_id", "status"))
+        indexes = (("tenant_id", "record_type", "record_id"), ("tenant_id", "status"), ("tenant_id", "id"))
 
 
 class DocumentRow(Model):
@@ -104,6 +104,7 @@ class DocumentRow(Model):
 
     class Meta:
         table = "document"
+        indexes = (("envelope_id", "position"),)
 
 
 class SignerRow(Model):
@@ -130,6 +131,7 @@ class SignerRow(Model):
 
     class Meta:
         table = "signer"
+        indexes = (("envelope_id", "position"),)
 
 
 class VerificationCode(Model):
