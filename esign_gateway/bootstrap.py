@@ -24,6 +24,8 @@ from adapters.providers.local.provider import LocalProvider
 from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
 from adapters.sms.outbox import OutboxSmsSender
 from adapters.storage.filesystem import FileDocumentStore
+from webhooks.delivery import WebhookDispatcher
+from webhooks.routes import routes as webhook_routes
 
 from .clock import Clock, SystemClock
 from .config import Settings
@@ -162,12 +164,17 @@ def build_container(
     )
     ceremony = CeremonyService(clock=clock, providers=providers, store=store, sms=sms, box=box, pepper=b"")
     notifications = NotificationService(clock=clock, email=email, box=box, public_url=settings.base_url)
+    dispatcher = WebhookDispatcher(clock=clock, box=box, allow_internal=settings.env in ("dev", "test"))
+    shutdown.append(dispatcher.close)
+    extra_routes.append(webhook_routes)
     worker = Worker(
         {
             "send_invitation": notifications.send_invitation,
             "send_cancel_notice": notifications.send_cancel_notice,
             "send_reminder": notifications.send_reminder,
             "expire_envelope": envelopes.expire_job,
+            "dispatch_event": dispatcher.dispatch,
+            "deliver_webhook": dispatcher.deliver,
         },
         clock,
         poll_seconds=settings.worker_poll_seconds,
@@ -180,7 +187,8 @@ def build_container(
     return Container(
         settings=settings, clock=clock, providers=providers, email=email, sms=sms, store=store,
         inspector=inspector, tenants=tenants, envelopes=envelopes, ceremony=ceremony,
-        notifications=notifications, worker=worker, extra_routes=extra_routes, startup=startup, shutdown=shutdown,
+        notifications=notifications, worker=worker, box=box, extra_routes=extra_routes, startup=startup,
+        shutdown=shutdown,
     )
 
 

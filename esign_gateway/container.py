@@ -12,6 +12,7 @@ from .clock import Clock
 from .config import Settings
 from .jobs.worker import Worker
 from .ports import DocumentStore, EmailSender, PdfInspector, SignatureProvider, SmsSender
+from .secretbox import SecretBox
 from .services.ceremony import CeremonyService
 from .services.envelopes import EnvelopeService
 from .services.notifications import NotificationService
@@ -34,6 +35,7 @@ class Container:
     ceremony: CeremonyService
     notifications: NotificationService
     worker: Worker
+    box: SecretBox
     extra_routes: list[web.RouteTableDef] = field(default_factory=list)
     """Routes bootstrap adds (dev outbox, built-in TSA)."""
     startup: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)

@@ -18,6 +18,7 @@ from esign_gateway.domain.events import WEBHOOK_TYPES, DomainEvent
 from esign_gateway.domain.ids import uuid7
 from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
 
+from .jobs import JobRepository
 from .models import AuditEvent, DocumentRow, EnvelopeRow, OutboxEvent, SignerRow
 
 __all__ = ["ConcurrentUpdate", "EnvelopeRepository", "chain_body", "verify_chain"]
@@ -178,6 +179,9 @@ class EnvelopeRepository:
             outbox = [_outbox_row(env, e) for e in events if e.type in WEBHOOK_TYPES]
             if outbox:
                 await OutboxEvent.bulk_create(outbox, using_db=self.conn)
+                jobs = JobRepository(self.conn)
+                for row in outbox:  # delivered by the webhook dispatcher, at least once
+                    await jobs.enqueue("dispatch_event", {"event_id": row.id}, row.created_at)
         self._snapshots[env.id] = after
         self._audit[env.id] = (seq, head)
 
@@ -242,6 +246,10 @@ def _outbox_row(env: Envelope, event: DomainEvent) -> OutboxEvent:
             "record": {"type": env.record_type, "id": env.record_id, "name": env.record_name},
             "name": env.name,
             "metadata": env.metadata,
+            "sent_at": env.sent_at.isoformat() if env.sent_at else None,
+            "expires_at": env.expires_at.isoformat() if env.expires_at else None,
+            "completed_at": env.completed_at.isoformat() if env.completed_at else None,
+            "version": env.version,  # grows with every change: a CRM can drop stale events
         }
     }
     if signer is not None:

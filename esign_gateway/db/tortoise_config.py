@@ -6,7 +6,7 @@ from typing import Any
 
 __all__ = ["TORTOISE_ORM", "build_config", "normalise_url"]
 
-MODEL_MODULES = ["esign_gateway.db.models"]
+MODEL_MODULES = ["esign_gateway.db.models", "webhooks.models"]
 
 
 def normalise_url(url: str) -> str:

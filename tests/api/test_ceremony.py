@@ -34,7 +34,7 @@ async def test_one_signer_signs_and_the_result_validates(
     assert env["signers"][0]["status"] == "notified"
     assert env["expires_at"] == "2026-11-30T09:00:00Z" or env["expires_at"].startswith("2026-11-30T09:00:00")
 
-    assert await ceremony.run_jobs() == 1
+    await ceremony.run_jobs()
     mail = ceremony.smtp.to("jana@example.cz")[-1]
     text = mail.get_body(("plain",)).get_content()
     assert env["id"] in text  # the envelope ID is in the invitation

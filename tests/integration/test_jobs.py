@@ -68,3 +68,30 @@ async def test_dedupe_key_makes_enqueue_idempotent(container: Container) -> None
         await repo.enqueue("k", {}, container.clock.now(), dedupe_key="invitation:s1")
         await repo.enqueue("k", {}, container.clock.now(), dedupe_key="invitation:s1")
     assert await Job.filter(kind="k").count() == 1
+
+
+async def test_stop_finishes_the_job_in_hand_and_gives_back_the_rest(container: Container) -> None:
+    import asyncio
+
+    stop = asyncio.Event()
+    done: list[int] = []
+
+    async def handler(payload: dict[str, Any]) -> None:
+        done.append(payload["n"])
+        stop.set()  # SIGTERM arrives while the first job runs
+
+    for n in range(5):
+        await _enqueue(container, "batch", {"n": n})
+    worker = Worker({"batch": handler}, container.clock, batch=5)
+    assert await worker.run_once(stop) == 1
+    assert len(done) == 1
+    jobs = await Job.filter(kind="batch").order_by("id")
+    assert [j.status for j in jobs].count("done") == 1
+    released = [j for j in jobs if j.status == "pending"]
+    assert len(released) == 4 and all(j.attempts == 0 and j.locked_by is None for j in released)
+    other = Worker({"batch": lambda p: _noop()}, container.clock)
+    assert await other.run_once() == 4  # due at once for another worker
+
+
+async def _noop() -> None:
+    return None

@@ -51,13 +51,13 @@ async def _open_envelopes(container: Container, count: int) -> None:
 
 async def test_four_workers_send_500_due_reminders_each_exactly_once(container: Container) -> None:
     await _open_envelopes(container, 500)
-    await Job.filter(kind="send_invitation").delete()
+    await Job.filter(kind__in=("send_invitation", "dispatch_event")).delete()
     email = RecordingEmail()
     container.notifications.email = email
     container.clock.advance(days=6)  # type: ignore[attr-defined]  # every "1 day before expiry" slot is due
     workers = [Worker(container.worker.handlers, container.clock, batch=5) for _ in range(4)]
     ran = await asyncio.gather(*(w.run_once() for w in workers))
-    assert sum(ran) == 500
+    assert sum(ran) >= 500  # the reminders, plus the webhook dispatch of their envelope.reminder_sent events
     counts = Counter(m.to for m in email.sent)
     assert len(counts) == 500 and set(counts.values()) == {1}
     assert await Job.filter(kind="send_reminder", status="done").count() == 500

@@ -1,0 +1,149 @@
+"""/v1/webhook and /v1/webhook/deliveries (mounted by bootstrap)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from esign_gateway.domain.events import WEBHOOK_TYPES
+from esign_gateway.domain.ids import uuid7
+from esign_gateway.errors import NotFoundError, ValidationFailedError
+from esign_gateway.http.keys import CONTAINER
+from esign_gateway.http.routes.envelopes import tenant_of
+
+from .delivery import retry_now
+from .guard import UnsafeUrl, check_url
+from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .signing import generate_secret
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+ROTATION_OVERLAP = timedelta(hours=24)
+
+
+class EndpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    url: Annotated[str, Field(min_length=8, max_length=2000)]
+    events: list[str] | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            unknown = sorted(set(v) - WEBHOOK_TYPES)
+            if unknown:
+                raise ValueError(f"unknown event types: {', '.join(unknown)}")
+            return sorted(set(v))
+        return v
+
+
+class EndpointOut(BaseModel):
+    url: str
+    events: list[str] | None
+    enabled: bool
+    disabled_reason: str | None
+    secret: str | None = None
+    """Shown when it is created or rotated, never again."""
+    previous_secret_valid_until: str | None = None
+
+
+def _out(ep: WebhookEndpoint, secret: str | None = None) -> web.Response:
+    until = ep.previous_valid_until.isoformat() if ep.previous_valid_until else None
+    body = EndpointOut(url=ep.url, events=ep.events, enabled=ep.enabled, disabled_reason=ep.disabled_reason,
+                       secret=secret, previous_secret_valid_until=until)
+    return web.Response(text=body.model_dump_json(), content_type="application/json")
+
+
+@routes.get("/v1/webhook")
+async def get_endpoint(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    ep = await WebhookEndpoint.get_or_none(tenant_id=tenant.id)
+    if ep is None:
+        raise NotFoundError("No webhook endpoint is configured; PUT /v1/webhook {url} sets one.")
+    return _out(ep)
+
+
+@routes.put("/v1/webhook")
+async def put_endpoint(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    body = EndpointIn.model_validate(await request.json())
+    container = request.app[CONTAINER]
+    try:
+        await check_url(body.url, allow_internal=container.settings.env in ("dev", "test"))
+    except UnsafeUrl as exc:
+        raise ValidationFailedError(errors=[{"field": "url", "message": str(exc)}]) from None
+    now = container.clock.now()
+    ep = await WebhookEndpoint.get_or_none(tenant_id=tenant.id)
+    secret = None
+    if ep is None:
+        secret = generate_secret()
+        ep = await WebhookEndpoint.create(
+            id=str(uuid7()), tenant_id=tenant.id, url=body.url, events=body.events,
+            secret_sealed=container.box.seal(secret), created_at=now, updated_at=now,
+        )
+    else:
+        ep.url, ep.events, ep.enabled, ep.disabled_reason, ep.updated_at = body.url, body.events, True, None, now
+        await ep.save()
+    return _out(ep, secret)
+
+
+@routes.post("/v1/webhook/rotate-secret")
+async def rotate(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    container = request.app[CONTAINER]
+    ep = await WebhookEndpoint.get_or_none(tenant_id=tenant.id)
+    if ep is None:
+        raise NotFoundError("No webhook endpoint is configured.")
+    now = container.clock.now()
+    secret = generate_secret()
+    ep.previous_secret_sealed, ep.previous_valid_until = ep.secret_sealed, now + ROTATION_OVERLAP
+    ep.secret_sealed, ep.updated_at = container.box.seal(secret), now
+    await ep.save()
+    return _out(ep, secret)
+
+
+def _delivery(d: WebhookDelivery, attempts: list[WebhookAttempt]) -> dict[str, Any]:
+    return {
+        "id": d.id, "event_id": d.event_id, "type": d.event_type, "envelope_id": d.envelope_id, "status": d.status,
+        "attempts": d.attempts, "last_status_code": d.last_status_code, "last_error": d.last_error,
+        "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at else None,
+        "created_at": d.created_at.isoformat(), "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+        "attempt_log": [{"at": a.at.isoformat(), "status_code": a.status_code, "error": a.error,
+                         "latency_ms": a.latency_ms} for a in attempts],
+    }
+
+
+@routes.get("/v1/webhook/deliveries")
+async def list_deliveries(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    qs = WebhookDelivery.filter(tenant_id=tenant.id)
+    status = request.query.get("status")
+    if status:
+        if status not in ("pending", "succeeded", "failed"):
+            raise ValidationFailedError(errors=[{"field": "status", "message": "pending|succeeded|failed"}])
+        qs = qs.filter(status=status)
+    if request.query.get("envelope_id"):
+        qs = qs.filter(envelope_id=request.query["envelope_id"])
+    if request.query.get("cursor"):
+        qs = qs.filter(id__lt=request.query["cursor"])
+    rows = await qs.order_by("-id").limit(51)
+    more, rows = len(rows) > 50, rows[:50]
+    attempts: dict[str, list[WebhookAttempt]] = {r.id: [] for r in rows}
+    for a in await WebhookAttempt.filter(delivery_id__in=list(attempts)).order_by("id"):
+        attempts[a.delivery_id].append(a)
+    return web.json_response({"items": [_delivery(r, attempts[r.id]) for r in rows],
+                              "next_cursor": rows[-1].id if more and rows else None})
+
+
+@routes.post("/v1/webhook/deliveries/{id}/retry")
+async def retry(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    delivery = await retry_now(tenant.id, request.match_info["id"], request.app[CONTAINER].clock.now())
+    if delivery is None:
+        raise NotFoundError("No such delivery.")
+    request.app[CONTAINER].worker.wake()
+    return web.json_response(_delivery(delivery, []), status=202)
