@@ -1,0 +1,238 @@
+"""CRM webhooks end to end: a real HTTP receiver on a loopback port, signatures checked by the
+independent ``standardwebhooks`` package, retries driven by moving the clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook
+
+from esign_gateway.db.models import Job
+from tests.api.conftest import Ceremony, Tenant, envelope_body
+from tests.fakes import FrozenClock
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.signing import SignatureError, verify
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    # Standard Webhooks verifiers compare webhook-timestamp with the real time (±5 min).
+    return FrozenClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@dataclass
+class Receiver:
+    url: str = ""
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    fail_next: int = 0
+    status: int = 204
+    hang: asyncio.Event | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.requests]
+
+
+@pytest.fixture
+async def receiver(aiohttp_server: Callable[..., Any]) -> Receiver:
+    rec = Receiver()
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        rec.requests.append((dict(request.headers), body))
+        if rec.hang is not None:
+            await rec.hang.wait()
+        if rec.fail_next:
+            rec.fail_next -= 1
+            return web.Response(status=500, headers=rec.extra_headers)
+        return web.Response(status=rec.status, headers=rec.extra_headers)
+
+    app = web.Application()
+    app.router.add_post("/hooks", handle)
+    server = await aiohttp_server(app)
+    rec.url = str(server.make_url("/hooks"))
+    return rec
+
+
+async def _subscribe(api: Any, tenant: Tenant, url: str, **extra: Any) -> str:
+    resp = await api.put("/v1/webhook", json={"url": url, **extra}, headers=tenant.auth)
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["secret"].startswith("whsec_")
+    return str(body["secret"])
+
+
+async def test_full_ceremony_delivers_signed_events_in_order(
+    api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver
+) -> None:
+    secret = await _subscribe(api, tenant, receiver.url)
+    env = (await (await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)).json())
+    await ceremony.run_jobs()
+    await ceremony.sign(ceremony.link_token("jana@example.cz"), "+420601123456")
+    await ceremony.run_jobs()
+    types = [e["type"] for e in receiver.events()]
+    assert types == ["envelope.sent", "signer.viewed", "signer.signed", "envelope.completed"]
+    checker = Webhook(secret)
+    for headers, body in receiver.requests:
+        payload = checker.verify(body, headers)  # the independent verifier accepts every delivery
+        assert payload["data"]["envelope"]["id"] == env["id"]
+        assert payload["data"]["envelope"]["record"] == {"type": "deal", "id": "D-2026-0042", "name": "Dodávka serverů"}
+        assert payload["data"]["envelope"]["metadata"] == {"crm_user": "42"}
+        assert headers["webhook-id"] == payload["id"]
+    completed = receiver.events()[-1]
+    assert completed["data"]["envelope"]["status"] == "completed"
+    signed = receiver.events()[2]
+    assert signed["data"]["signer"]["id"] == env["signers"][0]["id"]
+    versions = [e["data"]["envelope"]["version"] for e in receiver.events()]
+    assert versions == sorted(versions)  # a CRM can drop stale, out-of-order events
+
+
+async def test_receiver_that_fails_twice_gets_the_event_on_the_third_attempt(
+    api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver
+) -> None:
+    await _subscribe(api, tenant, receiver.url, events=["envelope.sent"])
+    receiver.fail_next = 2
+    await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)
+    await ceremony.run_jobs()
+    assert len(receiver.requests) == 1
+    ceremony.container.clock.advance(seconds=4)  # type: ignore[attr-defined]
+    await ceremony.run_jobs()
+    assert len(receiver.requests) == 1  # the first retry is due after ~5 s (±10 % jitter)
+    ceremony.container.clock.advance(seconds=2)  # type: ignore[attr-defined]
+    await ceremony.run_jobs()
+    assert len(receiver.requests) == 2
+    ceremony.container.clock.advance(minutes=6)  # type: ignore[attr-defined]
+    await ceremony.run_jobs()
+    assert len(receiver.requests) == 3
+    ids = {h["webhook-id"] for h, _ in receiver.requests}
+    assert len(ids) == 1  # the same webhook-id on every retry
+    deliveries = await (await api.get("/v1/webhook/deliveries", headers=tenant.auth)).json()
+    (d,) = deliveries["items"]
+    assert d["status"] == "succeeded" and d["attempts"] == 3
+    assert [a["status_code"] for a in d["attempt_log"]] == [500, 500, 204]
+
+
+async def test_hanging_receiver_does_not_delay_the_api(
+    api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver
+) -> None:
+    await _subscribe(api, tenant, receiver.url)
+    receiver.hang = asyncio.Event()
+    await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)
+    worker = asyncio.create_task(ceremony.run_jobs())
+    while not receiver.requests:  # the worker is now stuck inside the receiver
+        await asyncio.sleep(0)
+    resp = await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)
+    assert resp.status == 201
+    assert not worker.done()  # the API answered while the delivery still hangs
+    receiver.hang.set()
+    await worker
+
+
+async def test_rotation_signs_with_both_secrets_for_a_day(
+    api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver
+) -> None:
+    old = await _subscribe(api, tenant, receiver.url, events=["envelope.sent"])
+    rotated = await (await api.post("/v1/webhook/rotate-secret", headers=tenant.auth)).json()
+    new = rotated["secret"]
+    assert new != old and rotated["previous_secret_valid_until"]
+    await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)
+    await ceremony.run_jobs()
+    headers, body = receiver.requests[-1]
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    Webhook(new).verify(body, headers)
+    Webhook(old).verify(body, headers)
+    got = await (await api.get("/v1/webhook", headers=tenant.auth)).json()
+    assert got["secret"] is None  # never shown again
+
+
+async def test_event_committed_before_a_crash_is_still_delivered(
+    api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver
+) -> None:
+    await _subscribe(api, tenant, receiver.url, events=["envelope.sent"])
+    receiver.hang = asyncio.Event()
+    await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)
+    doomed = asyncio.create_task(ceremony.run_jobs())
+    while not receiver.requests:
+        await asyncio.sleep(0)
+    doomed.cancel()  # the worker dies mid-delivery
+    await asyncio.gather(doomed, return_exceptions=True)
+    receiver.hang = None
+    ceremony.container.clock.advance(minutes=6)  # type: ignore[attr-defined]  # past the lease
+    await ceremony.run_jobs()
+    assert (await WebhookDelivery.get()).status == "succeeded"
+    assert len({h["webhook-id"] for h, _ in receiver.requests}) == 1
+
+
+async def test_gone_disables_the_endpoint(api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver) -> None:
+    await _subscribe(api, tenant, receiver.url)
+    receiver.status = 410
+    await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)
+    await ceremony.run_jobs()
+    ep = await WebhookEndpoint.get(tenant_id=tenant.id)
+    assert ep.enabled is False and "410" in (ep.disabled_reason or "")
+    got = await (await api.get("/v1/webhook", headers=tenant.auth)).json()
+    assert got["enabled"] is False
+
+
+async def test_retry_after_is_honoured_and_failed_after_the_schedule_then_manual_retry(
+    api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver
+) -> None:
+    await _subscribe(api, tenant, receiver.url, events=["envelope.sent"])
+    receiver.status = 503
+    receiver.extra_headers = {"Retry-After": "120"}
+    await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)
+    await ceremony.run_jobs()
+    d = await WebhookDelivery.get()
+    assert d.next_attempt_at is not None
+    assert (d.next_attempt_at - ceremony.container.clock.now()).total_seconds() >= 119
+    receiver.extra_headers = {}
+    for _ in range(12):
+        ceremony.container.clock.advance(hours=25)  # type: ignore[attr-defined]
+        await ceremony.run_jobs()
+    d = await WebhookDelivery.get()
+    assert d.status == "failed" and d.attempts == 10  # the first try + 9 retries (about 3 days)
+    assert (await api.get("/v1/webhook/deliveries?status=failed", headers=tenant.auth)).status == 200
+    receiver.status = 200
+    resp = await api.post(f"/v1/webhook/deliveries/{d.id}/retry", headers=tenant.auth)
+    assert resp.status == 202
+    await ceremony.run_jobs()
+    assert (await WebhookDelivery.get()).status == "succeeded"
+    assert await Job.filter(kind="deliver_webhook", status="failed").count() == 0
+
+
+async def test_webhook_url_must_be_public_https_outside_dev(api: Any, tenant: Tenant, ceremony: Ceremony) -> None:
+    ceremony.container.settings.env = "prod"
+    for url in ("http://crm.example.com/hooks", "https://127.0.0.1/hooks", "https://10.1.2.3/x",
+                "https://169.254.169.254/latest", "https://user:pw@crm.example.com/"):
+        resp = await api.put("/v1/webhook", json={"url": url}, headers=tenant.auth)
+        assert resp.status == 422, url
+        assert (await resp.json())["errors"][0]["field"] == "url"
+    assert await WebhookEndpoint.all().count() == 0
+    resp = await api.put("/v1/webhook", json={"url": "https://x.test/", "events": ["envelope.nope"]},
+                         headers=tenant.auth)
+    assert resp.status == 422
+
+
+def test_our_verify_helper_rejects_a_tampered_body_and_old_timestamps() -> None:
+    from webhooks.signing import generate_secret, sign
+
+    secret = generate_secret()
+    body = b'{"id":"evt_1","type":"envelope.sent"}'
+    headers = {"webhook-id": "evt_1", "webhook-timestamp": "1700000000",
+               "webhook-signature": sign(secret, "evt_1", 1700000000, body)}
+    verify(secret, headers, body, now=1700000000)
+    reference = Webhook(secret).sign("evt_1", datetime.fromtimestamp(1700000000, UTC), body.decode())
+    assert reference == headers["webhook-signature"]  # the same scheme as the reference library
+    with pytest.raises(SignatureError):
+        verify(secret, headers, body.replace(b"sent", b"sant"), now=1700000000)
+    with pytest.raises(SignatureError):
+        verify(secret, headers, body, now=1700000000 + 301)
+    with pytest.raises(SignatureError):
+        verify(generate_secret(), headers, body, now=1700000000)
