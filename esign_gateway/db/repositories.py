@@ -138,8 +138,10 @@ class EnvelopeRepository:
         seq, head = self._audit[env.id]
         events, env.events = env.events, []
         rows = []
+        seqs: list[int] = []
         for event in events:
             seq += 1
+            seqs.append(seq)
             salt = secrets.token_hex(16) if (event.ip or event.user_agent) else None
             body = chain_body(
                 env.id, seq, event.type, event.at, event.actor, event.signer_id, event.data,
@@ -176,7 +178,7 @@ class EnvelopeRepository:
                 await DocumentRow.filter(id=did).using_db(self.conn).update(**changed)
         if rows:
             await AuditEvent.bulk_create(rows, using_db=self.conn)
-            outbox = [_outbox_row(env, e) for e in events if e.type in WEBHOOK_TYPES]
+            outbox = [_outbox_row(env, e, n) for e, n in zip(events, seqs, strict=True) if e.type in WEBHOOK_TYPES]
             if outbox:
                 await OutboxEvent.bulk_create(outbox, using_db=self.conn)
                 jobs = JobRepository(self.conn)
@@ -237,7 +239,7 @@ def _snapshot(env: Envelope) -> dict[str, Any]:
     }
 
 
-def _outbox_row(env: Envelope, event: DomainEvent) -> OutboxEvent:
+def _outbox_row(env: Envelope, event: DomainEvent, sequence: int) -> OutboxEvent:
     signer = env.signer(event.signer_id) if event.signer_id else None
     data: dict[str, Any] = {
         "envelope": {
@@ -254,6 +256,7 @@ def _outbox_row(env: Envelope, event: DomainEvent) -> OutboxEvent:
     }
     if signer is not None:
         data["signer"] = {"id": signer.id, "status": signer.status.value, "order": signer.order}
+    data["sequence"] = sequence  # per envelope, strictly increasing: orders events that arrive out of order
     event_id = f"evt_{uuid7().hex}"
     return OutboxEvent(
         id=event_id, tenant_id=env.tenant_id, envelope_id=env.id, type=event.type, created_at=event.at,

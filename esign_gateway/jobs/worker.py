@@ -30,13 +30,14 @@ log = structlog.get_logger(__name__)
 class Worker:
     def __init__(
         self, handlers: Mapping[str, Handler], clock: Clock, *, poll_seconds: float = 1.0,
-        lease: timedelta = timedelta(minutes=5), batch: int = 10,
+        lease: timedelta = timedelta(minutes=5), batch: int = 10, concurrency: int = 8,
     ) -> None:
         self.handlers = handlers
         self.clock = clock
         self.poll_seconds = poll_seconds
         self.lease = lease
         self.batch = batch
+        self.concurrency = max(1, concurrency)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wake = asyncio.Event()
 
@@ -45,19 +46,40 @@ class Worker:
         self._wake.set()
 
     async def run_once(self, stop: asyncio.Event | None = None) -> int:
-        """Run every job that is due now; return how many ran. On ``stop``, give back the rest."""
+        """Run every job that is due now, up to ``concurrency`` at a time; return how many ran.
+
+        A slow job (a hanging webhook endpoint) holds one slot, not the queue: the other slots go
+        on claiming and running. On ``stop``, claimed-but-unstarted jobs are given back and the
+        running ones are finished. If this coroutine is cancelled (the worker dies), its running
+        jobs die with it and their leases bring them back later.
+        """
         ran = 0
-        while stop is None or not stop.is_set():
-            jobs = await queue.claim(self.id, self.clock.now(), limit=self.batch, lease=self.lease)
-            if not jobs:
-                return ran
-            for i, job in enumerate(jobs):
-                if stop is not None and stop.is_set():
-                    for unstarted in jobs[i:]:
-                        await queue.release(unstarted, self.id, self.clock.now())
-                    return ran
-                await self._run(job)
-                ran += 1
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while stop is None or not stop.is_set():
+                free = self.concurrency - len(in_flight)
+                jobs = (
+                    await queue.claim(self.id, self.clock.now(), limit=min(free, self.batch), lease=self.lease)
+                    if free > 0 else []
+                )
+                if not jobs and not in_flight:
+                    break
+                for job in jobs:
+                    if stop is not None and stop.is_set():
+                        await queue.release(job, self.id, self.clock.now())
+                    else:
+                        in_flight.add(asyncio.create_task(self._run(job)))
+                if in_flight and (not jobs or len(in_flight) >= self.concurrency):
+                    done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    ran += len(done)
+            if in_flight:
+                done, _ = await asyncio.wait(in_flight)
+                ran += len(done)
+        except asyncio.CancelledError:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            raise
         return ran
 
     async def _run(self, job: queue.ClaimedJob) -> None:

@@ -70,27 +70,37 @@ async def test_dedupe_key_makes_enqueue_idempotent(container: Container) -> None
     assert await Job.filter(kind="k").count() == 1
 
 
-async def test_stop_finishes_the_job_in_hand_and_gives_back_the_rest(container: Container) -> None:
+async def test_stop_finishes_the_jobs_in_hand_and_leaves_the_rest_to_others(container: Container) -> None:
     import asyncio
 
     stop = asyncio.Event()
     done: list[int] = []
 
     async def handler(payload: dict[str, Any]) -> None:
+        stop.set()  # SIGTERM arrives while the first jobs run
+        await asyncio.sleep(0)
         done.append(payload["n"])
-        stop.set()  # SIGTERM arrives while the first job runs
 
     for n in range(5):
         await _enqueue(container, "batch", {"n": n})
-    worker = Worker({"batch": handler}, container.clock, batch=5)
-    assert await worker.run_once(stop) == 1
-    assert len(done) == 1
+    worker = Worker({"batch": handler}, container.clock, batch=2, concurrency=2)
+    assert await worker.run_once(stop) == 2  # both jobs in hand were finished, not abandoned
+    assert len(done) == 2
     jobs = await Job.filter(kind="batch").order_by("id")
-    assert [j.status for j in jobs].count("done") == 1
-    released = [j for j in jobs if j.status == "pending"]
-    assert len(released) == 4 and all(j.attempts == 0 and j.locked_by is None for j in released)
+    assert [j.status for j in jobs].count("done") == 2
+    rest = [j for j in jobs if j.status == "pending"]
+    assert len(rest) == 3 and all(j.attempts == 0 and j.locked_by is None for j in rest)
     other = Worker({"batch": lambda p: _noop()}, container.clock)
-    assert await other.run_once() == 4  # due at once for another worker
+    assert await other.run_once() == 3  # due at once for another worker
+
+
+async def test_claimed_but_unstarted_job_is_released_with_its_attempt_given_back(container: Container) -> None:
+    await _enqueue(container, "batch", {"n": 1})
+    (job,) = await queue.claim("w1", container.clock.now(), limit=5, lease=timedelta(minutes=5))
+    await queue.release(job, "w1", container.clock.now())
+    row = await Job.get(kind="batch")
+    assert (row.status, row.attempts, row.locked_by) == ("pending", 0, None)
+    assert row.due_at <= container.clock.now()
 
 
 async def _noop() -> None:

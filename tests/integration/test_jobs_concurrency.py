@@ -82,7 +82,8 @@ async def test_job_of_a_killed_worker_is_finished_by_another_after_the_lease(con
     async with in_transaction("default") as conn:
         await JobRepository(conn).enqueue("slow", {"id": "x"}, container.clock.now())
     lease = timedelta(minutes=5)
-    doomed = Worker({"slow": slow}, container.clock, lease=lease)
+    # concurrency=1: the worker is inside the job (not inside a claim query) when it dies
+    doomed = Worker({"slow": slow}, container.clock, lease=lease, concurrency=1)
     task = asyncio.create_task(doomed.run_once())
     await started.wait()
     task.cancel()  # the worker dies mid-job
