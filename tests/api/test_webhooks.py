@@ -36,6 +36,7 @@ class Receiver:
     status: int = 204
     hang: asyncio.Event | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(body) for _, body in self.requests]
@@ -48,6 +49,7 @@ async def receiver(aiohttp_server: Callable[..., Any]) -> Receiver:
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
         rec.requests.append((dict(request.headers), body))
+        rec.arrived.set()
         if rec.hang is not None:
             await rec.hang.wait()
         if rec.fail_next:
@@ -127,8 +129,7 @@ async def test_hanging_receiver_does_not_delay_the_api(
     receiver.hang = asyncio.Event()
     await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)
     worker = asyncio.create_task(ceremony.run_jobs())
-    while not receiver.requests:  # the worker is now stuck inside the receiver
-        await asyncio.sleep(0)
+    await receiver.arrived.wait()  # the worker is now stuck inside the receiver
     resp = await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)
     assert resp.status == 201
     assert not worker.done()  # the API answered while the delivery still hangs
@@ -162,8 +163,7 @@ async def test_event_committed_before_a_crash_is_still_delivered(
     worker = ceremony.container.worker
     dying = Worker(worker.handlers, worker.clock, concurrency=1)  # one job in hand when it dies
     doomed = asyncio.create_task(dying.run_once())
-    while not receiver.requests:
-        await asyncio.sleep(0)
+    await receiver.arrived.wait()
     doomed.cancel()  # the worker dies mid-delivery
     await asyncio.gather(doomed, return_exceptions=True)
     receiver.hang = None

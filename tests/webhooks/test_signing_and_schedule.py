@@ -1,0 +1,67 @@
+"""Pure webhook helpers: outbound signing, inbound (provider) verification, retry schedule, SSRF guard."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from webhooks.guard import UnsafeUrl, check_url
+from webhooks.inbound import InboundSignatureError, sign_inbound, verify_inbound
+from webhooks.schedule import RETRY_DELAYS, next_delay
+from webhooks.signing import generate_secret, signature_header, verify
+
+BODY = b'{"id":"0193b7d7-4941-7217-ad91-f2cf0ca9a8e6","event":"envelopeCompleted"}'
+
+
+def test_secret_format_is_whsec_base64_of_at_least_24_bytes() -> None:
+    import base64
+
+    secret = generate_secret()
+    assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:])) >= 24
+
+
+def test_rotation_header_carries_both_signatures_and_either_verifies() -> None:
+    old, new = generate_secret(), generate_secret()
+    header = signature_header([new, old], "evt_1", 1000, BODY)
+    headers = {"webhook-id": "evt_1", "webhook-timestamp": "1000", "webhook-signature": header}
+    verify(new, headers, BODY, now=1000)
+    verify(old, headers, BODY, now=1000)
+
+
+def test_inbound_signature_verifies_and_rejects_tampering_age_and_wrong_secret() -> None:
+    header = sign_inbound("s3cret", 1_700_000_000, BODY)
+    verify_inbound(["other", "s3cret"], header, BODY, now=1_700_000_000 + 299)
+    with pytest.raises(InboundSignatureError):
+        verify_inbound(["s3cret"], header, BODY + b" ", now=1_700_000_000)
+    with pytest.raises(InboundSignatureError):
+        verify_inbound(["s3cret"], header, BODY, now=1_700_000_000 + 301)
+    with pytest.raises(InboundSignatureError):
+        verify_inbound(["nope"], header, BODY, now=1_700_000_000)
+    for bad in (None, "", "t=abc,s=00", "s=00,t=1"):
+        with pytest.raises(InboundSignatureError):
+            verify_inbound(["s3cret"], bad, BODY, now=1_700_000_000)
+
+
+def test_retry_schedule_is_about_three_days_then_gives_up() -> None:
+    total = sum((d for d in RETRY_DELAYS), timedelta())
+    assert timedelta(days=3) < total < timedelta(days=3, hours=12)
+    assert next_delay(1, jitter=0) == timedelta(seconds=5)
+    assert next_delay(9, jitter=0) == timedelta(hours=24)
+    assert next_delay(10) is None
+    assert next_delay(1, retry_after=600, jitter=0) == timedelta(seconds=600)
+    assert next_delay(1, retry_after=10**9, jitter=0) == timedelta(hours=24)
+    jittered = {next_delay(2) for _ in range(20)}
+    assert len(jittered) > 1 and all(timedelta(minutes=4.5) <= d <= timedelta(minutes=5.5) for d in jittered)
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1/x", "https://10.0.0.8/x", "https://[::1]/x",
+                                 "https://169.254.169.254/", "http://example.com/", "ftp://example.com/",
+                                 "https://192.168.1.1/", "https://localhost/"])
+async def test_guard_refuses_internal_or_plain_http_targets(url: str) -> None:
+    with pytest.raises(UnsafeUrl):
+        await check_url(url, allow_internal=False)
+
+
+async def test_guard_allows_loopback_in_dev() -> None:
+    await check_url("http://127.0.0.1:8080/hooks", allow_internal=True)
