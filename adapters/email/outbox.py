@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 from pathlib import Path
 
+from adapters._files import sortable_name, write_atomic
 from esign_gateway.clock import Clock
 from esign_gateway.ports import OutgoingEmail
 
 from .mime import build_mime
 
-__all__ = ["OutboxEmailSender", "write_atomic"]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def outbox_name(clock: Clock, suffix: str) -> str:
-    """Names sort by time: ``20261123T090000123456Z-<hex>.<suffix>``."""
-    return f"{clock.now().strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}.{suffix}"
+__all__ = ["OutboxEmailSender"]
 
 
 class OutboxEmailSender:
@@ -38,5 +22,5 @@ class OutboxEmailSender:
 
     async def send(self, message: OutgoingEmail) -> None:
         mime = build_mime(message, self.sender, self.clock.now())
-        path = self.directory / outbox_name(self.clock, "eml")
+        path = self.directory / sortable_name(self.clock.now(), "eml")
         await asyncio.to_thread(write_atomic, path, mime.as_bytes())

@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from adapters.email.outbox import outbox_name, write_atomic
+from adapters._files import sortable_name, write_atomic
 from esign_gateway.clock import Clock
 from esign_gateway.ports import OutgoingSms
 
@@ -20,5 +20,5 @@ class OutboxSmsSender:
 
     async def send(self, message: OutgoingSms) -> None:
         body = {"to": message.to, "text": message.text, "sent_at": self.clock.now().isoformat()}
-        path = self.directory / outbox_name(self.clock, "json")
+        path = self.directory / sortable_name(self.clock.now(), "json")
         await asyncio.to_thread(write_atomic, path, json.dumps(body, ensure_ascii=False).encode())

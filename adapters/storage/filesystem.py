@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
-import secrets
 from pathlib import Path
+
+from adapters._files import write_atomic
 
 __all__ = ["FileDocumentStore"]
 
@@ -32,18 +32,7 @@ class FileDocumentStore:
         path = self._path(key)
         if path.exists():
             return key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{key}.{secrets.token_hex(4)}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, data)
         return key
 
     def _get(self, key: str) -> bytes:

@@ -33,6 +33,13 @@ RECORD_TYPES = ("client", "contact", "deal", "offer", "order")
 METADATA_MAX_BYTES = 4096
 
 
+def _utc(v: datetime | None) -> datetime | None:
+    """Explicit times must carry a zone; they are kept in UTC."""
+    if v is not None and v.tzinfo is None:
+        raise ValueError("give a timezone, e.g. 2026-12-01T12:00:00Z")
+    return v.astimezone(UTC) if v else v
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -112,12 +119,7 @@ class CreateEnvelopeIn(_In):
             raise ValueError("metadata is limited to 4 KB of JSON")
         return v
 
-    @field_validator("expires_at")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("give a timezone, e.g. 2026-12-01T12:00:00Z")
-        return v.astimezone(UTC) if v else v
+    _aware = field_validator("expires_at")(classmethod(lambda cls, v: _utc(v)))
 
     @model_validator(mode="after")
     def _one_expiry(self) -> CreateEnvelopeIn:
@@ -137,12 +139,7 @@ class ExtendIn(_In):
     expires_in_days: Annotated[int | None, Field(ge=1, le=90)] = None
     expires_at: datetime | None = None
 
-    @field_validator("expires_at")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("give a timezone, e.g. 2026-12-01T12:00:00Z")
-        return v.astimezone(UTC) if v else v
+    _aware = field_validator("expires_at")(classmethod(lambda cls, v: _utc(v)))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ExtendIn:
