@@ -239,3 +239,36 @@ def test_our_verify_helper_rejects_a_tampered_body_and_old_timestamps() -> None:
         verify(secret, headers, body, now=1700000000 + 301)
     with pytest.raises(SignatureError):
         verify(generate_secret(), headers, body, now=1700000000)
+
+
+async def test_one_tenants_hanging_endpoint_does_not_hold_back_another_tenants_events(
+    api: Any, tenant: Tenant, other_tenant: Tenant, ceremony: Ceremony, aiohttp_server: Callable[..., Any]
+) -> None:
+    hang, got_b = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await hang.wait()
+        return web.Response(status=204)
+
+    async def fast(request: web.Request) -> web.Response:
+        got_b.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/a", slow)
+    app.router.add_post("/b", fast)
+    server = await aiohttp_server(app)
+    await _subscribe(api, tenant, str(server.make_url("/a")))
+    await _subscribe(api, other_tenant, str(server.make_url("/b")))
+    for t in (tenant, tenant, tenant, other_tenant):
+        assert (await api.post("/v1/envelopes", json=envelope_body(), headers=t.auth)).status == 201
+    worker = asyncio.create_task(ceremony.run_jobs())
+    await asyncio.wait_for(got_b.wait(), timeout=10)  # B got its event while A still hangs
+    assert not worker.done()
+    hang.set()
+    await worker
+    assert await WebhookDelivery.filter(status="succeeded").count() == 4
+    foreign = await WebhookDelivery.filter(tenant_id=tenant.id).first()
+    assert foreign is not None
+    resp = await api.post(f"/v1/webhook/deliveries/{foreign.id}/retry", headers=other_tenant.auth)
+    assert resp.status == 404  # another tenant's delivery cannot be touched or probed
