@@ -70,9 +70,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        resp = problem_response(MalformedRequestError(exc.reason))
-        resp.set_status(exc.status, exc.reason)
-        return resp
+        return problem_response(MalformedRequestError(exc.reason), status=exc.status)
     except Exception:
         log.exception("unhandled_error")
         return problem_response(GatewayError("Something went wrong on our side; it has been logged."))

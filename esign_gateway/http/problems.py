@@ -15,11 +15,12 @@ __all__ = ["from_validation_error", "problem_response"]
 PROBLEM_TYPE = "https://esign-gateway.dev/problems/"
 
 
-def problem_response(err: GatewayError, *, instance: str | None = None) -> web.Response:
+def problem_response(err: GatewayError, *, instance: str | None = None, status: int | None = None) -> web.Response:
+    status = status or err.status
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + err.code.replace("_", "-"),
         "title": err.title,
-        "status": err.status,
+        "status": status,
         "detail": err.detail,
         "code": err.code,
     }
@@ -29,7 +30,7 @@ def problem_response(err: GatewayError, *, instance: str | None = None) -> web.R
         body["instance"] = instance
     body.update(err.extra)
     return web.Response(
-        status=err.status, text=json.dumps(body, ensure_ascii=False),
+        status=status, text=json.dumps(body, ensure_ascii=False),
         content_type="application/problem+json", headers=err.headers,
     )
 

@@ -217,3 +217,11 @@ async def test_explicit_expires_at_and_past_expires_at(api: Any, tenant: Tenant)
     past = envelope_body(expires_at="2026-01-01T00:00:00Z")
     resp = await api.post("/v1/envelopes", json=past, headers=tenant.auth)
     assert resp.status == 422 and (await resp.json())["errors"][0]["field"] == "expires_at"
+
+
+async def test_wrong_method_is_a_problem_with_a_matching_status(api: Any, tenant: Tenant) -> None:
+    resp = await api.patch("/v1/envelopes", headers=tenant.auth)
+    assert resp.status == 405 and resp.content_type == "application/problem+json"
+    assert (await resp.json())["status"] == 405
+    missing = await api.get("/v1/nothing-here", headers=tenant.auth)
+    assert missing.status == 404 and (await missing.json())["code"] == "not_found"
