@@ -91,7 +91,8 @@ def _gone(env: Envelope) -> GoneError:
         "completed": "All parties have signed this envelope.",
         "declined": "This signing request was declined.",
     }
-    return GoneError(texts.get(reason, "This link is no longer valid."), extra={"reason": reason})
+    return GoneError(texts.get(reason, "This link is no longer valid."),
+                     extra={"reason": reason, "language": env.language})
 
 
 class CeremonyService:

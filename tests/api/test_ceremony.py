@@ -152,7 +152,8 @@ async def test_decline_ends_the_envelope_and_kills_the_links(api: Any, tenant: T
     problem = await gone.json()
     assert problem["reason"] == "declined"
     page = await api.get(f"/sign/{petr}")
-    assert page.status == 410 and "declined" in await page.text()
+    assert page.status == 410 and 'data-reason="declined"' in await page.text()
+    assert "Podpis byl odmítnut" in await page.text()  # in the envelope's language
     assert (await api.get(f"/v1/envelopes/{env['id']}/download", headers=tenant.auth)).status == 409
 
 
@@ -289,6 +290,10 @@ async def test_html_page_flow_without_javascript(api: Any, tenant: Tenant, cerem
     assert resp.status == 303 and "notice=signed" in resp.headers["Location"]
     got = await (await api.get(f"/v1/envelopes/{env['id']}", headers=tenant.auth)).json()
     assert got["status"] == "completed"
+    thanks = await api.get(resp.headers["Location"])
+    assert thanks.status == 200 and "Podepsáno. Děkujeme." in await thanks.text()
+    later = await api.get(f"/sign/{token}")
+    assert "již podepsaly všechny strany" in await later.text()
 
 
 async def test_audit_chain_verifies_and_one_edited_event_is_caught(

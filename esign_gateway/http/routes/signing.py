@@ -131,9 +131,25 @@ def _page(template: str, status: int = 200, **ctx: Any) -> web.Response:
     return web.Response(status=status, text=html, content_type="text/html", charset="utf-8")
 
 
-def _error_page(err: GatewayError, lang: str = "cs") -> web.Response:
-    return _page("sign_error.html", status=err.status, lang=lang, detail=err.detail,
-                 reason=err.extra.get("reason", err.code))
+_DEAD_LINK = {
+    "cs": {"expired": "Platnost odkazu k podpisu vypršela.", "cancelled": "Odesílatel žádost o podpis zrušil.",
+           "completed": "Dokumenty již podepsaly všechny strany. Podepsanou kopii Vám zašle odesílatel.",
+           "declined": "Podpis byl odmítnut; žádost je uzavřena.", "not_found": "Tento odkaz k podpisu neznáme."},
+    "sk": {"expired": "Platnosť odkazu na podpis vypršala.", "cancelled": "Odosielateľ žiadosť o podpis zrušil.",
+           "completed": "Dokumenty už podpísali všetky strany. Podpísanú kópiu Vám pošle odosielateľ.",
+           "declined": "Podpis bol odmietnutý; žiadosť je uzavretá.", "not_found": "Tento odkaz na podpis nepoznáme."},
+    "en": {"expired": "This signing link has expired.", "cancelled": "The sender cancelled this signing request.",
+           "completed": "All parties have signed. The sender will send you the signed copy.",
+           "declined": "Signing was declined; the request is closed.",
+           "not_found": "We do not know this signing link."},
+}
+
+
+def _error_page(err: GatewayError) -> web.Response:
+    lang = str(err.extra.get("language", "cs"))
+    reason = str(err.extra.get("reason", err.code))
+    detail = _DEAD_LINK.get(lang, _DEAD_LINK["cs"]).get(reason, err.detail)
+    return _page("sign_error.html", status=err.status, lang=lang, detail=detail, reason=reason)
 
 
 @routes.get("/sign/{token}")
@@ -142,6 +158,10 @@ async def page(request: web.Request) -> web.Response:
     try:
         view = await request.app[CONTAINER].ceremony.view(token, _client(request))
     except GatewayError as err:
+        if request.query.get("notice") == "signed" and err.extra.get("reason") == "completed":
+            lang = str(err.extra.get("language", "cs"))
+            return _page("sign_error.html", lang=lang, reason="signed_by_you",
+                         detail=_DEAD_LINK.get(lang, _DEAD_LINK["cs"])["completed"])
         return _error_page(err)
     return _page("sign.html", lang=view.envelope.language, v=_view_out(view, token), token=token,
                  notice=request.query.get("notice", ""), error=request.query.get("error", ""),
@@ -186,9 +206,9 @@ async def page_decline(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     form = await request.post()
     try:
-        await request.app[CONTAINER].ceremony.decline(token, str(form.get("reason", "")), _client(request))
+        env = await request.app[CONTAINER].ceremony.decline(token, str(form.get("reason", "")), _client(request))
     except ValidationFailedError:
         raise web.HTTPSeeOther(f"/sign/{token}?error=reason_required") from None
     except GatewayError as err:
         return _error_page(err)
-    return _page("sign_error.html", lang="cs", detail="", reason="declined_by_you")
+    return _page("sign_error.html", lang=env.language, detail="", reason="declined_by_you")
