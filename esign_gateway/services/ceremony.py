@@ -4,8 +4,8 @@ Two channels: the e-mailed link proves control of the mailbox; the SMS code (the
 authenticator) proves possession of the phone. Signing runs in three steps so the slow part
 never holds a database transaction: (1) accept the code and mark the signer verified,
 (2) sign every document through the provider (off the event loop), (3) record the signature
-with an optimistic version check — if a parallel signer got there first, sign again on top of
-their revision.
+if every document is still the revision it was made on — if a parallel signer got there first,
+sign again on top of their revision.
 """
 
 from __future__ import annotations
@@ -291,7 +291,9 @@ class CeremonyService:
                 async with UnitOfWork() as uow:
                     current = await uow.envelopes.get(envelope_id, for_update=True)
                     assert current is not None
-                    if current.version != env.version:
+                    # Our signature is good if every document is still the revision we signed on top of;
+                    # other changes meanwhile (a page view, a code sent to a parallel signer) do not matter.
+                    if any(current.document(d.id).current_sha256 != d.current_sha256 for d in env.documents):
                         raise ConcurrentUpdate(envelope_id)
                     now = self.clock.now()
                     try:
@@ -307,6 +309,7 @@ class CeremonyService:
                             await uow.signers.forget_sealed(current.id)
                         await uow.envelopes.save(current)
             except ConcurrentUpdate:
+                log.info("signature_rebased", envelope_id=envelope_id, signer_id=signer_id)
                 continue
             if refused is not None:
                 raise refused

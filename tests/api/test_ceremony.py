@@ -118,8 +118,12 @@ async def test_two_parallel_signers_both_notified_and_both_signatures_survive(
     await ceremony.request_code(jana)
     await ceremony.request_code(lubo)
     code_j, code_l = ceremony.last_code("+420601123456"), ceremony.last_code("+421905123456")
-    r1 = await api.post(f"/api/sign/{lubo}/sign", json={"code": code_l, "agree": True})
-    r2 = await api.post(f"/api/sign/{jana}/sign", json={"code": code_j, "agree": True})
+    # both sign at the same moment: both signatures are made in parallel on the same revision, one
+    # commits first and the other is re-made on top of it — none is lost
+    r1, r2 = await asyncio.gather(
+        api.post(f"/api/sign/{lubo}/sign", json={"code": code_l, "agree": True}),
+        api.post(f"/api/sign/{jana}/sign", json={"code": code_j, "agree": True}),
+    )
     assert r1.status == 200 and r2.status == 200
 
     resp = await api.get(f"/v1/envelopes/{env['id']}/download", headers=tenant.auth)
