@@ -68,8 +68,7 @@ async def setup(n: int, due: int) -> None:
     box = SecretBox(bench_key())
     conn = await asyncpg.connect(db_url().replace("postgres://", "postgresql://"))
     tenant = str(uuid.uuid4())
-    await conn.execute("INSERT INTO tenant (id, name, mode, plan_code, signing_enabled, created_at) "
-                       "VALUES ($1, 'Bench', 'paid', 'free', true, $2)", tenant, T0)
+    await conn.execute("INSERT INTO tenant (id, name, mode, created_at) VALUES ($1, 'Bench', 'paid', $2)", tenant, T0)
     expires = T0 + timedelta(days=7)
     sealed = box.seal("bench-token")
     stamp = expires.isoformat()
@@ -133,11 +132,11 @@ def worker_process(queue_out: multiprocessing.Queue) -> None:  # type: ignore[ty
         configure_logging("WARNING", json=False)
 
         settings = Settings(database_url=db_url(), env="test", data_dir=Path("/tmp/esign-bench-jobs"),
-                            secret_key=SecretStr(bench_key().decode()))
+                            secret_key=SecretStr(bench_key().decode()), database_pool_max=4)
         email = CountingEmail()
         clock = FrozenClock(T0 + timedelta(hours=2))
         container = build_container(settings, clock=clock, email=email, providers={}, inspector=object())  # type: ignore[arg-type]
-        await init_db(settings, pool_max=4)
+        await init_db(settings)
         worker = Worker(container.worker.handlers, clock, batch=10)
         start = time.time()  # wall clock: comparable across processes (startup excluded)
         await worker.run_once()

@@ -89,9 +89,9 @@ def worker_process(out: multiprocessing.Queue) -> None:  # type: ignore[type-arg
 
         configure_logging("WARNING", json=False)
         settings = Settings(database_url=db_url(), env="test", data_dir=Path("/tmp/esign-bench-webhooks"),
-                            secret_key=SecretStr(KEY.decode()))
+                            secret_key=SecretStr(KEY.decode()), database_pool_max=10)
         container = build_container(settings, providers={}, inspector=object())  # type: ignore[arg-type]
-        await init_db(settings, pool_max=10)
+        await init_db(settings)
         start = time.time()
         await container.worker.run_once()
         end = time.time()

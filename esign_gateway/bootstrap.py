@@ -32,21 +32,24 @@ from .config import Settings
 from .container import Container
 from .db.models import GatewaySecret
 from .db.tortoise_config import build_config
+from .domain.quota import Catalogue
 from .http.routes.dev import dev_outbox_routes
 from .jobs.worker import Worker
 from .ports import DocumentStore, EmailSender, PdfInspector, SignatureProvider, SmsSender
 from .secretbox import SecretBox
 from .services.ceremony import CeremonyService
 from .services.envelopes import EnvelopeService
+from .services.idempotency import IdempotencyService
 from .services.notifications import NotificationService
+from .services.plans import PlanService
 from .services.tenants import TenantService
 
 __all__ = ["build_container", "close_db", "init_db", "migrate"]
 
 
-async def init_db(settings: Settings, *, pool_max: int = 10) -> None:
+async def init_db(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    await Tortoise.init(config=build_config(settings.resolved_database_url, pool_max=pool_max))
+    await Tortoise.init(config=build_config(settings.resolved_database_url, pool_max=settings.database_pool_max))
 
 
 async def close_db() -> None:
@@ -157,10 +160,12 @@ def build_container(
         extra_routes.append(dev_outbox_routes(settings.outbox_dir))
 
     box = SecretBox(_secret_key(settings))
-    tenants = TenantService(clock)
+    catalogue = Catalogue.load(settings.plans_file)
+    tenants = TenantService(clock, catalogue)
+    plans = PlanService(clock=clock, catalogue=catalogue)
     envelopes = EnvelopeService(
         clock=clock, providers=providers, default_provider=settings.provider, store=store, inspector=inspector,
-        box=box,
+        box=box, plans=plans,
     )
     ceremony = CeremonyService(clock=clock, providers=providers, store=store, sms=sms, box=box, pepper=b"")
     notifications = NotificationService(clock=clock, email=email, box=box, public_url=settings.base_url)
@@ -186,7 +191,8 @@ def build_container(
     startup.insert(0, load_pepper)
     return Container(
         settings=settings, clock=clock, providers=providers, email=email, sms=sms, store=store,
-        inspector=inspector, tenants=tenants, envelopes=envelopes, ceremony=ceremony,
+        inspector=inspector, tenants=tenants, plans=plans, idempotency=IdempotencyService(clock),
+        envelopes=envelopes, ceremony=ceremony,
         notifications=notifications, worker=worker, box=box, extra_routes=extra_routes, startup=startup,
         shutdown=shutdown,
     )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import csv
 import io
 import json
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +23,7 @@ from .container import Container
 from .errors import GatewayError
 from .http.app import create_app
 from .logging import configure_logging
+from .services.plans import BILLING_COLUMNS, PlanState
 
 __all__ = ["main"]
 
@@ -48,7 +51,6 @@ def _parser() -> argparse.ArgumentParser:
     mode = create.add_mutually_exclusive_group()
     mode.add_argument("--paid", action="store_true")
     mode.add_argument("--trial", action="store_true")
-    create.add_argument("--plan", default="free")
     create.add_argument("--json", action="store_true")
     update = tenant.add_parser("update")
     update.add_argument("tenant_id")
@@ -57,8 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     umode = update.add_mutually_exclusive_group()
     umode.add_argument("--paid", action="store_true")
     umode.add_argument("--trial", action="store_true")
+    for cmd in (create, update):
+        cmd.add_argument("--plan", help="a plan code from the plans file (raise: at once; lower: next month)")
+        cmd.add_argument("--documents", type=int, help="documents per month, for --plan custom")
+        cmd.add_argument("--fee", type=Decimal, help="monthly fee, for --plan custom")
     tlist = tenant.add_parser("list")
     tlist.add_argument("--json", action="store_true")
+
+    billing = sub.add_parser("billing", help="invoice data").add_subparsers(dest="action", required=True)
+    export = billing.add_parser("export", help="one line per tenant: plan, monthly fee, documents sent")
+    export.add_argument("--month", required=True, help="YYYY-MM (calendar month in Europe/Prague)")
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
 
     key = sub.add_parser("key", help="manage API keys").add_subparsers(dest="action", required=True)
     kcreate = key.add_parser("create")
@@ -98,7 +109,7 @@ async def _ensure_demo(settings: Settings, container: Container) -> None:
     path = settings.data_dir / DEMO_FILE
     body_path = settings.data_dir / "demo-envelope.json"
     if not path.exists():
-        tenant, key = await container.tenants.create_tenant("Demo s.r.o.", paid=True)
+        tenant, key = await container.tenants.create_tenant("Demo s.r.o.", paid=True, plan_code="m")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump({"tenant_id": tenant.id, "api_key": key.secret}, fh)
@@ -168,7 +179,9 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> None:
 async def _tenant(settings: Settings, args: argparse.Namespace) -> None:
     async def run(c: Container) -> None:
         if args.action == "create":
-            tenant, key = await c.tenants.create_tenant(args.name, paid=args.paid, plan_code=args.plan)
+            tenant, key = await c.tenants.create_tenant(
+                args.name, paid=args.paid, plan_code=args.plan or "free", documents=args.documents, fee=args.fee
+            )
             if args.json:
                 print(json.dumps({"tenant_id": tenant.id, "api_key": key.secret}))
             else:
@@ -177,13 +190,43 @@ async def _tenant(settings: Settings, args: argparse.Namespace) -> None:
             paid = True if args.paid else False if args.trial else None
             tenant = await c.tenants.update_tenant(args.tenant_id, paid=paid, name=args.name,
                                                    expiry_days=args.expiry_days)
-            print(f"tenant {tenant.id} {tenant.name!r} {tenant.mode}")
+            if args.plan:
+                await c.plans.change(tenant.id, args.plan, documents=args.documents, fee=args.fee, actor="operator")
+            print(f"tenant {tenant.id} {tenant.name!r} {tenant.mode} {_plan_text(await c.plans.state(tenant.id))}")
         else:
-            tenants = await c.tenants.list_tenants()
+            rows = [(t, await c.plans.state(t.id)) for t in await c.tenants.list_tenants()]
             if args.json:
-                print(json.dumps([{"id": t.id, "name": t.name, "mode": t.mode, "plan": t.plan_code} for t in tenants]))
-            for t in [] if args.json else tenants:
-                print(f"{t.id}  {t.mode:5}  {t.plan_code:6}  {t.name}")
+                print(json.dumps([
+                    {"id": t.id, "name": t.name, "mode": t.mode, "plan": s.current.code if s.current else None,
+                     "signing_enabled": s.enabled, "pending_plan": s.pending.code if s.pending else None}
+                    for t, s in rows
+                ]))
+            for t, s in [] if args.json else rows:
+                print(f"{t.id}  {t.mode:5}  {_plan_text(s):28}  {t.name}")
+
+    await _with_db(settings, run)
+
+
+def _plan_text(state: PlanState) -> str:
+    if state.current is None:
+        return "no plan"
+    text = f"plan {state.current.code} ({state.current.documents} docs, {state.current.fee:.2f}/month)"
+    if not state.enabled:
+        text += " terminated"
+    if state.pending is not None:
+        text += f", {state.pending.code} from {state.pending.effective_at:%Y-%m-%d %H:%M} UTC"
+    return text
+
+
+async def _billing(settings: Settings, args: argparse.Namespace) -> None:
+    async def run(c: Container) -> None:
+        lines = [line.as_dict() for line in await c.plans.billing(args.month)]
+        if args.format == "json":
+            print(json.dumps(lines, ensure_ascii=False, indent=2))
+            return
+        out = csv.DictWriter(sys.stdout, fieldnames=BILLING_COLUMNS, lineterminator="\n")
+        out.writeheader()
+        out.writerows(lines)
 
     await _with_db(settings, run)
 
@@ -219,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_tenant(settings, args))
         elif args.command == "key":
             asyncio.run(_key(settings, args))
+        elif args.command == "billing":
+            asyncio.run(_billing(settings, args))
     except GatewayError as err:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in err.errors or []) or err.detail
         print(f"error: {detail}", file=sys.stderr)

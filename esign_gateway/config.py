@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str | None = None
     """Default ``sqlite://<data_dir>/esign.sqlite3``; ``postgres://…`` in production."""
+    database_pool_max: int = 10
+    """PostgreSQL connections per process."""
+    plans_file: Path | None = None
+    """The plan catalogue (TOML); unset → the shipped ``esign_gateway/plans.toml``."""
     public_url: str = ""
     """Base of every link in e-mails; never taken from the request's Host. Unset: ``http://host:port``."""
     host: str = "127.0.0.1"

@@ -15,7 +15,9 @@ from .ports import DocumentStore, EmailSender, PdfInspector, SignatureProvider, 
 from .secretbox import SecretBox
 from .services.ceremony import CeremonyService
 from .services.envelopes import EnvelopeService
+from .services.idempotency import IdempotencyService
 from .services.notifications import NotificationService
+from .services.plans import PlanService
 from .services.tenants import TenantService
 
 __all__ = ["Container"]
@@ -31,6 +33,8 @@ class Container:
     store: DocumentStore
     inspector: PdfInspector
     tenants: TenantService
+    plans: PlanService
+    idempotency: IdempotencyService
     envelopes: EnvelopeService
     ceremony: CeremonyService
     notifications: NotificationService

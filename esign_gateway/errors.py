@@ -17,6 +17,7 @@
     ├── CodeRejectedError            422 code_rejected     (attempts_left)
     ├── TooManyRequestsError         429 rate_limited      (retry_after)
     ├── IdempotencyConflictError     422 idempotency_conflict
+    ├── IdempotencyInProgressError   409 idempotency_in_progress
     ├── ProviderError                502 provider_error
     └── DeliveryError                — raised by e-mail/SMS adapters (permanent: bool)
 """
@@ -34,6 +35,7 @@ __all__ = [
     "GatewayError",
     "GoneError",
     "IdempotencyConflictError",
+    "IdempotencyInProgressError",
     "InstanceNotPaidError",
     "InvalidStateError",
     "MalformedRequestError",
@@ -133,6 +135,10 @@ class TooManyRequestsError(GatewayError):
 
 class IdempotencyConflictError(GatewayError):
     code, status, title = "idempotency_conflict", 422, "Idempotency key reused with another body"
+
+
+class IdempotencyInProgressError(GatewayError):
+    code, status, title = "idempotency_in_progress", 409, "A request with this idempotency key is still running"
 
 
 class ProviderError(GatewayError):

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from esign_gateway.domain.events import WEBHOOK_TYPES
 from esign_gateway.domain.ids import uuid7
 from esign_gateway.errors import NotFoundError, ValidationFailedError
+from esign_gateway.http.auth import tenant_of
+from esign_gateway.http.bodies import read_json
 from esign_gateway.http.keys import CONTAINER
-from esign_gateway.http.routes.envelopes import tenant_of
 
 from .delivery import retry_now
 from .guard import UnsafeUrl, check_url
@@ -70,7 +71,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
 @routes.put("/v1/webhook")
 async def put_endpoint(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    body = EndpointIn.model_validate(await request.json())
+    body = EndpointIn.model_validate(await read_json(request))
     container = request.app[CONTAINER]
     try:
         await check_url(body.url, allow_internal=container.settings.env in ("dev", "test"))

@@ -11,15 +11,20 @@ from tortoise.models import Model
 
 __all__ = [
     "ApiKey",
+    "ApiUsage",
     "AuditEvent",
     "DocumentRow",
     "EnvelopeRow",
     "GatewaySecret",
+    "IdempotencyKey",
     "Job",
     "OutboxEvent",
+    "PlanChange",
     "ReminderLog",
     "SignerRow",
     "Tenant",
+    "UsageCounter",
+    "UsageRecord",
     "VerificationCode",
 ]
 
@@ -28,9 +33,7 @@ class Tenant(Model):
     id = fields.CharField(pk=True, max_length=36)
     name = fields.CharField(max_length=200)
     mode = fields.CharField(max_length=10, default="trial")  # trial | paid
-    plan_code = fields.CharField(max_length=32, default="free")
     provider = fields.CharField(max_length=32, null=True)
-    signing_enabled = fields.BooleanField(default=True)
     default_expires_in_days = fields.IntField(null=True)
     created_at = fields.DatetimeField()
 
@@ -235,3 +238,82 @@ class GatewaySecret(Model):
 
     class Meta:
         table = "gateway_secret"
+
+
+class PlanChange(Model):
+    # The plans a tenant held, append-only: each row a snapshot of the terms, effective from an
+    # instant (a lowering is written ahead, effective on the 1st of next month in Prague).
+    id = fields.BigIntField(pk=True)
+    tenant_id = fields.CharField(max_length=36)
+    code = fields.CharField(max_length=32)
+    documents = fields.IntField()
+    fee = fields.DecimalField(max_digits=12, decimal_places=2)
+    daily_requests = fields.IntField()
+    enabled = fields.BooleanField()
+    effective_at = fields.DatetimeField()
+    created_at = fields.DatetimeField()
+    actor = fields.CharField(max_length=16)  # api | operator | system
+
+    class Meta:
+        table = "plan_change"
+        indexes = (("tenant_id", "effective_at"),)
+
+
+class UsageCounter(Model):
+    # Documents sent per tenant and Prague month. The allowance check is one conditional UPDATE
+    # of this row (``used + n <= allowance``), so concurrent sends cannot both take the last one.
+    id = fields.BigIntField(pk=True)
+    tenant_id = fields.CharField(max_length=36)
+    month = fields.CharField(max_length=7)
+    used = fields.IntField(default=0)
+
+    class Meta:
+        table = "usage_counter"
+        unique_together = (("tenant_id", "month"),)
+
+
+class UsageRecord(Model):
+    # One row per sent document, written in the send's transaction: what the bill is made of.
+    id = fields.BigIntField(pk=True)
+    tenant_id = fields.CharField(max_length=36)
+    envelope_id = fields.CharField(max_length=36)
+    document_id = fields.CharField(max_length=36, unique=True)
+    month = fields.CharField(max_length=7)
+    at = fields.DatetimeField()
+
+    class Meta:
+        table = "usage_record"
+        indexes = (("tenant_id", "month"),)
+
+
+class ApiUsage(Model):
+    # API requests per tenant and Prague day: the daily limit, shared by every web process.
+    id = fields.BigIntField(pk=True)
+    tenant_id = fields.CharField(max_length=36)
+    day = fields.CharField(max_length=10)
+    count = fields.IntField(default=0)
+
+    class Meta:
+        table = "api_usage"
+        unique_together = (("tenant_id", "day"),)
+
+
+class IdempotencyKey(Model):
+    # One row per (tenant, Idempotency-Key): claimed before the work, completed in the work's own
+    # transaction (so the effect and "it is done" commit together), replayed for 24 h.
+    id = fields.CharField(pk=True, max_length=36)
+    tenant_id = fields.CharField(max_length=36)
+    key = fields.CharField(max_length=255)
+    fingerprint = fields.CharField(max_length=64)
+    status = fields.CharField(max_length=12)  # in_progress | done
+    owner = fields.CharField(max_length=32)
+    lease_until = fields.DatetimeField()
+    envelope_id = fields.CharField(max_length=36, null=True)
+    response_status = fields.IntField(null=True)
+    response_body = fields.TextField(null=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "idempotency_key"
+        unique_together = (("tenant_id", "key"),)

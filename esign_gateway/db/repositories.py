@@ -21,7 +21,7 @@ from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
 from .jobs import JobRepository
 from .models import AuditEvent, DocumentRow, EnvelopeRow, OutboxEvent, SignerRow
 
-__all__ = ["ConcurrentUpdate", "EnvelopeRepository", "chain_body", "verify_chain"]
+__all__ = ["ConcurrentUpdate", "EnvelopeRepository", "chain_body", "outbox_event", "verify_chain", "write_outbox"]
 
 _ENVELOPE_FIELDS = (
     "status", "sent_at", "expires_at", "completed_at", "ended_at", "cancel_reason", "retained_until",
@@ -179,11 +179,7 @@ class EnvelopeRepository:
         if rows:
             await AuditEvent.bulk_create(rows, using_db=self.conn)
             outbox = [_outbox_row(env, e, n) for e, n in zip(events, seqs, strict=True) if e.type in WEBHOOK_TYPES]
-            if outbox:
-                await OutboxEvent.bulk_create(outbox, using_db=self.conn)
-                jobs = JobRepository(self.conn)
-                for row in outbox:  # delivered by the webhook dispatcher, at least once
-                    await jobs.enqueue("dispatch_event", {"event_id": row.id}, row.created_at)
+            await write_outbox(self.conn, outbox)
         self._snapshots[env.id] = after
         self._audit[env.id] = (seq, head)
 
@@ -257,8 +253,25 @@ def _outbox_row(env: Envelope, event: DomainEvent, sequence: int) -> OutboxEvent
     if signer is not None:
         data["signer"] = {"id": signer.id, "status": signer.status.value, "order": signer.order}
     data["sequence"] = sequence  # per envelope, strictly increasing: orders events that arrive out of order
+    return outbox_event(env.tenant_id, env.id, event.type, event.at, data)
+
+
+def outbox_event(
+    tenant_id: str, envelope_id: str | None, type_: str, at: datetime, data: dict[str, Any]
+) -> OutboxEvent:
+    """One CRM event (SPEC §9 body: ``{id, type, created_at, data}``), not yet written."""
     event_id = f"evt_{uuid7().hex}"
     return OutboxEvent(
-        id=event_id, tenant_id=env.tenant_id, envelope_id=env.id, type=event.type, created_at=event.at,
-        payload={"id": event_id, "type": event.type, "created_at": event.at.isoformat(), "data": data},
+        id=event_id, tenant_id=tenant_id, envelope_id=envelope_id, type=type_, created_at=at,
+        payload={"id": event_id, "type": type_, "created_at": at.isoformat(), "data": data},
     )
+
+
+async def write_outbox(conn: BaseDBAsyncClient, events: list[OutboxEvent]) -> None:
+    """Write CRM events in the caller's transaction, each with the job that dispatches it (at least once)."""
+    if not events:
+        return
+    await OutboxEvent.bulk_create(events, using_db=conn)
+    jobs = JobRepository(conn)
+    for row in events:
+        await jobs.enqueue("dispatch_event", {"event_id": row.id}, row.created_at)

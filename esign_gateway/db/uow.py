@@ -12,9 +12,11 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from .idempotency import IdempotencyRepository
 from .jobs import JobRepository
 from .repositories import EnvelopeRepository
 from .signers import SignerSecrets
+from .usage import UsageRepository
 
 __all__ = ["UnitOfWork"]
 
@@ -23,6 +25,8 @@ class UnitOfWork:
     envelopes: EnvelopeRepository
     jobs: JobRepository
     signers: SignerSecrets
+    usage: UsageRepository
+    idempotency: IdempotencyRepository
 
     def __init__(self) -> None:
         self._ctx: Any = None
@@ -33,6 +37,8 @@ class UnitOfWork:
         self.envelopes = EnvelopeRepository(self.conn)
         self.jobs = JobRepository(self.conn)
         self.signers = SignerSecrets(self.conn)
+        self.usage = UsageRepository(self.conn)
+        self.idempotency = IdempotencyRepository(self.conn)
         return self
 
     async def __aexit__(

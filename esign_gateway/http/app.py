@@ -14,7 +14,7 @@ from esign_gateway.container import Container
 
 from .keys import CONTAINER
 from .middlewares import middlewares
-from .routes import envelopes, signing
+from .routes import envelopes, plans, signing
 
 __all__ = ["create_app"]
 
@@ -44,6 +44,7 @@ def create_app(container: Container, *, run_worker: bool | None = None) -> web.A
     )
     app[CONTAINER] = container
     app.router.add_routes(envelopes.routes)
+    app.router.add_routes(plans.routes)
     app.router.add_routes(signing.routes)
     for table in container.extra_routes:
         app.router.add_routes(table)

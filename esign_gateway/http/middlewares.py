@@ -17,6 +17,7 @@ from esign_gateway.errors import (
     ValidationFailedError,
 )
 
+from .auth import rate_headers
 from .problems import from_validation_error, problem_response
 
 __all__ = ["middlewares"]
@@ -48,6 +49,7 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     structlog.contextvars.bind_contextvars(request_id=request_id, method=request.method, route=route)
     response = await handler(request)
     response.headers["X-Request-Id"] = request_id
+    rate_headers(request, response)
     if _is_signer_path(request.path):
         for k, v in SIGNER_HEADERS.items():
             response.headers.setdefault(k, v)

@@ -13,6 +13,8 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from esign_gateway.domain.envelope import Envelope
+from esign_gateway.domain.quota import Plan, PlanTerms
+from esign_gateway.services.plans import MonthUsage, PlanState
 
 __all__ = [
     "CancelIn",
@@ -24,9 +26,14 @@ __all__ = [
     "EnvelopeOut",
     "EnvelopePage",
     "ExtendIn",
+    "PlanCatalogueOut",
+    "PlanIn",
+    "PlanOut",
+    "PlanStateOut",
     "RemindOut",
     "SignIn",
     "SignerIn",
+    "UsageOut",
 ]
 
 RECORD_TYPES = ("client", "contact", "deal", "offer", "order")
@@ -277,3 +284,86 @@ class SignerViewOut(BaseModel):
     expires_at: datetime | None
     language: str
     documents: list[SignerDocumentOut]
+
+
+# ----------------------------------------------------------------------------- plans and usage
+
+
+class PlanIn(_In):
+    code: Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class PlanOut(BaseModel):
+    """A catalogue entry. ``custom`` has no numbers: the operator sets them per tenant."""
+
+    code: str
+    name: str
+    monthly_documents: int | None
+    monthly_fee: str | None
+    currency: str
+    daily_requests: int
+
+    @classmethod
+    def from_domain(cls, p: Plan, currency: str) -> PlanOut:
+        return cls(
+            code=p.code, name=p.name, monthly_documents=p.monthly_documents,
+            monthly_fee=f"{p.monthly_fee:.2f}" if p.monthly_fee is not None else None, currency=currency,
+            daily_requests=p.daily_requests,
+        )
+
+
+class PlanCatalogueOut(BaseModel):
+    items: list[PlanOut]
+
+
+class HeldPlanOut(BaseModel):
+    """A plan as the tenant holds it (its numbers are kept from when it was chosen)."""
+
+    code: str
+    monthly_documents: int
+    monthly_fee: str
+    daily_requests: int
+    effective_from: datetime | None
+
+    @classmethod
+    def from_domain(cls, t: PlanTerms | None) -> HeldPlanOut | None:
+        if t is None:
+            return None
+        return cls(code=t.code, monthly_documents=t.documents, monthly_fee=f"{t.fee:.2f}",
+                   daily_requests=t.daily_requests, effective_from=t.effective_at)
+
+
+class PlanStateOut(BaseModel):
+    plan: HeldPlanOut | None
+    """In force now; with ``signing_enabled: false`` it is the plan that was terminated."""
+    signing_enabled: bool
+    pending_plan: HeldPlanOut | None
+    """A lowering, effective from the 1st of next month (Europe/Prague)."""
+
+    @classmethod
+    def from_domain(cls, s: PlanState) -> PlanStateOut:
+        return cls(plan=HeldPlanOut.from_domain(s.current), signing_enabled=s.enabled,
+                   pending_plan=HeldPlanOut.from_domain(s.pending))
+
+
+class UsageOut(BaseModel):
+    month: str
+    documents_sent: int
+    allowance: int
+    remaining: int
+    overage: int
+    plan: HeldPlanOut | None
+    """The highest plan held in the month: it sets the allowance and the fee."""
+    pending_plan: HeldPlanOut | None
+    fee: str
+    currency: str
+    signing_enabled: bool
+
+    @classmethod
+    def from_domain(cls, u: MonthUsage, currency: str) -> UsageOut:
+        return cls(
+            month=u.month, documents_sent=u.documents_sent, allowance=u.allowance, remaining=u.remaining,
+            overage=u.overage, plan=HeldPlanOut.from_domain(u.plan),
+            pending_plan=HeldPlanOut.from_domain(u.state.pending),
+            fee=f"{u.fee:.2f}", currency=currency, signing_enabled=u.state.enabled,
+        )

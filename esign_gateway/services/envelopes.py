@@ -21,16 +21,16 @@ from esign_gateway.domain.reminders import MANUAL_REMINDER_INTERVAL, reminder_sl
 from esign_gateway.domain.states import EnvelopeStatus, InvalidTransition
 from esign_gateway.errors import (
     GatewayError,
-    InstanceNotPaidError,
     InvalidStateError,
     NotFoundError,
-    SigningDisabledError,
     TooManyRequestsError,
     ValidationFailedError,
 )
 from esign_gateway.ports import CeremonyHost, DocumentStore, PdfInspector, SignatureProvider
 from esign_gateway.secretbox import SecretBox
 
+from .idempotency import Claim, IdempotencyService
+from .plans import PlanService
 from .tenants import TenantInfo
 
 __all__ = ["EnvelopeService", "NewDocument", "NewEnvelope", "NewSigner", "issue_signer_links", "plan_envelope_jobs"]
@@ -106,9 +106,10 @@ async def plan_envelope_jobs(uow: UnitOfWork, env: Envelope, now: datetime) -> N
 class EnvelopeService:
     def __init__(
         self, *, clock: Clock, providers: dict[str, SignatureProvider], default_provider: str,
-        store: DocumentStore, inspector: PdfInspector, box: SecretBox,
+        store: DocumentStore, inspector: PdfInspector, box: SecretBox, plans: PlanService,
     ) -> None:
         self.clock = clock
+        self.plans = plans
         self.providers = providers
         self.default_provider = default_provider
         self.store = store
@@ -118,18 +119,15 @@ class EnvelopeService:
     def _provider_for(self, tenant: TenantInfo) -> str:
         return tenant.provider or self.default_provider
 
-    @staticmethod
-    def _may_sign(tenant: TenantInfo) -> None:
-        if tenant.mode != "paid":
-            raise InstanceNotPaidError("Online signing is available to paid instances only.")
-        if not tenant.signing_enabled:
-            raise SigningDisabledError("The signing module is terminated; choose a plan to enable it again.")
-
-    async def create_envelope(self, tenant: TenantInfo, cmd: NewEnvelope) -> Envelope:
-        self._may_sign(tenant)
+    async def create_envelope(self, tenant: TenantInfo, cmd: NewEnvelope, *, claim: Claim | None = None) -> Envelope:
+        """Create (and by default send) an envelope. With ``claim`` (an Idempotency-Key), the key is
+        completed in the same transaction as the envelope."""
+        await self.plans.ensure_may_send(tenant)
         now = self.clock.now()
         if cmd.expires_at is not None and cmd.expires_at <= now:
             raise ValidationFailedError(errors=[{"field": "expires_at", "message": "must be in the future"}])
+        if cmd.send:  # refuse early, before anything is parsed or stored; ``_send`` is the real guard
+            await self.plans.check_allowance(tenant, len(cmd.documents))
         # Parse every upload (bounded, off the loop) before anything is stored.
         infos = []
         for i, doc in enumerate(cmd.documents):
@@ -164,6 +162,7 @@ class EnvelopeService:
             await uow.envelopes.add(env, tenant.id)
             if cmd.send:
                 await self._send(uow, env, now)
+            await IdempotencyService.complete(uow, claim, envelope_id=env.id, status=201)
         return env
 
     async def _send(self, uow: UnitOfWork, env: Envelope, now: datetime) -> None:
@@ -171,6 +170,8 @@ class EnvelopeService:
             notified = env.send(now)
         except InvalidTransition as exc:
             raise InvalidStateError(str(exc)) from exc
+        # Sending is when documents count: refused over the allowance, in this very transaction.
+        await self.plans.take(uow, env.tenant_id, env.id, [d.id for d in env.documents], now)
         provider = self.providers[env.provider]
         if provider.ceremony is CeremonyHost.GATEWAY:
             await issue_signer_links(uow, self.box, env, notified, now)
@@ -239,11 +240,12 @@ class EnvelopeService:
             raise refused
         return env.pending_signers()
 
-    async def send_envelope(self, tenant: TenantInfo, envelope_id: str) -> Envelope:
-        self._may_sign(tenant)
+    async def send_envelope(self, tenant: TenantInfo, envelope_id: str, *, claim: Claim | None = None) -> Envelope:
+        await self.plans.ensure_may_send(tenant)
         async with UnitOfWork() as uow:
             env = await self._get(uow, tenant, envelope_id, for_update=True)
             await self._send(uow, env, self.clock.now())
+            await IdempotencyService.complete(uow, claim, envelope_id=env.id, status=200)
         return env
 
     async def cancel_envelope(self, tenant: TenantInfo, envelope_id: str, reason: str | None) -> Envelope:

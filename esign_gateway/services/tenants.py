@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 
 from esign_gateway.clock import Clock
 from esign_gateway.db.models import ApiKey, Tenant
+from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.ids import uuid7
+from esign_gateway.domain.quota import Catalogue
 from esign_gateway.errors import NotFoundError, UnauthorizedError, ValidationFailedError
 
 __all__ = ["ROLES", "Principal", "TenantInfo", "TenantService"]
@@ -23,16 +26,13 @@ class TenantInfo:
     id: str
     name: str
     mode: str
-    plan_code: str
     provider: str | None
-    signing_enabled: bool
     created_at: datetime
     default_expires_in_days: int | None = None
 
     @classmethod
     def from_row(cls, row: Tenant) -> TenantInfo:
-        return cls(row.id, row.name, row.mode, row.plan_code, row.provider, row.signing_enabled, row.created_at,
-                   row.default_expires_in_days)
+        return cls(row.id, row.name, row.mode, row.provider, row.created_at, row.default_expires_in_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +57,30 @@ def hash_key(secret: str) -> str:
 
 
 class TenantService:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, catalogue: Catalogue) -> None:
         self.clock = clock
+        self.catalogue = catalogue
 
-    async def create_tenant(self, name: str, *, paid: bool, plan_code: str = "free") -> tuple[TenantInfo, IssuedKey]:
+    async def create_tenant(
+        self, name: str, *, paid: bool, plan_code: str = "free", documents: int | None = None,
+        fee: Decimal | None = None,
+    ) -> tuple[TenantInfo, IssuedKey]:
+        """A new tenant holds ``plan_code`` (default ``free``) from now on."""
         name = name.strip()
         if not name:
             raise ValidationFailedError(errors=[{"field": "name", "message": "must not be empty"}])
-        row = await Tenant.create(
-            id=str(uuid7()), name=name, mode="paid" if paid else "trial", plan_code=plan_code,
-            created_at=self.clock.now(),
-        )
+        if self.catalogue.get(plan_code) is None:
+            raise ValidationFailedError(errors=[{"field": "plan", "message": "not in the plans file"}])
+        try:
+            terms = self.catalogue.terms(plan_code, documents=documents, fee=fee)
+        except ValueError as exc:
+            raise ValidationFailedError(errors=[{"field": "plan", "message": str(exc)}]) from None
+        now = self.clock.now()
+        async with UnitOfWork() as uow:
+            row = await Tenant.create(
+                using_db=uow.conn, id=str(uuid7()), name=name, mode="paid" if paid else "trial", created_at=now
+            )
+            await uow.usage.add_terms(row.id, replace(terms, effective_at=now), now=now, actor="operator")
         key = await self.create_key("integration", tenant_id=row.id)
         return TenantInfo.from_row(row), key
 

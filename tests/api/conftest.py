@@ -39,13 +39,14 @@ async def api(aiohttp_client: Callable[..., Any], container: Container) -> TestC
 
 @pytest.fixture
 async def tenant(container: Container) -> Tenant:
-    info, key = await container.tenants.create_tenant("Dodavatel s.r.o.", paid=True)
+    """A paid tenant on plan L (150 documents a month): tests of other rules never meet the allowance."""
+    info, key = await container.tenants.create_tenant("Dodavatel s.r.o.", paid=True, plan_code="l")
     return Tenant(info.id, key.secret)
 
 
 @pytest.fixture
 async def other_tenant(container: Container) -> Tenant:
-    info, key = await container.tenants.create_tenant("Konkurence a.s.", paid=True)
+    info, key = await container.tenants.create_tenant("Konkurence a.s.", paid=True, plan_code="l")
     return Tenant(info.id, key.secret)
 
 

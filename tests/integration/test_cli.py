@@ -29,7 +29,8 @@ def test_tenant_create_json_then_list_and_key_lifecycle(data_dir: Path) -> None:
     out = json.loads(run(data_dir, "tenant", "create", "--name", "Dodavatel s.r.o.", "--paid", "--json").stdout)
     assert out["api_key"].startswith("esk_") and len(out["api_key"]) >= 46
     listed = json.loads(run(data_dir, "tenant", "list", "--json").stdout)
-    assert listed == [{"id": out["tenant_id"], "name": "Dodavatel s.r.o.", "mode": "paid", "plan": "free"}]
+    assert listed == [{"id": out["tenant_id"], "name": "Dodavatel s.r.o.", "mode": "paid", "plan": "free",
+                       "signing_enabled": True, "pending_plan": None}]
 
     support = json.loads(run(data_dir, "key", "create", "--role", "support", "--json").stdout)
     assert support["role"] == "support" and support["api_key"] != out["api_key"]

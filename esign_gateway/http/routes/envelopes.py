@@ -2,59 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
-from esign_gateway.errors import (
-    DocumentTooLargeError,
-    ForbiddenError,
-    MalformedRequestError,
-    UnauthorizedError,
-    ValidationFailedError,
-)
+from esign_gateway.domain.envelope import Envelope
+from esign_gateway.errors import DocumentTooLargeError, MalformedRequestError, ValidationFailedError
 from esign_gateway.services.envelopes import NewDocument, NewEnvelope, NewSigner
-from esign_gateway.services.tenants import Principal, TenantInfo
+from esign_gateway.services.idempotency import Claim
+from esign_gateway.services.tenants import TenantInfo
 
+from ..auth import tenant_of
+from ..bodies import read_json, render
 from ..keys import CONTAINER
 from ..problems import from_validation_error
 from ..schemas import CancelIn, CreateEnvelopeIn, EnvelopeOut, EnvelopePage, ExtendIn, RemindOut
 
-__all__ = ["authenticate", "routes"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
 ENVELOPE_JSON_MAX = 256 * 1024
-
-
-async def authenticate(request: web.Request, *roles: str) -> Principal:
-    header = request.headers.get("Authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret:
-        raise UnauthorizedError("Send 'Authorization: Bearer <api key>'.", headers={"WWW-Authenticate": "Bearer"})
-    principal = await request.app[CONTAINER].tenants.authenticate(secret.strip())
-    if principal.role not in roles:
-        raise ForbiddenError(f"This needs a key with role {' or '.join(roles)}.")
-    return principal
-
-
-async def tenant_of(request: web.Request) -> TenantInfo:
-    principal = await authenticate(request, "integration")
-    assert principal.tenant is not None
-    return principal.tenant
-
-
-def _json(model: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=model.model_dump_json(), content_type="application/json")
-
-
-async def _read_json(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise MalformedRequestError("The body is not valid JSON.") from None
 
 
 def _check_sizes(docs: list[NewDocument], max_doc: int, max_total: int) -> None:
@@ -116,7 +88,7 @@ async def _parse_create(request: web.Request) -> NewEnvelope:
             raise ValidationFailedError(errors=[{"field": "document", "message": "at least one document part"}])
         body = CreateEnvelopeIn.model_validate(raw_envelope)
     else:
-        body = CreateEnvelopeIn.model_validate(await _read_json(request))
+        body = CreateEnvelopeIn.model_validate(await read_json(request))
         if not body.documents:
             raise ValidationFailedError(errors=[{"field": "documents", "message": "at least one document"}])
         errors = []
@@ -139,15 +111,58 @@ async def _parse_create(request: web.Request) -> NewEnvelope:
     )
 
 
+async def _claim(
+    request: web.Request, tenant: TenantInfo, operation: str, meaning: Any
+) -> Claim | web.Response | None:
+    """Honour ``Idempotency-Key``: a claim to do the work, a replayed response, or None (no key)."""
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    idem = request.app[CONTAINER].idempotency
+    key = idem.validate_key(raw)
+    outcome = await idem.begin(tenant.id, key, await idem.fingerprint(operation, meaning))
+    if isinstance(outcome, Claim):
+        return outcome
+    body = outcome.body
+    if body is None:  # committed, but its process died before keeping the body: render it now
+        env = await request.app[CONTAINER].envelopes.get_envelope(tenant, outcome.envelope_id)
+        body = EnvelopeOut.from_domain(env).model_dump_json()
+    resp = web.Response(status=outcome.status, text=body, content_type="application/json")
+    resp.headers["Idempotent-Replayed"] = "true"
+    if outcome.status == 201:
+        resp.headers["Location"] = f"/v1/envelopes/{outcome.envelope_id}"
+    return resp
+
+
+async def _idempotent(
+    request: web.Request, claim: Claim | None, work: Callable[[], Awaitable[Envelope]], status: int
+) -> web.Response:
+    """Run ``work``; with a claim, free the key if it fails and keep the response if it succeeds."""
+    idem = request.app[CONTAINER].idempotency
+    try:
+        env = await work()
+    except BaseException:
+        if claim is not None:
+            await asyncio.shield(idem.abandon(claim))
+        raise
+    request.app[CONTAINER].worker.wake()
+    resp = render(EnvelopeOut.from_domain(env), status=status)
+    if status == 201:
+        resp.headers["Location"] = f"/v1/envelopes/{env.id}"
+    if claim is not None:
+        await idem.remember(claim, resp.text or "")
+    return resp
+
+
 @routes.post("/v1/envelopes")
 async def create_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     cmd = await _parse_create(request)
-    env = await request.app[CONTAINER].envelopes.create_envelope(tenant, cmd)
-    request.app[CONTAINER].worker.wake()
-    resp = _json(EnvelopeOut.from_domain(env), status=201)
-    resp.headers["Location"] = f"/v1/envelopes/{env.id}"
-    return resp
+    claim = await _claim(request, tenant, "create_envelope", cmd)
+    if isinstance(claim, web.Response):
+        return claim
+    service = request.app[CONTAINER].envelopes
+    return await _idempotent(request, claim, lambda: service.create_envelope(tenant, cmd, claim=claim), 201)
 
 
 @routes.get("/v1/envelopes")
@@ -170,45 +185,48 @@ async def list_envelopes(request: web.Request) -> web.Response:
         tenant, record_type=record_type, record_id=q.get("record_id"), status=status, limit=limit,
         cursor=q.get("cursor"),
     )
-    return _json(EnvelopePage(items=[EnvelopeOut.from_domain(e) for e in page.items], next_cursor=page.next_cursor))
+    return render(EnvelopePage(items=[EnvelopeOut.from_domain(e) for e in page.items], next_cursor=page.next_cursor))
 
 
 @routes.get("/v1/envelopes/{id}")
 async def get_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     env = await request.app[CONTAINER].envelopes.get_envelope(tenant, request.match_info["id"])
-    return _json(EnvelopeOut.from_domain(env))
+    return render(EnvelopeOut.from_domain(env))
 
 
 @routes.post("/v1/envelopes/{id}/send")
 async def send_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    env = await request.app[CONTAINER].envelopes.send_envelope(tenant, request.match_info["id"])
-    request.app[CONTAINER].worker.wake()
-    return _json(EnvelopeOut.from_domain(env))
+    envelope_id = request.match_info["id"]
+    claim = await _claim(request, tenant, "send_envelope", {"envelope_id": envelope_id})
+    if isinstance(claim, web.Response):
+        return claim
+    service = request.app[CONTAINER].envelopes
+    return await _idempotent(request, claim, lambda: service.send_envelope(tenant, envelope_id, claim=claim), 200)
 
 
 @routes.post("/v1/envelopes/{id}/cancel")
 async def cancel_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    raw = await _read_json(request) if request.can_read_body else {}
+    raw = await read_json(request, empty={})
     try:
         body = CancelIn.model_validate(raw)
     except ValidationError as exc:
         raise ValidationFailedError(errors=from_validation_error(exc)) from None
     env = await request.app[CONTAINER].envelopes.cancel_envelope(tenant, request.match_info["id"], body.reason)
     request.app[CONTAINER].worker.wake()
-    return _json(EnvelopeOut.from_domain(env))
+    return render(EnvelopeOut.from_domain(env))
 
 
 @routes.post("/v1/envelopes/{id}/extend")
 async def extend_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    body = ExtendIn.model_validate(await _read_json(request))
+    body = ExtendIn.model_validate(await read_json(request))
     env = await request.app[CONTAINER].envelopes.extend_envelope(
         tenant, request.match_info["id"], expires_in_days=body.expires_in_days, expires_at=body.expires_at
     )
-    return _json(EnvelopeOut.from_domain(env))
+    return render(EnvelopeOut.from_domain(env))
 
 
 @routes.post("/v1/envelopes/{id}/remind")
@@ -216,7 +234,7 @@ async def remind(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     signers = await request.app[CONTAINER].envelopes.remind_now(tenant, request.match_info["id"])
     request.app[CONTAINER].worker.wake()
-    return _json(RemindOut(reminded=[s.id for s in signers]), status=202)
+    return render(RemindOut(reminded=[s.id for s in signers]), status=202)
 
 
 @routes.delete("/v1/envelopes/{id}")

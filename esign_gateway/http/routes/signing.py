@@ -6,7 +6,6 @@ The page works without JavaScript: plain forms post to /sign/{token}/… and red
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,10 @@ import jinja2
 from aiohttp import web
 
 from esign_gateway.domain.masking import mask_phone
-from esign_gateway.errors import GatewayError, MalformedRequestError, ValidationFailedError
+from esign_gateway.errors import GatewayError, ValidationFailedError
 from esign_gateway.services.ceremony import Client, SignerView
 
+from ..bodies import read_json
 from ..keys import CONTAINER
 from ..problems import from_validation_error
 from ..schemas import CodeSentOut, DeclineIn, SignerDocumentOut, SignerViewOut, SignIn
@@ -45,15 +45,6 @@ def _view_out(view: SignerView, token: str) -> SignerViewOut:
             for d in env.documents
         ],
     )
-
-
-async def _body(request: web.Request) -> Any:
-    if not request.can_read_body:
-        return {}
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise MalformedRequestError("The body is not valid JSON.") from None
 
 
 # ------------------------------------------------------------------------------ JSON API
@@ -85,7 +76,7 @@ async def api_code(request: web.Request) -> web.Response:
 
 @routes.post("/api/sign/{token}/sign")
 async def api_sign(request: web.Request) -> web.Response:
-    body = SignIn.model_validate(await _body(request))
+    body = SignIn.model_validate(await read_json(request, empty={}))
     env = await request.app[CONTAINER].ceremony.sign(request.match_info["token"], body.code, body.agree,
                                                     _client(request))
     return web.json_response({"status": "signed", "envelope_status": env.status.value})
@@ -93,7 +84,7 @@ async def api_sign(request: web.Request) -> web.Response:
 
 @routes.post("/api/sign/{token}/decline")
 async def api_decline(request: web.Request) -> web.Response:
-    body = DeclineIn.model_validate(await _body(request))
+    body = DeclineIn.model_validate(await read_json(request, empty={}))
     env = await request.app[CONTAINER].ceremony.decline(request.match_info["token"], body.reason, _client(request))
     return web.json_response({"status": "declined", "envelope_status": env.status.value})
 
