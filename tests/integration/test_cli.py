@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from esign_gateway.domain.quota import month_of
 
 EXE = [sys.executable, "-m", "esign_gateway"]
 
@@ -50,3 +55,25 @@ def test_keys_are_stored_hashed(data_dir: Path) -> None:
     out = json.loads(run(data_dir, "tenant", "create", "--name", "A", "--paid", "--json").stdout)
     raw = (data_dir / "esign.sqlite3").read_bytes()
     assert out["api_key"].encode() not in raw
+
+
+def test_operator_sets_a_custom_plan_and_billing_export_writes_csv_and_json(data_dir: Path) -> None:
+    month = month_of(datetime.now(UTC))  # the CLI runs on the real clock
+    paid = json.loads(run(data_dir, "tenant", "create", "--name", "Zakázková a.s.", "--paid", "--json").stdout)
+    run(data_dir, "tenant", "create", "--name", "Zkouška", "--trial", "--json")
+    out = run(data_dir, "tenant", "update", paid["tenant_id"], "--plan", "custom", "--documents", "7",
+              "--fee", "1234.5").stdout
+    assert "plan custom (7 docs, 1234.50/month)" in out
+
+    lines = json.loads(run(data_dir, "billing", "export", "--month", month, "--format", "json").stdout)
+    assert lines == [{
+        "tenant_id": paid["tenant_id"], "tenant_name": "Zakázková a.s.", "month": month, "plan": "custom",
+        "plan_name": "Custom", "monthly_fee": "1234.50", "currency": "CZK", "documents_sent": 0, "allowance": 7,
+    }]
+    rows = list(csv.DictReader(io.StringIO(run(data_dir, "billing", "export", "--month", month).stdout)))
+    assert rows == [{k: str(v) for k, v in lines[0].items()}]
+
+    bad = run(data_dir, "billing", "export", "--month", "2026/11", check=False)
+    assert bad.returncode == 2 and "month" in bad.stderr
+    bad = run(data_dir, "tenant", "update", paid["tenant_id"], "--plan", "custom", check=False)
+    assert bad.returncode == 2 and "documents" in bad.stderr
