@@ -18,6 +18,8 @@ from tortoise.migrations.api import migrate as tortoise_migrate
 from adapters.email.outbox import OutboxEmailSender
 from adapters.email.smtp import SmtpEmailSender
 from adapters.pdf.inspector import ProcessPdfInspector
+from adapters.providers.digisign.client import DigiSignClient
+from adapters.providers.digisign.provider import DigiSignProvider
 from adapters.providers.local.dev_pki import ensure_dev_pki
 from adapters.providers.local.pades import SigningMaterial
 from adapters.providers.local.provider import LocalProvider
@@ -25,6 +27,7 @@ from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
 from adapters.sms.outbox import OutboxSmsSender
 from adapters.storage.filesystem import FileDocumentStore
 from webhooks.delivery import WebhookDispatcher
+from webhooks.inbound import verify_inbound
 from webhooks.routes import routes as webhook_routes
 
 from .clock import Clock, SystemClock
@@ -35,16 +38,19 @@ from .db.tortoise_config import build_config
 from .domain.quota import Catalogue
 from .http.routes.dev import dev_outbox_routes
 from .jobs.worker import Worker
-from .ports import DocumentStore, EmailSender, PdfInspector, SignatureProvider, SmsSender
+from .ports import CeremonyHost, DocumentStore, EmailSender, PdfInspector, SignatureProvider, SmsSender
 from .secretbox import SecretBox
 from .services.ceremony import CeremonyService
 from .services.envelopes import EnvelopeService
 from .services.idempotency import IdempotencyService
 from .services.notifications import NotificationService
 from .services.plans import PlanService
+from .services.remote import RemoteCeremonyService
 from .services.tenants import TenantService
 
-__all__ = ["build_container", "close_db", "init_db", "migrate"]
+__all__ = ["build_container", "close_db", "init_db", "migrate", "store_webhook_secret"]
+
+DIGISIGN_WEBHOOK_SECRET = "digisign_webhook:"  # noqa: S105  (a name prefix, not a secret)
 
 
 async def init_db(settings: Settings) -> None:
@@ -153,6 +159,11 @@ def build_container(
         extra_routes.extend(routes)
         local = LocalProvider(material, max_workers=settings.signing_workers)
         providers = {"local": local}
+        if settings.digisign_configured:
+            providers["digisign"] = _digisign(settings, clock)
+    if settings.provider not in providers:
+        raise RuntimeError(f"ESIGN_PROVIDER={settings.provider} needs its settings (ESIGN_DIGISIGN_BASE_URL, "
+                           "ESIGN_DIGISIGN_ACCESS_KEY, ESIGN_DIGISIGN_SECRET_KEY).")
     for provider in providers.values():
         startup.append(provider.start)
         shutdown.append(provider.close)
@@ -168,7 +179,15 @@ def build_container(
         box=box, plans=plans,
     )
     ceremony = CeremonyService(clock=clock, providers=providers, store=store, sms=sms, box=box, pepper=b"")
-    notifications = NotificationService(clock=clock, email=email, box=box, public_url=settings.base_url)
+    configured = settings.digisign_webhook_secrets.get_secret_value() if settings.digisign_webhook_secrets else ""
+    remote = RemoteCeremonyService(
+        clock=clock, providers=providers, store=store,
+        webhook_secrets={"digisign": [x.strip() for x in configured.split(",") if x.strip()]},
+    )
+    notifications = NotificationService(
+        clock=clock, email=email, box=box, public_url=settings.base_url, remote=remote,
+        remote_providers=frozenset(n for n, p in providers.items() if p.ceremony is CeremonyHost.PROVIDER),
+    )
     dispatcher = WebhookDispatcher(clock=clock, box=box, allow_internal=settings.env in ("dev", "test"))
     shutdown.append(dispatcher.close)
     extra_routes.append(webhook_routes)
@@ -180,21 +199,44 @@ def build_container(
             "expire_envelope": envelopes.expire_job,
             "dispatch_event": dispatcher.dispatch,
             "deliver_webhook": dispatcher.deliver,
+            "provider_send": remote.send_job,
+            "provider_sync": remote.sync_job,
+            "provider_cancel": remote.cancel_job,
+            "provider_extend": remote.extend_job,
         },
         clock,
         poll_seconds=settings.worker_poll_seconds,
     )
 
-    async def load_pepper() -> None:
+    async def load_secrets() -> None:
         ceremony.pepper = await _pepper(box, clock)
+        for row in await GatewaySecret.filter(name__startswith=DIGISIGN_WEBHOOK_SECRET):
+            remote.webhook_secrets["digisign"].append(box.open(row.sealed))
 
-    startup.insert(0, load_pepper)
+    startup.insert(0, load_secrets)
     return Container(
         settings=settings, clock=clock, providers=providers, email=email, sms=sms, store=store,
-        inspector=inspector, tenants=tenants, plans=plans, idempotency=IdempotencyService(clock),
+        inspector=inspector, tenants=tenants, plans=plans, idempotency=IdempotencyService(clock), remote=remote,
         envelopes=envelopes, ceremony=ceremony,
         notifications=notifications, worker=worker, box=box, extra_routes=extra_routes, startup=startup,
         shutdown=shutdown,
+    )
+
+
+def _digisign(settings: Settings, clock: Clock) -> SignatureProvider:
+    assert settings.digisign_base_url and settings.digisign_access_key and settings.digisign_secret_key
+    client = DigiSignClient(
+        settings.digisign_base_url, settings.digisign_access_key.get_secret_value(),
+        settings.digisign_secret_key.get_secret_value(), clock=clock.now,
+    )
+    return DigiSignProvider(client, verify_signature=verify_inbound)
+
+
+async def store_webhook_secret(box: SecretBox, clock: Clock, webhook_id: str, secret: str) -> None:
+    """Keep a DigiSign webhook's secret (sealed) so every process verifies its deliveries."""
+    await GatewaySecret.update_or_create(
+        name=f"{DIGISIGN_WEBHOOK_SECRET}{webhook_id}"[:64],
+        defaults={"sealed": box.seal(secret), "created_at": clock.now()},
     )
 
 

@@ -32,7 +32,14 @@ class Settings(BaseSettings):
     """Base of every link in e-mails; never taken from the request's Host. Unset: ``http://host:port``."""
     host: str = "127.0.0.1"
     port: int = 8080
-    provider: Literal["local"] = "local"
+    provider: Literal["local", "digisign"] = "local"
+    """The default provider of new envelopes; a tenant may have its own (``tenant update --provider``)."""
+    digisign_base_url: str | None = None
+    """``https://api.digisign.org``; DigiSign's testing environment: ``https://api.digisign.digital.cz``."""
+    digisign_access_key: SecretStr | None = None
+    digisign_secret_key: SecretStr | None = None
+    digisign_webhook_secrets: SecretStr | None = None
+    """Comma-separated secrets of webhooks registered by hand (``register-webhooks`` stores its own)."""
     secret_key: SecretStr | None = None
     """Fernet key encrypting reusable secrets at rest; generated into ``data_dir`` in dev."""
 
@@ -63,6 +70,10 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @property
+    def digisign_configured(self) -> bool:
+        return bool(self.digisign_base_url and self.digisign_access_key and self.digisign_secret_key)
 
     @property
     def base_url(self) -> str:

@@ -18,6 +18,7 @@ from .services.envelopes import EnvelopeService
 from .services.idempotency import IdempotencyService
 from .services.notifications import NotificationService
 from .services.plans import PlanService
+from .services.remote import RemoteCeremonyService
 from .services.tenants import TenantService
 
 __all__ = ["Container"]
@@ -35,6 +36,7 @@ class Container:
     tenants: TenantService
     plans: PlanService
     idempotency: IdempotencyService
+    remote: RemoteCeremonyService
     envelopes: EnvelopeService
     ceremony: CeremonyService
     notifications: NotificationService

@@ -17,6 +17,7 @@ Port map::
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -25,10 +26,19 @@ __all__ = [
     "CeremonyHost",
     "DocumentStore",
     "EmailSender",
+    "InboundEvent",
+    "InvalidWebhook",
     "OutgoingEmail",
     "OutgoingSms",
     "PdfInfo",
     "PdfInspector",
+    "RemoteCeremony",
+    "RemoteEnvelope",
+    "RemoteHandle",
+    "RemoteResult",
+    "RemoteSigner",
+    "RemoteSignerState",
+    "RemoteState",
     "SignatureProvider",
     "SignatureRequest",
     "SignedPdf",
@@ -121,6 +131,124 @@ class SignatureProvider(Protocol):
     async def close(self) -> None: ...
 
     async def sign(self, request: SignatureRequest) -> SignedPdf: ...
+
+
+# --------------------------------------------------------------------------- provider-run ceremonies
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSigner:
+    signer_id: str
+    """Ours; the provider keeps it as the recipient's metadata."""
+    name: str
+    email: str
+    phone: str
+    order: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteEnvelope:
+    """What a provider-run ceremony needs to send an envelope."""
+
+    envelope_id: str
+    name: str
+    message: str | None
+    language: str
+    expires_at: datetime
+    documents: list[tuple[str, bytes]]
+    signers: list[RemoteSigner]
+    reminder_days_before_expiry: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteHandle:
+    ref: str
+    signer_refs: dict[str, str]
+    """Our signer id → the provider's recipient id."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSignerState:
+    ref: str
+    status: str
+    """In our words: ``waiting``, ``notified``, ``viewed``, ``signed``, ``declined``, ``auth_failed``."""
+    at: datetime | None = None
+    decline_reason: str | None = None
+    viewed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteState:
+    ref: str
+    status: str
+    """In our words: ``sent``, ``completed``, ``declined``, ``expired``, ``cancelled``."""
+    signers: list[RemoteSignerState]
+    at: datetime | None = None
+    """When the provider reached ``status`` (completed/declined/expired/cancelled)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteResult:
+    signed_pdf: bytes
+    """All documents as signed, in one PDF (the provider's ``combined`` output)."""
+    audit_log: bytes
+    """The provider's own audit log (protocol) PDF."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    event_id: str
+    envelope_ref: str
+    type: str
+
+
+class InvalidWebhook(Exception):
+    """An inbound provider webhook whose signature does not verify (answer 401, change nothing)."""
+
+
+@runtime_checkable
+class RemoteCeremony(Protocol):
+    """A provider that runs the ceremony itself (``CeremonyHost.PROVIDER``).
+
+    The core never trusts a webhook's content: ``parse_webhook`` only authenticates it and names
+    the envelope; the core then asks ``fetch`` for the provider's authoritative state (events may
+    arrive late, twice or out of order) and, at completion, ``download``s the result into its own
+    archive. Every call is idempotent from the core's side or guarded by state.
+    ``ValidationFailedError`` (with our field paths) for what the provider refuses as invalid,
+    ``ProviderError`` for anything else.
+    """
+
+    name: str
+
+    async def prepare(self, envelope: RemoteEnvelope) -> RemoteHandle:
+        """Create and fill a draft at the provider (free), during the CRM's send request, so its
+        validation errors reach the CRM as ``422``. A draft left by an interrupted attempt is replaced."""
+        ...
+
+    async def send(self, ref: str) -> None:
+        """Send a prepared draft (a job, after our send committed). Sending twice is a no-op."""
+        ...
+
+    async def discard(self, ref: str) -> None:
+        """Delete a prepared draft that our send did not commit (e.g. over the allowance)."""
+        ...
+
+    async def fetch(self, ref: str) -> RemoteState: ...
+
+    async def cancel(self, ref: str, reason: str | None) -> None: ...
+
+    async def extend(self, ref: str, expires_at: datetime) -> None: ...
+
+    async def remind(self, ref: str, signer_ref: str) -> None: ...
+
+    async def download(self, ref: str) -> RemoteResult: ...
+
+    def parse_webhook(
+        self, headers: dict[str, str], body: bytes, now: datetime, secrets: Iterable[str]
+    ) -> InboundEvent:
+        """Authenticate a webhook with one of ``secrets`` (raise ``InvalidWebhook``) and say which
+        envelope it concerns."""
+        ...
 
 
 # --------------------------------------------------------------------------- notifications

@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from esign_gateway.domain.events import WEBHOOK_TYPES
 from esign_gateway.domain.ids import uuid7
-from esign_gateway.errors import NotFoundError, ValidationFailedError
+from esign_gateway.errors import NotFoundError, UnauthorizedError, ValidationFailedError
 from esign_gateway.http.auth import tenant_of
 from esign_gateway.http.bodies import read_json
 from esign_gateway.http.keys import CONTAINER
+from esign_gateway.ports import InvalidWebhook
 
 from .delivery import retry_now
 from .guard import UnsafeUrl, check_url
@@ -148,3 +149,19 @@ async def retry(request: web.Request) -> web.Response:
         raise NotFoundError("No such delivery.")
     request.app[CONTAINER].worker.wake()
     return web.json_response(_delivery(delivery, []), status=202)
+
+
+@routes.post("/webhooks/digisign")
+async def digisign_webhook(request: web.Request) -> web.Response:
+    """DigiSign's webhooks (``Signature: t=…,s=…``): authenticated, deduplicated, then a sync job
+    reads the envelope's real state from DigiSign. 401 for a bad signature (nothing changes)."""
+    body = await request.read()
+    container = request.app[CONTAINER]
+    try:
+        outcome = await container.remote.accept_webhook("digisign", dict(request.headers), body)
+    except InvalidWebhook:
+        raise UnauthorizedError("The webhook signature does not verify.") from None
+    except LookupError:
+        raise NotFoundError("DigiSign is not configured here.") from None
+    container.worker.wake()
+    return web.json_response({"status": outcome})

@@ -17,6 +17,7 @@ __all__ = [
     "EnvelopeRow",
     "GatewaySecret",
     "IdempotencyKey",
+    "InboundEvent",
     "Job",
     "OutboxEvent",
     "PlanChange",
@@ -68,7 +69,7 @@ class EnvelopeRow(Model):
     message = fields.TextField(null=True)
     language = fields.CharField(max_length=2)
     provider = fields.CharField(max_length=32)
-    provider_ref = fields.CharField(max_length=128, null=True)
+    provider_ref = fields.CharField(max_length=128, null=True, db_index=True)
     status = fields.CharField(max_length=16, db_index=True)
     created_at = fields.DatetimeField()
     sent_at = fields.DatetimeField(null=True)
@@ -131,6 +132,7 @@ class SignerRow(Model):
     declined_at = fields.DatetimeField(null=True)
     decline_reason = fields.TextField(null=True)
     failed_attempts = fields.IntField(default=0)
+    provider_ref = fields.CharField(max_length=128, null=True)
 
     class Meta:
         table = "signer"
@@ -317,3 +319,17 @@ class IdempotencyKey(Model):
     class Meta:
         table = "idempotency_key"
         unique_together = (("tenant_id", "key"),)
+
+
+class InboundEvent(Model):
+    # Provider webhooks already taken in (deduplication by the provider's event id).
+    id = fields.BigIntField(pk=True)
+    provider = fields.CharField(max_length=32)
+    event_id = fields.CharField(max_length=128)
+    event_type = fields.CharField(max_length=64)
+    envelope_ref = fields.CharField(max_length=128)
+    received_at = fields.DatetimeField()
+
+    class Meta:
+        table = "inbound_event"
+        unique_together = (("provider", "event_id"),)

@@ -26,10 +26,11 @@ __all__ = ["ConcurrentUpdate", "EnvelopeRepository", "chain_body", "outbox_event
 _ENVELOPE_FIELDS = (
     "status", "sent_at", "expires_at", "completed_at", "ended_at", "cancel_reason", "retained_until",
     "reminders", "metadata", "name", "message", "language", "expires_in_days", "requested_expires_at",
+    "provider_ref",
 )
 _SIGNER_FIELDS = (
     "status", "notified_at", "viewed_at", "verified_at", "signed_at", "declined_at", "decline_reason",
-    "failed_attempts",
+    "failed_attempts", "provider_ref",
 )
 _DOCUMENT_FIELDS = ("current_sha256", "signed_sha256")
 
@@ -61,6 +62,7 @@ def _to_domain(row: EnvelopeRow, docs: list[DocumentRow], signers: list[SignerRo
         ended_at=row.ended_at,
         cancel_reason=row.cancel_reason,
         retained_until=row.retained_until,
+        provider_ref=row.provider_ref,
         version=row.version,
         documents=[
             Document(
@@ -75,6 +77,7 @@ def _to_domain(row: EnvelopeRow, docs: list[DocumentRow], signers: list[SignerRo
                 status=SignerStatus(s.status), position=s.position, notified_at=s.notified_at,
                 viewed_at=s.viewed_at, verified_at=s.verified_at, signed_at=s.signed_at,
                 declined_at=s.declined_at, decline_reason=s.decline_reason, failed_attempts=s.failed_attempts,
+                provider_ref=s.provider_ref,
             )
             for s in sorted(signers, key=lambda s: s.position)
         ],

@@ -13,7 +13,16 @@ from typing import Any
 from .events import DomainEvent
 from .states import SIGNER_CAN_ACT, TERMINAL, EnvelopeStatus, InvalidTransition, SignerStatus
 
-__all__ = ["DEFAULT_EXPIRY_DAYS", "DEFAULT_REMINDERS", "RETENTION_YEARS", "Document", "Envelope", "Signer"]
+__all__ = [
+    "DEFAULT_EXPIRY_DAYS",
+    "DEFAULT_REMINDERS",
+    "RETENTION_YEARS",
+    "Document",
+    "Envelope",
+    "RemoteSignerFacts",
+    "Signer",
+    "apply_remote",
+]
 
 DEFAULT_EXPIRY_DAYS = 7
 DEFAULT_REMINDERS: dict[str, Any] = {"before_expiry_days": [1], "every_days": None}
@@ -51,6 +60,8 @@ class Signer:
     declined_at: datetime | None = None
     decline_reason: str | None = None
     failed_attempts: int = 0
+    provider_ref: str | None = None
+    """The provider's id of this signer (provider-run ceremonies)."""
 
     @property
     def can_act(self) -> bool:
@@ -83,6 +94,8 @@ class Envelope:
     ended_at: datetime | None = None
     cancel_reason: str | None = None
     retained_until: datetime | None = None
+    provider_ref: str | None = None
+    """The provider's id of this envelope (provider-run ceremonies)."""
     version: int = 0
     events: list[DomainEvent] = field(default_factory=list)
 
@@ -287,6 +300,82 @@ class Envelope:
         self.status = EnvelopeStatus.EXPIRED
         self.ended_at = self.expires_at
         self._event("envelope.expired", now, data={"expires_at": self.expires_at.isoformat()})
+
+
+_PROGRESS = {
+    SignerStatus.WAITING: 0, SignerStatus.NOTIFIED: 1, SignerStatus.VIEWED: 2, SignerStatus.VERIFIED: 3,
+    SignerStatus.SIGNED: 4, SignerStatus.DECLINED: 4, SignerStatus.AUTH_FAILED: 4,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSignerFacts:
+    """What a provider says of one signer, in our words."""
+
+    status: SignerStatus
+    at: datetime | None = None
+    decline_reason: str | None = None
+    viewed_at: datetime | None = None
+    """When the signer opened the documents, if the provider says (it may report it only later)."""
+
+
+def apply_remote(
+    env: Envelope, status: str, at: datetime | None, signers: dict[str, RemoteSignerFacts], now: datetime,
+    signed_documents: dict[str, str] | None = None,
+) -> None:
+    """Bring an envelope of a provider-run ceremony up to what the provider reports.
+
+    Facts only move forward (a late or repeated report changes nothing); a terminal envelope
+    stays as it is. ``completed`` is applied only with ``signed_documents`` (document id → SHA-256
+    of the signed PDF already in our archive): nobody sees ``completed`` before the result is ours.
+    """
+    if env.is_terminal:
+        return
+    for signer in env.signers:
+        facts = signers.get(signer.id)
+        if facts is None or _PROGRESS[facts.status] <= _PROGRESS[signer.status]:
+            continue
+        when = facts.at or now
+        data = {"provider_at": when.isoformat()}
+        if facts.status == SignerStatus.NOTIFIED:
+            signer.status, signer.notified_at = SignerStatus.NOTIFIED, when
+            env.note("signer.notified", now, signer, actor="provider", data=data)
+            continue
+        signer.notified_at = signer.notified_at or when
+        if facts.viewed_at is not None and signer.viewed_at is None and facts.status != SignerStatus.VIEWED:
+            # reported together with a later step: the CRM still learns that it was opened, in order
+            signer.viewed_at = facts.viewed_at
+            seen = {"provider_at": facts.viewed_at.isoformat()}
+            env._event("signer.viewed", now, signer, actor="provider", data=seen)
+        if facts.status == SignerStatus.VIEWED:
+            signer.status, signer.viewed_at = SignerStatus.VIEWED, when
+            env._event("signer.viewed", now, signer, actor="provider", data=data)
+        elif facts.status == SignerStatus.SIGNED:
+            signer.status, signer.signed_at = SignerStatus.SIGNED, when
+            signer.viewed_at = signer.viewed_at or when
+            env._event("signer.signed", now, signer, actor="provider", data=data)
+        elif facts.status == SignerStatus.DECLINED:
+            signer.status, signer.declined_at, signer.decline_reason = SignerStatus.DECLINED, when, facts.decline_reason
+            env._event("signer.declined", now, signer, actor="provider", data=data)
+        elif facts.status == SignerStatus.AUTH_FAILED:
+            signer.status = SignerStatus.AUTH_FAILED
+            env._event("signer.auth_failed", now, signer, actor="provider", data=data)
+    ended = at or now
+    if status == "completed" and signed_documents is not None:
+        for doc in env.documents:
+            doc.current_sha256 = signed_documents[doc.id]
+        env._complete(ended)
+    elif status == "declined":
+        env.status, env.ended_at = EnvelopeStatus.DECLINED, ended
+        declined = next((s.id for s in env.signers if s.status == SignerStatus.DECLINED), None)
+        env._event("envelope.declined", now, actor="provider", data={"signer_id": declined})
+    elif status == "expired":
+        env.status, env.ended_at = EnvelopeStatus.EXPIRED, ended
+        env._event("envelope.expired", now, actor="provider",
+                   data={"expires_at": env.expires_at.isoformat() if env.expires_at else None})
+    elif status == "cancelled":
+        env.status, env.ended_at = EnvelopeStatus.CANCELLED, ended
+        env._event("envelope.cancelled", now, actor="provider")
 
 
 def _add_years(moment: datetime, years: int) -> datetime:

@@ -26,11 +26,12 @@ from esign_gateway.errors import (
     TooManyRequestsError,
     ValidationFailedError,
 )
-from esign_gateway.ports import CeremonyHost, DocumentStore, PdfInspector, SignatureProvider
+from esign_gateway.ports import CeremonyHost, DocumentStore, PdfInspector, RemoteHandle, SignatureProvider
 from esign_gateway.secretbox import SecretBox
 
 from .idempotency import Claim, IdempotencyService
 from .plans import PlanService
+from .remote import attach, remote_envelope, remote_of
 from .tenants import TenantInfo
 
 __all__ = ["EnvelopeService", "NewDocument", "NewEnvelope", "NewSigner", "issue_signer_links", "plan_envelope_jobs"]
@@ -158,14 +159,36 @@ class EnvelopeService:
         )
         env.note("envelope.created", now, actor="api",
                  data={"documents": [{"id": d.id, "sha256": d.sha256, "pages": d.pages} for d in documents]})
-        async with UnitOfWork() as uow:
-            await uow.envelopes.add(env, tenant.id)
-            if cmd.send:
-                await self._send(uow, env, now)
-            await IdempotencyService.complete(uow, claim, envelope_id=env.id, status=201)
+        files = [(d.name, d.content) for d in cmd.documents]
+        handle = await self._prepare_remote(env, files, now) if cmd.send else None
+        try:
+            async with UnitOfWork() as uow:
+                await uow.envelopes.add(env, tenant.id)
+                if cmd.send:
+                    await self._send(uow, env, now, handle)
+                await IdempotencyService.complete(uow, claim, envelope_id=env.id, status=201)
+        except BaseException:
+            await self._discard_remote(env, handle)
+            raise
         return env
 
-    async def _send(self, uow: UnitOfWork, env: Envelope, now: datetime) -> None:
+    async def _prepare_remote(
+        self, env: Envelope, documents: list[tuple[str, bytes]], now: datetime
+    ) -> RemoteHandle | None:
+        """For a provider-run ceremony: build the provider's draft now, outside any transaction,
+        so what the provider refuses reaches the CRM as 422 and nothing of ours is sent."""
+        remote = remote_of(self.providers[env.provider])
+        if remote is None:
+            return None
+        expires_at = env.requested_expires_at or now + timedelta(days=env.expires_in_days)
+        return await remote.prepare(remote_envelope(env, documents, expires_at))
+
+    async def _discard_remote(self, env: Envelope, handle: RemoteHandle | None) -> None:
+        remote = remote_of(self.providers[env.provider])
+        if handle is not None and remote is not None:
+            await asyncio.shield(remote.discard(handle.ref))
+
+    async def _send(self, uow: UnitOfWork, env: Envelope, now: datetime, handle: RemoteHandle | None = None) -> None:
         try:
             notified = env.send(now)
         except InvalidTransition as exc:
@@ -176,6 +199,8 @@ class EnvelopeService:
         if provider.ceremony is CeremonyHost.GATEWAY:
             await issue_signer_links(uow, self.box, env, notified, now)
         else:
+            assert handle is not None, "a provider-run envelope is prepared at the provider before it is sent"
+            attach(env, handle)
             await uow.jobs.enqueue("provider_send", {"envelope_id": env.id}, now, dedupe_key=f"provider_send:{env.id}")
         await plan_envelope_jobs(uow, env, now)
         await uow.envelopes.save(env)
@@ -203,6 +228,10 @@ class EnvelopeService:
             else:
                 refused = None
                 await plan_envelope_jobs(uow, env, now)
+                if env.provider_ref is not None and env.expires_at is not None:
+                    stamp = env.expires_at.isoformat()
+                    await uow.jobs.enqueue("provider_extend", {"envelope_id": env.id, "expires_at": stamp}, now,
+                                           dedupe_key=f"provider_extend:{env.id}@{stamp}")
                 await uow.envelopes.save(env)
         if refused is not None:
             raise refused
@@ -242,10 +271,21 @@ class EnvelopeService:
 
     async def send_envelope(self, tenant: TenantInfo, envelope_id: str, *, claim: Claim | None = None) -> Envelope:
         await self.plans.ensure_may_send(tenant)
-        async with UnitOfWork() as uow:
-            env = await self._get(uow, tenant, envelope_id, for_update=True)
-            await self._send(uow, env, self.clock.now())
-            await IdempotencyService.complete(uow, claim, envelope_id=env.id, status=200)
+        now = self.clock.now()
+        handle = None
+        if remote_of(self.providers[(draft := await self.get_envelope(tenant, envelope_id)).provider]) is not None:
+            if draft.status != EnvelopeStatus.DRAFT:
+                raise InvalidStateError(f"The envelope is {draft.status.value}.")
+            files = [(d.name, await self.store.get(d.sha256)) for d in draft.documents]
+            handle = await self._prepare_remote(draft, files, now)
+        try:
+            async with UnitOfWork() as uow:
+                env = await self._get(uow, tenant, envelope_id, for_update=True)
+                await self._send(uow, env, now, handle)
+                await IdempotencyService.complete(uow, claim, envelope_id=env.id, status=200)
+        except BaseException:
+            await self._discard_remote(draft, handle)
+            raise
         return env
 
     async def cancel_envelope(self, tenant: TenantInfo, envelope_id: str, reason: str | None) -> Envelope:
@@ -259,7 +299,10 @@ class EnvelopeService:
                 refused = InvalidStateError(f"Only a sent envelope can be cancelled; this one is {env.status.value}.")
             else:
                 refused = None
-                for signer in told:
+                if env.provider_ref is not None:  # the provider tells its signers
+                    await uow.jobs.enqueue("provider_cancel", {"envelope_id": env.id}, now,
+                                           dedupe_key=f"provider_cancel:{env.id}")
+                for signer in [] if env.provider_ref is not None else told:
                     await uow.jobs.enqueue(
                         "send_cancel_notice", {"envelope_id": env.id, "signer_id": signer.id}, now,
                         dedupe_key=f"cancel_notice:{signer.id}",

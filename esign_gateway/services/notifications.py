@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from esign_gateway.clock import Clock
-from esign_gateway.db.models import ReminderLog, Tenant
+from esign_gateway.db.models import EnvelopeRow, ReminderLog, Tenant
 from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import Envelope, Signer
 from esign_gateway.domain.masking import mask_email
@@ -21,17 +21,25 @@ from esign_gateway.messages import MessageContext, render_cancelled, render_invi
 from esign_gateway.ports import EmailSender
 from esign_gateway.secretbox import SecretBox
 
+from .remote import RemoteCeremonyService
+
 __all__ = ["NotificationService"]
 
 log = structlog.get_logger(__name__)
 
 
 class NotificationService:
-    def __init__(self, *, clock: Clock, email: EmailSender, box: SecretBox, public_url: str) -> None:
+    def __init__(
+        self, *, clock: Clock, email: EmailSender, box: SecretBox, public_url: str,
+        remote: RemoteCeremonyService | None = None, remote_providers: frozenset[str] = frozenset(),
+    ) -> None:
         self.clock = clock
         self.email = email
         self.box = box
         self.public_url = public_url
+        self.remote = remote
+        self.remote_providers = remote_providers
+        """Providers that run their own ceremony: they send invitations, codes and planned reminders."""
 
     async def _context(self, env: Envelope, signer: Signer, token: str | None) -> MessageContext:
         tenant = await Tenant.get(id=env.tenant_id)
@@ -67,19 +75,30 @@ class NotificationService:
         A failed send gives the claim back and the job retries.
         """
         slot = payload["slot"]
+        provider = await EnvelopeRow.filter(id=payload["envelope_id"]).values_list("provider", flat=True)
+        by_provider = bool(provider) and provider[0] in self.remote_providers
+        if by_provider and not slot.startswith("manual:"):
+            return  # the provider sends the planned reminders itself (its envelope notifications)
         sent: list[str] = []
         while True:
-            claimed = await self._claim_reminder(payload["envelope_id"], slot, payload["expires_at"])
+            claimed = await self._claim_reminder(payload["envelope_id"], slot, payload["expires_at"],
+                                                 need_link=not by_provider)
             if claimed is None:
                 break
             env, signer, token = claimed
             try:
-                await self.email.send(render_reminder(await self._context(env, signer, token)))
+                if by_provider:
+                    assert self.remote is not None
+                    await self.remote.remind(env, signer.id)
+                else:
+                    assert token is not None
+                    await self.email.send(render_reminder(await self._context(env, signer, token)))
             except Exception:
                 await ReminderLog.filter(signer_id=signer.id, slot=slot).delete()
                 raise
             sent.append(signer.id)
-            await self._record(env.id, "signer.reminder_sent", signer.id, extra={"slot": slot})
+            await self._record(env.id, "signer.reminder_sent", signer.id,
+                               extra={"slot": slot, "channel": env.provider if by_provider else "email"})
             log.info("reminder_sent", envelope_id=env.id, signer_id=signer.id, to=mask_email(signer.email))
         if sent:
             async with UnitOfWork() as uow:
@@ -89,8 +108,8 @@ class NotificationService:
                     await uow.envelopes.save(env_locked, bump=False)
 
     async def _claim_reminder(
-        self, envelope_id: str, slot: str, planned_for: str
-    ) -> tuple[Envelope, Signer, str] | None:
+        self, envelope_id: str, slot: str, planned_for: str, *, need_link: bool = True
+    ) -> tuple[Envelope, Signer, str | None] | None:
         """The next signer of this slot not yet reminded, claimed; None when nothing is left."""
         now = self.clock.now()
         async with UnitOfWork() as uow:
@@ -105,11 +124,11 @@ class NotificationService:
                 if signer.id in done:
                     continue
                 sealed = await uow.signers.sealed_token(signer.id)
-                if sealed is None:
+                if sealed is None and need_link:
                     continue
                 await ReminderLog.create(using_db=uow.conn, envelope_id=env.id, signer_id=signer.id, slot=slot,
                                          created_at=now)
-                return env, signer, self.box.open(sealed)
+                return env, signer, self.box.open(sealed) if sealed else None
         return None
 
     async def send_cancel_notice(self, payload: dict[str, Any]) -> None:

@@ -1,0 +1,611 @@
+"""A fake DigiSign REST API, written from ``../shared/digisign-api.md`` (not from our adapter).
+
+What it follows (section numbers of the notes):
+
+* §1 ``POST /api/auth-token`` → ``{token, exp, iat}``; every other ``/api`` call needs
+  ``Authorization: Bearer``; an expired token is ``401 {"code":401,"message":"Expired JWT Token"}``.
+* §2/§3 files (multipart ``file``), envelopes (create, get, list, partial PUT of drafts, DELETE of
+  drafts), documents attached by file IRI, recipients (``mobile`` required for signers, E.164),
+  tags, notifications, send, cancel (only from ``sent``), extend (``PUT …/extend {validTo}``),
+  recipient resend (only in sent/delivered/nonDelivered/signed of a sent/completed envelope),
+  download (``output=combined|only_log|separate``). Entities carry ``id``, ``createdAt``,
+  ``updatedAt``, ``_links.self``; relations in bodies are IRIs; times are ISO 8601 with the
+  Prague offset; ids are UUIDv7-like.
+* §3 states: envelope draft → sent → completed | declined | expired | cancelled; recipient
+  draft → sent → delivered → signed | declined | authFailed. Signers with the lowest
+  ``signingOrder`` are sent first; the next order when all of one order signed.
+* §5 webhooks: one per event, each with its own ``secret``; payload ``{id, event, name, time,
+  entityName, entityId, data:{status}, envelope:{id,status}}``; header ``Signature: t=…,s=…``
+  (HMAC-SHA256 hex over ``"{t}.{raw body}"``); any 2xx is success; failed deliveries are retried
+  (here: ``webhook_attempts`` times, ``webhook_retry_seconds`` apart, instead of 12 over 7 days).
+* §7 validation errors are 400 ``{title:"Validation Failed", detail, violations:[{propertyPath,
+  title, parameters, type}]}`` with Czech texts; lists are ``{items, count, page, itemsPerPage,
+  _links}`` with ``page``/``itemsPerPage`` and ``field[eq]=``/``status[in][]=`` filters.
+
+Test-only control (``/_control/…``): make a recipient open/sign/decline/fail authentication,
+expire an envelope, inject faults (status with ``Retry-After``, or a delay for timeouts) and
+drop webhooks (to test the reconciliation of missed ones).
+
+Not modelled: the asynchronous preparation phase after send (the fake is ``sent`` at once),
+embedded signing, corrections, branding, scenarios, bank iD, OAuth2 webhook auth, auto-disable of
+failing webhooks, the 12-attempt/7-day retry schedule, real signatures in the combined PDF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import io
+import json
+import re
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from aiohttp import web
+
+PRAGUE = ZoneInfo("Europe/Prague")
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+NOT_BLANK = "Tato hodnota nesmí být prázdná."
+BAD_EMAIL = "Tato hodnota není platná e-mailová adresa."
+BAD_PHONE = "Tato hodnota není platné telefonní číslo."
+
+
+def _uuid7(now: datetime) -> str:
+    ms = int(now.timestamp() * 1000)
+    raw = ms.to_bytes(6, "big") + secrets.token_bytes(10)
+    b = bytearray(raw)
+    b[6] = (b[6] & 0x0F) | 0x70
+    b[8] = (b[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(b)))
+
+
+@dataclass
+class Fault:
+    path: str
+    status: int = 500
+    times: int = 1
+    retry_after: int | None = None
+    delay: float = 0.0
+    method: str | None = None
+
+
+@dataclass
+class Delivery:
+    webhook_id: str
+    event: str
+    body: bytes
+    statuses: list[int | str] = field(default_factory=list)
+
+
+class FakeDigiSign:
+    def __init__(
+        self, *, access_key: str = "ak_test", secret_key: str = "sk_test", clock: Callable[[], datetime] | None = None,
+        token_lifetime: int = 86400, webhook_attempts: int = 3, webhook_retry_seconds: float = 0.05,
+    ) -> None:
+        self.access_key, self.secret_key = access_key, secret_key
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.token_lifetime = token_lifetime
+        self.webhook_attempts, self.webhook_retry_seconds = webhook_attempts, webhook_retry_seconds
+        self.tokens: dict[str, int] = {}
+        self.files: dict[str, dict[str, Any]] = {}
+        self.envelopes: dict[str, dict[str, Any]] = {}
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        self.faults: list[Fault] = []
+        self.drop_webhooks = False
+        self.deliveries: list[Delivery] = []
+        self.calls: list[tuple[str, str]] = []
+        self.token_requests = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.base_url = ""
+        self.app = self._build_app()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> str:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self.base_url
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._session:
+            await self._session.close()
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def settle(self) -> None:
+        """Wait until every webhook delivery in flight has finished (tests only)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------------ helpers
+    def _now(self) -> datetime:
+        return self.clock()
+
+    def _stamp(self, moment: datetime | None = None) -> str:
+        return (moment or self._now()).astimezone(PRAGUE).isoformat(timespec="seconds")
+
+    @staticmethod
+    def _violation(path: str, title: str) -> dict[str, Any]:
+        return {"propertyPath": path, "title": title, "parameters": {"{{ value }}": "null"},
+                "type": "urn:uuid:c1051bb4-d103-4f74-8988-acbcafc7fdc3"}
+
+    def _invalid(self, violations: list[dict[str, Any]]) -> web.Response:
+        detail = "\n".join(f"{v['propertyPath']}: {v['title']}" for v in violations)
+        return web.json_response({"title": "Validation Failed", "detail": detail, "violations": violations},
+                                 status=400)
+
+    @staticmethod
+    def _problem(status: int, title: str, detail: str) -> web.Response:
+        return web.json_response({"type": "about:blank", "title": title, "status": status, "detail": detail},
+                                 status=status)
+
+    def _envelope(self, request: web.Request) -> dict[str, Any]:
+        env = self.envelopes.get(request.match_info["id"])
+        if env is None:
+            raise web.HTTPNotFound(text=json.dumps({"title": "Not Found", "status": 404, "detail": "Not Found"}),
+                                   content_type="application/json")
+        return env
+
+    def _touch(self, entity: dict[str, Any]) -> None:
+        entity["updatedAt"] = self._stamp()
+
+    def _env_json(self, env: dict[str, Any]) -> dict[str, Any]:
+        iri = f"/api/envelopes/{env['id']}"
+        out = {k: v for k, v in env.items() if not k.startswith("_")}
+        out["documents"] = [{**d, "_links": {"self": f"{iri}/documents/{d['id']}"}} for d in env["documents"]]
+        out["recipients"] = [{**r, "_links": {"self": f"{iri}/recipients/{r['id']}"}} for r in env["recipients"]]
+        out["_links"] = {"self": iri}
+        out["_actions"] = {"send": {"method": "POST", "uri": f"{iri}/send"}}
+        return out
+
+    # ------------------------------------------------------------------ app
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._faults_mw, self._auth_mw], client_max_size=60 * 1024 * 1024)
+        r = app.router
+        r.add_post("/api/auth-token", self.auth_token)
+        r.add_post("/api/files", self.upload)
+        r.add_get("/api/files/{id}/content", self.file_content)
+        r.add_get("/api/envelopes", self.list_envelopes)
+        r.add_post("/api/envelopes", self.create_envelope)
+        r.add_get("/api/envelopes/{id}", self.get_envelope)
+        r.add_put("/api/envelopes/{id}", self.update_envelope)
+        r.add_delete("/api/envelopes/{id}", self.delete_envelope)
+        r.add_post("/api/envelopes/{id}/documents", self.add_document)
+        r.add_post("/api/envelopes/{id}/recipients", self.add_recipient)
+        r.add_post("/api/envelopes/{id}/tags", self.add_tag)
+        r.add_post("/api/envelopes/{id}/notifications", self.add_notification)
+        r.add_get("/api/envelopes/{id}/notifications", self.list_notifications)
+        r.add_post("/api/envelopes/{id}/send", self.send)
+        r.add_post("/api/envelopes/{id}/cancel", self.cancel)
+        r.add_put("/api/envelopes/{id}/extend", self.extend)
+        r.add_post("/api/envelopes/{id}/recipients/{rid}/resend", self.resend)
+        r.add_get("/api/envelopes/{id}/download", self.download)
+        r.add_get("/api/webhooks", self.list_webhooks)
+        r.add_post("/api/webhooks", self.create_webhook)
+        r.add_delete("/api/webhooks/{id}", self.delete_webhook)
+        r.add_get("/api/account/me", self.me)
+        r.add_post("/_control/envelopes/{id}/recipients/{rid}/{action}", self.control_recipient)
+        r.add_post("/_control/envelopes/{id}/expire", self.control_expire)
+        r.add_post("/_control/faults", self.control_fault)
+        r.add_post("/_control/webhooks", self.control_webhooks)
+        return app
+
+    @web.middleware
+    async def _faults_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.calls.append((request.method, request.path))
+        if not request.path.startswith("/_control"):
+            for fault in self.faults:
+                if fault.times > 0 and fault.path in request.path and fault.method in (None, request.method):
+                    fault.times -= 1
+                    if fault.delay:
+                        await asyncio.sleep(fault.delay)
+                        break
+                    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                    return web.json_response({"title": "Injected", "status": fault.status, "detail": "fault"},
+                                             status=fault.status, headers=headers)
+        return await handler(request)
+
+    @web.middleware
+    async def _auth_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/api/") and request.path != "/api/auth-token":
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme != "Bearer" or token not in self.tokens:
+                return web.json_response({"code": 401, "message": "Invalid JWT Token"}, status=401)
+            if self.tokens[token] <= int(self._now().timestamp()):
+                return web.json_response({"code": 401, "message": "Expired JWT Token"}, status=401)
+        return await handler(request)
+
+    # ------------------------------------------------------------------ §1 auth
+    async def auth_token(self, request: web.Request) -> web.Response:
+        self.token_requests += 1
+        body = await request.json()
+        if body.get("accessKey") != self.access_key or body.get("secretKey") != self.secret_key:
+            return web.json_response({"code": 401, "message": "Invalid credentials."}, status=401)
+        iat = int(self._now().timestamp())
+        token = "eyJ." + secrets.token_urlsafe(32)
+        self.tokens[token] = iat + self.token_lifetime
+        return web.json_response({"token": token, "exp": iat + self.token_lifetime, "iat": iat})
+
+    async def me(self, request: web.Request) -> web.Response:
+        return web.json_response({"id": "acc", "email": "api@example.test"})
+
+    # ------------------------------------------------------------------ files
+    async def upload(self, request: web.Request) -> web.Response:
+        reader = await request.multipart()
+        part = await reader.next()
+        if part is None or getattr(part, "name", None) != "file":
+            return self._invalid([self._violation("file", NOT_BLANK)])
+        data = await part.read()  # type: ignore[union-attr]
+        fid = _uuid7(self._now())
+        name = part.filename or "file.pdf"  # type: ignore[union-attr]
+        self.files[fid] = {"id": fid, "name": name, "originalName": name, "mimeType": "application/pdf",
+                           "size": len(data), "sha1Checksum": hashlib.sha1(data).hexdigest(),
+                           "_links": {"self": f"/api/files/{fid}", "content": f"/api/files/{fid}/content"},
+                           "_content": data}
+        return web.json_response({k: v for k, v in self.files[fid].items() if k != "_content"}, status=201)
+
+    async def file_content(self, request: web.Request) -> web.Response:
+        f = self.files.get(request.match_info["id"])
+        if f is None:
+            return self._problem(404, "Not Found", "Not Found")
+        return web.Response(body=f["_content"], content_type="application/pdf")
+
+    # ------------------------------------------------------------------ envelopes
+    async def create_envelope(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        now = self._now()
+        eid = _uuid7(now)
+        env = {
+            "id": eid, "status": "draft", "name": body.get("name", ""), "emailBody": body.get("emailBody"),
+            "language": body.get("language", "cs"), "metadata": body.get("metadata"),
+            "expiration": body.get("expiration", 30), "validTo": body.get("validTo"),
+            "createdAt": self._stamp(now), "updatedAt": self._stamp(now), "sentAt": None, "completedAt": None,
+            "cancelledAt": None, "expiredAt": None, "declinedAt": None, "documents": [], "recipients": [],
+            "notifications": [], "tags": [], "cancelReason": None,
+        }
+        self.envelopes[eid] = env
+        return web.json_response(self._env_json(env), status=201)
+
+    async def get_envelope(self, request: web.Request) -> web.Response:
+        return web.json_response(self._env_json(self._envelope(request)))
+
+    async def list_envelopes(self, request: web.Request) -> web.Response:
+        q = request.query
+        page, per = int(q.get("page", "1")), min(int(q.get("itemsPerPage", "30")), 500)
+        items = sorted(self.envelopes.values(), key=lambda e: e["createdAt"])
+        if "metadata[eq]" in q:
+            items = [e for e in items if e["metadata"] == q["metadata[eq]"]]
+        statuses = q.getall("status[in][]", [])
+        if statuses:
+            items = [e for e in items if e["status"] in statuses]
+        chunk = items[(page - 1) * per: page * per]
+        return web.json_response({"items": [self._env_json(e) for e in chunk], "count": len(items), "page": page,
+                                  "itemsPerPage": per,
+                                  "_links": {"self": f"/api/envelopes?page={page}&itemsPerPage={per}"}})
+
+    async def update_envelope(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        if env["status"] != "draft":
+            return self._problem(400, "Bad Request", "Obálku lze upravit jen ve stavu koncept.")
+        env.update({k: v for k, v in (await request.json()).items() if k in ("name", "emailBody", "validTo",
+                                                                              "expiration", "metadata")})
+        self._touch(env)
+        return web.json_response(self._env_json(env))
+
+    async def delete_envelope(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        if env["status"] != "draft":
+            return self._problem(400, "Bad Request", "Smazat lze jen koncept.")
+        del self.envelopes[env["id"]]
+        return web.Response(status=204)
+
+    async def add_document(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        body = await request.json()
+        m = re.fullmatch(r"/api/files/([0-9a-f-]+)", str(body.get("file", "")))
+        if m is None or m.group(1) not in self.files:
+            return self._invalid([self._violation("file", "Neplatné IRI.")])
+        if len(env["documents"]) >= 20:
+            return self._invalid([self._violation("documents", "Obálka může mít nejvýše 20 dokumentů.")])
+        doc = {"id": _uuid7(self._now()), "name": body.get("name") or self.files[m.group(1)]["name"],
+               "file": f"/api/files/{m.group(1)}", "createdAt": self._stamp()}
+        env["documents"].append(doc)
+        return web.json_response(doc, status=201)
+
+    async def add_recipient(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        body = await request.json()
+        violations = []
+        role = body.get("role", "signer")
+        if not body.get("email"):
+            violations.append(self._violation("email", NOT_BLANK))
+        elif not EMAIL.match(body["email"]):
+            violations.append(self._violation("email", BAD_EMAIL))
+        if not body.get("name"):
+            violations.append(self._violation("name", NOT_BLANK))
+        if role == "signer" and not body.get("mobile"):
+            violations.append(self._violation("mobile", NOT_BLANK))
+        elif body.get("mobile") and not E164.match(body["mobile"]):
+            violations.append(self._violation("mobile", BAD_PHONE))
+        if violations:
+            return self._invalid(violations)
+        rec = {"id": _uuid7(self._now()), "role": role, "name": body["name"], "email": body["email"],
+               "mobile": body.get("mobile"), "signingOrder": int(body.get("signingOrder", 1)), "status": "draft",
+               "authenticationOnOpen": body.get("authenticationOnOpen", "sms"),
+               "language": body.get("language", env["language"]), "metadata": body.get("metadata"),
+               "sentAt": None, "deliveredAt": None, "signedAt": None, "declinedAt": None, "authFailedAt": None,
+               "declineReason": None, "createdAt": self._stamp()}
+        env["recipients"].append(rec)
+        return web.json_response(rec, status=201)
+
+    async def add_tag(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        body = await request.json()
+        iri = f"/api/envelopes/{env['id']}"
+        docs = {f"{iri}/documents/{d['id']}" for d in env["documents"]}
+        recs = {f"{iri}/recipients/{r['id']}" for r in env["recipients"]}
+        violations = []
+        if body.get("document") not in docs:
+            violations.append(self._violation("document", "Neplatné IRI."))
+        if body.get("recipient") not in recs:
+            violations.append(self._violation("recipient", "Neplatné IRI."))
+        if violations:
+            return self._invalid(violations)
+        tag = {"id": _uuid7(self._now()), **body}
+        env["tags"].append(tag)
+        return web.json_response(tag, status=201)
+
+    async def add_notification(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        body = await request.json()
+        if body.get("type") not in ("toSignAfterSent", "toSignBeforeExpires") or not isinstance(body.get("days"), int):
+            return self._invalid([self._violation("type", "Zvolená hodnota není platná.")])
+        n = {"id": _uuid7(self._now()), "type": body["type"], "days": body["days"], "status": "waiting",
+             "sentAt": None, "cancelledAt": None, "createdAt": self._stamp(), "updatedAt": self._stamp()}
+        env["notifications"].append(n)
+        return web.json_response(n, status=201)
+
+    async def list_notifications(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        return web.json_response({"items": env["notifications"], "count": len(env["notifications"]), "page": 1,
+                                  "itemsPerPage": 30})
+
+    async def send(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        if env["status"] != "draft":
+            return self._problem(400, "Bad Request", "Odeslat lze jen koncept.")
+        violations = []
+        if not env["documents"]:
+            violations.append(self._violation("documents", "Obálka musí obsahovat alespoň jeden dokument."))
+        if not any(r["role"] == "signer" for r in env["recipients"]):
+            violations.append(self._violation("recipients", "Obálka musí mít alespoň jednoho podepisujícího."))
+        now = self._now()
+        valid_to = datetime.fromisoformat(env["validTo"]) if env["validTo"] else now + timedelta(
+            days=int(env["expiration"]))
+        if valid_to <= now:
+            violations.append(self._violation("validTo", "Datum platnosti musí být v budoucnosti."))
+        if violations:
+            return self._invalid(violations)
+        env.update(status="sent", sentAt=self._stamp(now), validTo=self._stamp(valid_to))
+        self._touch(env)
+        self._emit("envelopeSent", env)
+        self._send_next_order(env)
+        return web.json_response(self._env_json(env))
+
+    def _send_next_order(self, env: dict[str, Any]) -> None:
+        waiting = [r for r in env["recipients"] if r["role"] == "signer" and r["status"] == "draft"]
+        if not waiting:
+            return
+        order = min(r["signingOrder"] for r in waiting)
+        for r in waiting:
+            if r["signingOrder"] == order:
+                r.update(status="sent", sentAt=self._stamp())
+                self._emit("recipientSent", env, r)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        if env["status"] != "sent":
+            return self._problem(400, "Bad Request", "Zrušit lze jen odeslanou obálku.")
+        body = await request.json() if request.can_read_body else {}
+        env.update(status="cancelled", cancelledAt=self._stamp(), cancelReason=body.get("reason"))
+        for r in env["recipients"]:
+            if r["status"] in ("draft", "sent", "delivered"):
+                r["status"] = "cancelled"
+        self._touch(env)
+        self._emit("envelopeCancelled", env)
+        return web.json_response(self._env_json(env))
+
+    async def extend(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        body = await request.json()
+        try:
+            valid_to = datetime.fromisoformat(body["validTo"])
+        except (KeyError, TypeError, ValueError):
+            return self._invalid([self._violation("validTo", "Tato hodnota není platné datum a čas.")])
+        if env["status"] != "sent":
+            return self._problem(400, "Bad Request", "Prodloužit lze jen odeslanou obálku.")
+        if valid_to <= self._now():
+            return self._invalid([self._violation("validTo", "Datum platnosti musí být v budoucnosti.")])
+        env["validTo"] = self._stamp(valid_to)
+        self._touch(env)
+        return web.json_response(self._env_json(env))
+
+    async def resend(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        rec = next((r for r in env["recipients"] if r["id"] == request.match_info["rid"]), None)
+        if rec is None:
+            return self._problem(404, "Not Found", "Not Found")
+        if env["status"] not in ("sent", "completed") or rec["status"] not in ("sent", "delivered", "nonDelivered",
+                                                                                 "signed"):
+            return self._problem(400, "Bad Request", "Příjemci nelze obálku znovu odeslat.")
+        rec.setdefault("resent", 0)
+        rec["resent"] += 1
+        return web.json_response(rec)
+
+    async def download(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        output = request.query.get("output", "combined")
+        if output == "only_log":
+            data = _log_pdf(env)
+        elif output == "combined":
+            data = _combined_pdf([self.files[d["file"].rsplit("/", 1)[1]]["_content"] for d in env["documents"]],
+                                 env)
+        else:
+            return self._invalid([self._violation("output", "Zvolená hodnota není platná.")])
+        return web.Response(body=data, content_type="application/pdf",
+                            headers={"Content-Disposition": f'attachment; filename="{env["id"]}.pdf"'})
+
+    # ------------------------------------------------------------------ §5 webhooks
+    async def create_webhook(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if not body.get("url") or not body.get("event"):
+            return self._invalid([self._violation("url" if not body.get("url") else "event", NOT_BLANK)])
+        wid = _uuid7(self._now())
+        hook = {"id": wid, "event": body["event"], "url": body["url"], "status": body.get("status", "enabled"),
+                "secret": secrets.token_hex(32), "createdAt": self._stamp(), "updatedAt": self._stamp(),
+                "_links": {"self": f"/api/webhooks/{wid}"}}
+        self.webhooks[wid] = hook
+        return web.json_response(hook, status=201)
+
+    async def list_webhooks(self, request: web.Request) -> web.Response:
+        items = list(self.webhooks.values())
+        return web.json_response({"items": items, "count": len(items), "page": 1, "itemsPerPage": 30})
+
+    async def delete_webhook(self, request: web.Request) -> web.Response:
+        self.webhooks.pop(request.match_info["id"], None)
+        return web.Response(status=204)
+
+    def _emit(self, event: str, env: dict[str, Any], rec: dict[str, Any] | None = None) -> None:
+        now = self._now()
+        entity = rec if rec is not None else env
+        payload = {
+            "id": _uuid7(now), "event": event,
+            "name": re.sub(r"(?<!^)(?=[A-Z])", ".", event).lower(), "time": self._stamp(now),
+            "entityName": "recipient" if rec is not None else "envelope", "entityId": entity["id"],
+            "data": {"status": entity["status"]}, "envelope": {"id": env["id"], "status": env["status"]},
+        }
+        body = json.dumps(payload).encode()
+        for hook in self.webhooks.values():
+            if hook["event"] == event and hook["status"] == "enabled":
+                delivery = Delivery(hook["id"], event, body)
+                self.deliveries.append(delivery)
+                if self.drop_webhooks:
+                    delivery.statuses.append("dropped")
+                    continue
+                task = asyncio.get_running_loop().create_task(self._deliver(hook, delivery))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def sign_body(self, secret: str, body: bytes, t: int | None = None) -> str:
+        t = int(self._now().timestamp()) if t is None else t
+        s = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+        return f"t={t},s={s}"
+
+    async def _deliver(self, hook: dict[str, Any], delivery: Delivery) -> None:
+        assert self._session is not None
+        for attempt in range(self.webhook_attempts):
+            if attempt:
+                await asyncio.sleep(self.webhook_retry_seconds)
+            headers = {"Content-Type": "application/json", "Signature": self.sign_body(hook["secret"], delivery.body)}
+            try:
+                async with self._session.post(hook["url"], data=delivery.body, headers=headers,
+                                              timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    delivery.statuses.append(resp.status)
+                    if 200 <= resp.status < 300:
+                        return
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                delivery.statuses.append(type(exc).__name__)
+
+    # ------------------------------------------------------------------ test control
+    async def control_recipient(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        rec = next((r for r in env["recipients"] if r["id"] == request.match_info["rid"]), None)
+        action = request.match_info["action"]
+        if rec is None or env["status"] != "sent" or rec["status"] not in ("sent", "delivered"):
+            return self._problem(409, "Conflict", f"cannot {action} now")
+        body = await request.json() if request.can_read_body else {}
+        if action == "open":
+            rec.update(status="delivered", deliveredAt=self._stamp())
+            self._emit("recipientDelivered", env, rec)
+        elif action == "sign":
+            rec.update(status="signed", signedAt=self._stamp())
+            self._emit("recipientSigned", env, rec)
+            signers = [r for r in env["recipients"] if r["role"] == "signer"]
+            if all(r["status"] == "signed" for r in signers):
+                env.update(status="completed", completedAt=self._stamp())
+                self._emit("envelopeCompleted", env)
+            elif not any(r["status"] in ("sent", "delivered") for r in signers):
+                self._send_next_order(env)
+        elif action == "decline":
+            rec.update(status="declined", declinedAt=self._stamp(), declineReason=body.get("reason"))
+            self._emit("recipientDeclined", env, rec)
+            env.update(status="declined", declinedAt=self._stamp())
+            self._emit("envelopeDeclined", env)
+        elif action == "auth_fail":
+            rec.update(status="authFailed", authFailedAt=self._stamp())
+            self._emit("recipientAuthFailed", env, rec)
+        else:
+            return self._problem(400, "Bad Request", "unknown action")
+        self._touch(env)
+        return web.json_response(self._env_json(env))
+
+    async def control_expire(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        if env["status"] == "sent":
+            env.update(status="expired", expiredAt=self._stamp())
+            self._emit("envelopeExpired", env)
+        return web.json_response(self._env_json(env))
+
+    async def control_fault(self, request: web.Request) -> web.Response:
+        self.faults.append(Fault(**await request.json()))
+        return web.json_response({"faults": len(self.faults)}, status=201)
+
+    async def control_webhooks(self, request: web.Request) -> web.Response:
+        self.drop_webhooks = bool((await request.json()).get("drop"))
+        return web.json_response({"drop": self.drop_webhooks})
+
+
+def _combined_pdf(documents: list[bytes], env: dict[str, Any]) -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for data in documents:
+        writer.append(PdfReader(io.BytesIO(data)))
+    writer.add_metadata({"/Producer": "Fake DigiSign", "/Subject": f"envelope {env['id']} {env['status']}"})
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()
+
+
+def _log_pdf(env: dict[str, Any]) -> bytes:
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf)
+    c.drawString(72, 770, f"Protokol obalky {env['id']} ({env['status']})")
+    y = 740
+    for r in env["recipients"]:
+        c.drawString(72, y, f"{r['name']}: {r['status']} {r.get('signedAt') or ''}")
+        y -= 18
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+__all__ = ["FakeDigiSign", "Fault"]
