@@ -92,7 +92,9 @@ class CrmReceiver:
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def types(self, envelope_id: str) -> list[str]:
-        return [e["type"] for e in self.events if e["data"].get("envelope", {}).get("id") == envelope_id]
+        """The envelope's event types in their order (``data.sequence``: deliveries may arrive in any order)."""
+        mine = [e for e in self.events if e["data"].get("envelope", {}).get("id") == envelope_id]
+        return [e["type"] for e in sorted(mine, key=lambda e: e["data"]["sequence"])]
 
 
 @pytest.fixture

@@ -74,7 +74,8 @@ async def test_one_signer_signs_and_the_signed_pdf_is_archived_with_us(
 
     await signers.settle()
     assert crm.types(env["id"]) == ["envelope.sent", "signer.viewed", "signer.signed", "envelope.completed"]
-    assert crm.events[-1]["data"]["envelope"]["status"] == "completed"
+    completed = next(e for e in crm.events if e["type"] == "envelope.completed")
+    assert completed["data"]["envelope"]["status"] == "completed" and completed["data"]["envelope"]["id"] == env["id"]
 
 
 async def test_second_signer_notified_only_after_first_signs(
