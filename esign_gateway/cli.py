@@ -17,10 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .bootstrap import build_container, close_db, init_db, migrate
+from .bootstrap import build_container, close_db, init_db, migrate, store_webhook_secret
 from .config import Settings
 from .container import Container
-from .errors import GatewayError
+from .errors import GatewayError, ValidationFailedError
 from .http.app import create_app
 from .logging import configure_logging
 from .services.plans import BILLING_COLUMNS, PlanState
@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("tenant_id")
     update.add_argument("--name")
     update.add_argument("--expiry-days", type=int, help="default expiry of this tenant's envelopes (1..90)")
+    update.add_argument("--provider", help="this tenant's signature provider (local, digisign); 'default' clears it")
     umode = update.add_mutually_exclusive_group()
     umode.add_argument("--paid", action="store_true")
     umode.add_argument("--trial", action="store_true")
@@ -70,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     export = billing.add_parser("export", help="one line per tenant: plan, monthly fee, documents sent")
     export.add_argument("--month", required=True, help="YYYY-MM (calendar month in Europe/Prague)")
     export.add_argument("--format", choices=["csv", "json"], default="csv")
+
+    digisign = sub.add_parser("digisign", help="the DigiSign provider").add_subparsers(dest="action", required=True)
+    register = digisign.add_parser("register-webhooks", help="register this gateway's webhooks at DigiSign")
+    register.add_argument("--url", help="public URL of /webhooks/digisign (default: ESIGN_PUBLIC_URL + that path)")
 
     key = sub.add_parser("key", help="manage API keys").add_subparsers(dest="action", required=True)
     kcreate = key.add_parser("create")
@@ -188,8 +193,11 @@ async def _tenant(settings: Settings, args: argparse.Namespace) -> None:
                 print(f"tenant {tenant.id} ({tenant.mode})\nintegration API key (shown once): {key.secret}")
         elif args.action == "update":
             paid = True if args.paid else False if args.trial else None
+            if args.provider and args.provider != "default" and args.provider not in c.providers:
+                known = ", ".join(c.providers)
+                raise ValidationFailedError(errors=[{"field": "provider", "message": f"one of {known}"}])
             tenant = await c.tenants.update_tenant(args.tenant_id, paid=paid, name=args.name,
-                                                   expiry_days=args.expiry_days)
+                                                   expiry_days=args.expiry_days, provider=args.provider)
             if args.plan:
                 await c.plans.change(tenant.id, args.plan, documents=args.documents, fee=args.fee, actor="operator")
             print(f"tenant {tenant.id} {tenant.name!r} {tenant.mode} {_plan_text(await c.plans.state(tenant.id))}")
@@ -231,6 +239,27 @@ async def _billing(settings: Settings, args: argparse.Namespace) -> None:
     await _with_db(settings, run)
 
 
+async def _digisign(settings: Settings, args: argparse.Namespace) -> None:
+    async def run(c: Container) -> None:
+        provider = c.providers.get("digisign")
+        if provider is None or not hasattr(provider, "register_webhooks"):
+            raise GatewayError(
+                "Configure ESIGN_DIGISIGN_BASE_URL, ESIGN_DIGISIGN_ACCESS_KEY and ESIGN_DIGISIGN_SECRET_KEY."
+            )
+        url = args.url or f"{settings.base_url}/webhooks/digisign"
+        await provider.start()
+        try:
+            created = await provider.register_webhooks(url)
+        finally:
+            await provider.close()
+        for hook in created:  # each webhook has its own secret; every process loads them at start
+            await store_webhook_secret(c.box, c.clock, hook["id"], hook["secret"])
+            print(f"registered {hook['event']} -> {url}")
+        print(f"{len(created)} webhook(s) registered; their secrets are stored (sealed) in the database")
+
+    await _with_db(settings, run)
+
+
 async def _key(settings: Settings, args: argparse.Namespace) -> None:
     async def run(c: Container) -> None:
         if args.action == "create":
@@ -264,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_key(settings, args))
         elif args.command == "billing":
             asyncio.run(_billing(settings, args))
+        elif args.command == "digisign":
+            asyncio.run(_digisign(settings, args))
     except GatewayError as err:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in err.errors or []) or err.detail
         print(f"error: {detail}", file=sys.stderr)

@@ -85,8 +85,10 @@ class TenantService:
         return TenantInfo.from_row(row), key
 
     async def update_tenant(
-        self, tenant_id: str, *, paid: bool | None = None, name: str | None = None, expiry_days: int | None = None
+        self, tenant_id: str, *, paid: bool | None = None, name: str | None = None, expiry_days: int | None = None,
+        provider: str | None = None,
     ) -> TenantInfo:
+        """``provider``: the tenant's own signature provider; ``"default"`` returns it to the gateway's."""
         row = await Tenant.get_or_none(id=tenant_id)
         if row is None:
             raise NotFoundError(f"No tenant {tenant_id}.")
@@ -96,6 +98,8 @@ class TenantService:
             row.default_expires_in_days = expiry_days
         if paid is not None:
             row.mode = "paid" if paid else "trial"
+        if provider:
+            row.provider = None if provider == "default" else provider
         if name:
             row.name = name
         await row.save()

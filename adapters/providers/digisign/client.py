@@ -130,7 +130,8 @@ class DigiSignClient:
             ]
             raise DigiSignInvalid(violations, str(body.get("detail") or body.get("title") or "invalid"))
         detail = body.get("detail") or body.get("message") if isinstance(body, dict) else None
-        raise ProviderError(f"DigiSign answered {status} to {method} {path}: {detail or 'no detail'}")
+        tries = f" after {self.max_attempts} attempts" if status in RETRYABLE else ""
+        raise ProviderError(f"DigiSign answered {status} to {method} {path}{tries}: {detail or 'no detail'}")
 
     async def upload(self, name: str, content: bytes) -> dict[str, Any]:
         def form() -> aiohttp.FormData:

@@ -1,0 +1,157 @@
+"""The DigiSign adapter against the fake DigiSign over real HTTP: tokens, retries, validation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from adapters.providers.digisign.client import DigiSignClient
+from adapters.providers.digisign.provider import DigiSignProvider
+from esign_gateway.errors import ProviderError, ValidationFailedError
+from esign_gateway.ports import RemoteEnvelope, RemoteSigner
+from tests.factories import make_pdf
+from tests.fakes import FrozenClock
+from tests.fakes.digisign import FakeDigiSign, Fault
+from webhooks.inbound import verify_inbound
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+class Sleeps:
+    """The client's backoff goes through this: recorded, not waited."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+async def fake(clock: FrozenClock) -> AsyncIterator[FakeDigiSign]:
+    f = FakeDigiSign(clock=clock.now)
+    await f.start()
+    yield f
+    await f.close()
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+async def client(fake: FakeDigiSign, clock: FrozenClock, sleeps: Sleeps) -> AsyncIterator[DigiSignClient]:
+    c = DigiSignClient(fake.base_url, "ak_test", "sk_test", clock=clock.now, sleep=sleeps, timeout_seconds=0.5)
+    await c.start()
+    yield c
+    await c.close()
+
+
+async def test_token_is_cached_until_five_minutes_before_exp(
+    client: DigiSignClient, fake: FakeDigiSign, clock: FrozenClock
+) -> None:
+    await client.call("GET", "/api/account/me")
+    await client.call("GET", "/api/account/me")
+    assert fake.token_requests == 1
+    clock.advance(hours=23, minutes=54)  # 6 minutes left: still good
+    await client.call("GET", "/api/account/me")
+    assert fake.token_requests == 1
+    clock.advance(minutes=2)  # 4 minutes left: renewed before it can expire mid-request
+    await client.call("GET", "/api/account/me")
+    assert fake.token_requests == 2
+
+
+async def test_a_401_fetches_a_new_token_once_and_repeats_the_call(client: DigiSignClient, fake: FakeDigiSign) -> None:
+    await client.call("GET", "/api/account/me")
+    fake.tokens.clear()  # revoked at DigiSign
+    assert (await client.call("GET", "/api/account/me"))["id"] == "acc"
+    assert fake.token_requests == 2
+
+
+async def test_wrong_keys_are_a_provider_error(fake: FakeDigiSign, clock: FrozenClock, sleeps: Sleeps) -> None:
+    c = DigiSignClient(fake.base_url, "ak_test", "wrong", clock=clock.now, sleep=sleeps)
+    await c.start()
+    try:
+        with pytest.raises(ProviderError, match="refused the API keys"):
+            await c.call("GET", "/api/account/me")
+    finally:
+        await c.close()
+
+
+async def test_429_waits_as_long_as_retry_after_says(client: DigiSignClient, fake: FakeDigiSign,
+                                                     sleeps: Sleeps) -> None:
+    fake.faults.append(Fault(path="/api/account/me", status=429, retry_after=7))
+    assert (await client.call("GET", "/api/account/me"))["id"] == "acc"
+    assert sleeps.delays == [7.0]
+    assert fake.calls.count(("GET", "/api/account/me")) == 2
+
+
+async def test_500_then_success(client: DigiSignClient, fake: FakeDigiSign, sleeps: Sleeps) -> None:
+    fake.faults.append(Fault(path="/api/account/me", status=500, times=2))
+    assert (await client.call("GET", "/api/account/me"))["id"] == "acc"
+    assert len(sleeps.delays) == 2 and sleeps.delays[1] > sleeps.delays[0]  # backoff grows
+
+
+async def test_a_timeout_is_retried(client: DigiSignClient, fake: FakeDigiSign, sleeps: Sleeps) -> None:
+    fake.faults.append(Fault(path="/api/account/me", delay=2.0))  # longer than the client's 0.5 s
+    assert (await client.call("GET", "/api/account/me"))["id"] == "acc"
+    assert len(sleeps.delays) == 1
+
+
+async def test_a_dead_digisign_ends_in_a_provider_error_after_the_bound(
+    client: DigiSignClient, fake: FakeDigiSign, sleeps: Sleeps
+) -> None:
+    fake.faults.append(Fault(path="/api/account/me", status=503, times=100))
+    with pytest.raises(ProviderError, match=r"503 .* after 5 attempts"):
+        await client.call("GET", "/api/account/me")
+    assert fake.calls.count(("GET", "/api/account/me")) == 5 and len(sleeps.delays) == 4
+
+
+def _envelope(phone: str = "+420601123456", email: str = "jana@example.cz") -> RemoteEnvelope:
+    return RemoteEnvelope(
+        envelope_id="01a20000-0000-7000-8000-000000000001", name="Smlouva", message=None, language="cs",
+        expires_at=T0 + timedelta(days=7), documents=[("smlouva.pdf", make_pdf())],
+        signers=[RemoteSigner("s-1", "Jana Nováková", email, phone, 1)], reminder_days_before_expiry=[1],
+    )
+
+
+async def test_czech_validation_errors_become_our_field_paths_and_the_draft_is_removed(
+    client: DigiSignClient, fake: FakeDigiSign
+) -> None:
+    provider = DigiSignProvider(client, verify_signature=verify_inbound)
+    with pytest.raises(ValidationFailedError) as caught:
+        await provider.prepare(_envelope(phone="601123456", email="jana@@example"))
+    assert caught.value.errors == [
+        {"field": "signers[0].email", "message": "DigiSign: Tato hodnota není platná e-mailová adresa."},
+        {"field": "signers[0].phone", "message": "DigiSign: Tato hodnota není platné telefonní číslo."},
+    ]
+    assert fake.envelopes == {}  # nothing left behind at DigiSign
+
+
+async def test_prepare_is_safe_to_repeat_and_send_twice_is_one_send(
+    client: DigiSignClient, fake: FakeDigiSign
+) -> None:
+    provider = DigiSignProvider(client, verify_signature=verify_inbound)
+    first = await provider.prepare(_envelope())
+    again = await provider.prepare(_envelope())  # e.g. our transaction failed and the CRM retried
+    assert len(fake.envelopes) == 1 and again.ref != first.ref  # the old draft was replaced
+    remote = fake.envelopes[again.ref]
+    assert remote["metadata"] == "01a20000-0000-7000-8000-000000000001"
+    assert remote["recipients"][0]["authenticationOnOpen"] == "sms" and again.signer_refs == {
+        "s-1": remote["recipients"][0]["id"]}
+    assert [(n["type"], n["days"]) for n in remote["notifications"]] == [("toSignBeforeExpires", 1)]
+    assert remote["validTo"] is not None and len(remote["tags"]) == 1
+    await provider.send(again.ref)
+    await provider.send(again.ref)
+    assert fake.calls.count(("POST", f"/api/envelopes/{again.ref}/send")) == 1
+    assert remote["status"] == "sent"
+    # once sent, a repeated prepare finds it instead of making a second (billed) envelope
+    assert (await provider.prepare(_envelope())).ref == again.ref
