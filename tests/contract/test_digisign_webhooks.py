@@ -120,3 +120,14 @@ async def test_webhooks_out_of_order_cannot_move_an_envelope_back(
     await signers.settle()
     state = await (await api.get(f"/v1/envelopes/{envelope_id}", headers=tenant.auth)).json()
     assert state["status"] == "completed" and state["signers"][0]["status"] == "signed"
+
+
+async def test_a_tenants_own_provider_wins_over_the_gateway_default(
+    api: Any, tenant: Tenant, signers: Signers, container: Container, fake_digisign: FakeDigiSign
+) -> None:
+    assert container.settings.provider == "digisign"
+    await container.tenants.update_tenant(tenant.id, provider="local")
+    envelope_id = await _sent(api, tenant, signers)
+    state = await (await api.get(f"/v1/envelopes/{envelope_id}", headers=tenant.auth)).json()
+    assert state["provider"] == "local" and fake_digisign.envelopes == {}
+    assert signers.local.smtp.to("jana@example.cz")  # our own invitation e-mail

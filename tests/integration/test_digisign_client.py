@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +160,30 @@ async def test_prepare_is_safe_to_repeat_and_send_twice_is_one_send(
     assert remote["status"] == "sent"
     # once sent, a repeated prepare finds it instead of making a second (billed) envelope
     assert (await provider.prepare(_envelope())).ref == again.ref
+
+
+async def test_register_webhooks_command_registers_one_per_event_and_keeps_the_secrets(
+    fake: FakeDigiSign, tmp_path: Path
+) -> None:
+    env = {**os.environ, "ESIGN_DATA_DIR": str(tmp_path), "ESIGN_ENV": "test", "ESIGN_LOG_JSON": "false",
+           "ESIGN_DIGISIGN_BASE_URL": fake.base_url, "ESIGN_DIGISIGN_ACCESS_KEY": "ak_test",
+           "ESIGN_DIGISIGN_SECRET_KEY": "sk_test", "ESIGN_PUBLIC_URL": "https://gw.example.test"}
+    env.pop("ESIGN_DATABASE_URL", None)
+
+    async def cli(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "esign_gateway", *args, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+        assert proc.returncode == 0, err.decode()
+        return out.decode()
+
+    await cli("migrate")
+    out = await cli("digisign", "register-webhooks")
+    assert "13 webhook(s) registered" in out
+    assert {w["url"] for w in fake.webhooks.values()} == {"https://gw.example.test/webhooks/digisign"}
+    assert {w["event"] for w in fake.webhooks.values()} >= {"envelopeCompleted", "recipientSigned", "envelopeExpired"}
+    assert "0 webhook(s) registered" in await cli("digisign", "register-webhooks")  # idempotent
+    with sqlite3.connect(tmp_path / "esign.sqlite3") as db:
+        sealed = db.execute("SELECT sealed FROM gateway_secret WHERE name LIKE 'digisign_webhook:%'").fetchall()
+    assert len(sealed) == 13
+    assert not any(w["secret"] in row[0] for w in fake.webhooks.values() for row in sealed)  # sealed, not plain
