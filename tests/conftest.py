@@ -192,6 +192,20 @@ class _Shared:
         return None
 
 
+# ----------------------------------------------------------------------------- the fake DigiSign
+
+
+@pytest.fixture
+async def fake_digisign(clock: FrozenClock) -> AsyncIterator[Any]:
+    """The fake DigiSign API on a real local port, on the test's clock (tokens, webhook times)."""
+    from tests.fakes.digisign import FakeDigiSign
+
+    fake = FakeDigiSign(clock=clock.now)
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
 # ----------------------------------------------------------------------------- the app
 
 

@@ -36,14 +36,6 @@ async def no_sleep(_: float) -> None:
     return None
 
 
-@pytest.fixture
-async def fake_digisign(clock: FrozenClock) -> AsyncIterator[FakeDigiSign]:
-    fake = FakeDigiSign(clock=clock.now)
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
 def digisign_provider(fake: FakeDigiSign, clock: FrozenClock, **client: Any) -> DigiSignProvider:
     return DigiSignProvider(
         DigiSignClient(fake.base_url, fake.access_key, fake.secret_key, clock=clock.now, sleep=no_sleep, **client),

@@ -131,3 +131,14 @@ async def test_a_tenants_own_provider_wins_over_the_gateway_default(
     state = await (await api.get(f"/v1/envelopes/{envelope_id}", headers=tenant.auth)).json()
     assert state["provider"] == "local" and fake_digisign.envelopes == {}
     assert signers.local.smtp.to("jana@example.cz")  # our own invitation e-mail
+
+
+async def test_provider_reported_expiry_is_taken_over(
+    api: Any, tenant: Tenant, signers: Signers, fake_digisign: FakeDigiSign
+) -> None:
+    envelope_id = await _sent(api, tenant, signers)
+    remote_id = next(e["id"] for e in fake_digisign.envelopes.values() if e["metadata"] == envelope_id)
+    async with aiohttp.ClientSession() as http:
+        await http.post(f"{fake_digisign.base_url}/_control/envelopes/{remote_id}/expire")
+    await signers.settle()
+    assert await _status(api, tenant, envelope_id) == "expired"

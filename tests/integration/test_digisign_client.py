@@ -40,11 +40,8 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-async def fake(clock: FrozenClock) -> AsyncIterator[FakeDigiSign]:
-    f = FakeDigiSign(clock=clock.now)
-    await f.start()
-    yield f
-    await f.close()
+def fake(fake_digisign: FakeDigiSign) -> FakeDigiSign:
+    return fake_digisign
 
 
 @pytest.fixture
