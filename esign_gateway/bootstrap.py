@@ -20,7 +20,7 @@ from adapters.email.smtp import SmtpEmailSender
 from adapters.pdf.inspector import ProcessPdfInspector
 from adapters.providers.digisign.client import DigiSignClient
 from adapters.providers.digisign.provider import DigiSignProvider
-from adapters.providers.local.dev_pki import ensure_dev_pki
+from adapters.providers.local.dev_pki import crl_routes, ensure_dev_pki
 from adapters.providers.local.pades import SigningMaterial
 from adapters.providers.local.provider import LocalProvider
 from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
@@ -106,12 +106,14 @@ def _signing_material(settings: Settings) -> tuple[SigningMaterial, list[web.Rou
             tsa_url=settings.tsa_url,
             dev_tsa_key_path=pki.tsa_key_path if pki else None,
             dev_tsa_cert_path=pki.tsa_cert_path if pki else None,
-            trust_root_paths=(),
+            trust_root_paths=tuple(settings.signing_trust_root_paths),
+            crl_paths=tuple(settings.signing_crl_paths),
+            fetch_revocation=True,  # real CAs publish CRL/OCSP URLs in their certificates
         )
         return material, []
     if settings.env == "prod":
         raise RuntimeError("Configure ESIGN_SIGNING_PKCS12_PATH or ESIGN_SIGNING_KEY_PATH in production.")
-    pki = ensure_dev_pki(settings.pki_dir)
+    pki = ensure_dev_pki(settings.pki_dir, crl_url=f"{settings.base_url}/pki/dev-ca.crl")
     material = SigningMaterial(
         key_pem_path=pki.signer_key_path,
         cert_pem_path=pki.signer_cert_path,
@@ -120,8 +122,11 @@ def _signing_material(settings: Settings) -> tuple[SigningMaterial, list[web.Rou
         dev_tsa_key_path=pki.tsa_key_path,
         dev_tsa_cert_path=pki.tsa_cert_path,
         trust_root_paths=(pki.ca_cert_path,),
+        crl_paths=(pki.crl_path,),
     )
-    routes = [] if settings.tsa_url else [tsa_routes(DevTimeStamper.from_files(pki.tsa_cert_path, pki.tsa_key_path))]
+    routes = [crl_routes(pki)]
+    if not settings.tsa_url:
+        routes.append(tsa_routes(DevTimeStamper.from_files(pki.tsa_cert_path, pki.tsa_key_path)))
     return material, routes
 
 

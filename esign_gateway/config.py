@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     signing_key_path: Path | None = None
     signing_cert_path: Path | None = None
     signing_chain_paths: list[Path] = []
+    signing_trust_root_paths: list[Path] = []
+    """Roots of the signing and TSA chains (PEM), for the B-LTA validation data; empty → the chain's own top."""
+    signing_crl_paths: list[Path] = []
+    """CRLs (DER) to embed besides what the certificates' CRL/OCSP URLs give."""
     tsa_url: str | None = None
     """RFC 3161 TSA; unset → the built-in development TSA (dev PKI)."""
     signing_workers: int = 2

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "ArchiveStamper",
     "CeremonyHost",
     "DocumentStore",
     "EmailSender",
@@ -131,6 +132,16 @@ class SignatureProvider(Protocol):
     async def close(self) -> None: ...
 
     async def sign(self, request: SignatureRequest) -> SignedPdf: ...
+
+
+@runtime_checkable
+class ArchiveStamper(Protocol):
+    """Keeps B-LTA files verifiable: a fresh document timestamp before the newest one's TSA
+    certificate expires (the gateway's own signing identity; the ``local`` provider)."""
+
+    async def renew(self, pdf: bytes) -> SignedPdf: ...
+
+    async def timestamp_expiry(self, pdf: bytes) -> datetime | None: ...
 
 
 # --------------------------------------------------------------------------- provider-run ceremonies

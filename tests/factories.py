@@ -67,3 +67,10 @@ def make_pdf_bomb(inflated_bytes: int = 1536 * 1024 * 1024) -> bytes:
         out.write(b"%010d 00000 n \n" % off)
     out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
     return out.getvalue()
+
+
+def signature_kinds(pdf: bytes) -> list[str]:
+    """``/Sig`` or ``/DocTimeStamp`` for each signature in the file, in order."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    return [str(s.sig_object.get("/Type", "/Sig")) for s in PdfFileReader(io.BytesIO(pdf)).embedded_signatures]

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["DevPki", "ensure_dev_pki"]
+__all__ = ["DevPki", "crl_routes", "ensure_dev_pki"]
 
 ORG = "esign-gateway DEVELOPMENT (untrusted)"
 
@@ -66,11 +67,17 @@ def _paths(directory: Path) -> DevPki:
     )
 
 
-def ensure_dev_pki(directory: Path) -> DevPki:
-    """Return the development PKI in ``directory``, creating it the first time."""
+CRL_LIFETIME = timedelta(days=365)
+CRL_RENEW_BEFORE = timedelta(days=180)
+
+
+def ensure_dev_pki(directory: Path, *, crl_url: str | None = None) -> DevPki:
+    """Return the development PKI in ``directory``, creating it the first time (its certificates
+    point at ``crl_url`` for revocation info) and re-issuing the CRL when it nears its next update."""
     pki = _paths(directory)
     if all(p.exists() for p in (pki.ca_cert_path, pki.signer_cert_path, pki.tsa_cert_path, pki.crl_path,
                                 pki.signer_key_path, pki.tsa_key_path, pki.ca_key_path)):
+        _refresh_crl(pki)
         return pki
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC) - timedelta(minutes=5)
@@ -110,25 +117,61 @@ def ensure_dev_pki(directory: Path) -> DevPki:
         )
         if tsa:
             builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        if crl_url:
+            builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None, reasons=None,
+                crl_issuer=None,
+            )]), critical=False)
         return builder.sign(ca_key, hashes.SHA256())
 
     signer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     signer_cert = issue("esign-gateway development seal", signer_key, tsa=False)
     tsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     tsa_cert = issue("esign-gateway development TSA", tsa_key, tsa=True)
-    crl = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca_name).last_update(now).next_update(now + timedelta(days=365))
-        .add_extension(aki, critical=False)
-        .add_extension(x509.CRLNumber(1), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
     pem = serialization.Encoding.PEM
     _write(pki.ca_key_path, _key_pem(ca_key), 0o600)
     _write(pki.signer_key_path, _key_pem(signer_key), 0o600)
     _write(pki.tsa_key_path, _key_pem(tsa_key), 0o600)
-    _write(pki.crl_path, crl.public_bytes(serialization.Encoding.DER), 0o644)
+    _write(pki.crl_path, _crl(ca_cert, ca_key, 1, now), 0o644)
     _write(pki.signer_cert_path, signer_cert.public_bytes(pem), 0o644)
     _write(pki.tsa_cert_path, tsa_cert.public_bytes(pem), 0o644)
     _write(pki.ca_cert_path, ca_cert.public_bytes(pem), 0o644)  # last: its presence marks completion
     return pki
+
+
+def _crl(ca_cert: x509.Certificate, ca_key: rsa.RSAPrivateKey, number: int, now: datetime) -> bytes:
+    """An empty CRL (nothing revoked) of the development CA, DER."""
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject).last_update(now).next_update(now + CRL_LIFETIME)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+def _refresh_crl(pki: DevPki) -> None:
+    current = x509.load_der_x509_crl(pki.crl_path.read_bytes())
+    now = datetime.now(UTC)
+    next_update = current.next_update_utc
+    if next_update is not None and next_update - now > CRL_RENEW_BEFORE:
+        return
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert_path.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key_path.read_bytes(), password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    number = current.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number + 1
+    _write(pki.crl_path, _crl(ca_cert, ca_key, number, now - timedelta(minutes=5)), 0o644)
+
+
+def crl_routes(pki: DevPki) -> web.RouteTableDef:
+    """``GET /pki/dev-ca.crl``: the development CA's CRL, where its certificates say it is."""
+    routes = web.RouteTableDef()
+
+    @routes.get("/pki/dev-ca.crl")
+    async def crl(_: web.Request) -> web.Response:
+        return web.Response(body=pki.crl_path.read_bytes(), content_type="application/pkix-crl",
+                            headers={"Cache-Control": "public, max-age=3600"})
+
+    return routes

@@ -2,7 +2,10 @@
 
 ``sign(request)`` adds one signer's signature as an incremental update: PAdES (ETSI.CAdES.detached)
 with a trusted timestamp (B-T), a visible stamp on the last page (name, time, envelope ID) and the
-signer's name and verification method in the signature dictionary.
+signer's name and verification method in the signature dictionary. The last signature of a
+document (``request.final``) makes it **B-LTA**: the certificates and CRLs of the signing and TSA
+chains go into the DSS and a document timestamp seals everything. ``renew(pdf)`` adds a fresh
+document timestamp (with its own validation data) to keep an archived file verifiable.
 
 Speed (see shared/pyhanko-notes.md): pyHanko's ``SimpleSigner`` re-parses its key from DER on
 every signature and sizes the container with a dry-run signature; the dummy TSA parses its key
@@ -40,7 +43,10 @@ from esign_gateway.ports import SignatureRequest
 
 from .tsa import DevTimeStamper
 
-__all__ = ["SignatureCheck", "SigningMaterial", "init_worker", "load_roots", "sign", "stamp_box", "validate"]
+__all__ = [
+    "SignatureCheck", "SigningMaterial", "init_worker", "load_roots", "long_term_check", "newest_timestamp_expiry",
+    "renew", "sign", "stamp_box", "validate", "validate_timestamps",
+]
 
 FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans-Stamp.ttf"
 BYTES_RESERVED = 32 * 1024
@@ -63,6 +69,9 @@ class SigningMaterial:
     dev_tsa_key_path: Path | None = None
     dev_tsa_cert_path: Path | None = None
     trust_root_paths: tuple[Path, ...] = field(default_factory=tuple)
+    crl_paths: tuple[Path, ...] = field(default_factory=tuple)
+    """CRLs (DER) to embed as revocation info; with ``fetch_revocation`` the rest is fetched (CRL/OCSP URLs)."""
+    fetch_revocation: bool = False
 
 
 class _CachedKeySigner(signers.SimpleSigner):
@@ -196,6 +205,10 @@ async def _sign(state: _Worker, request: SignatureRequest) -> tuple[bytes, datet
         timestamp_format="%Y-%m-%d %H:%M:%S UTC",
         border_width=1,
     )
+    long_term: dict[str, Any] = {}
+    if request.final:  # B-LTA: validation data in the DSS, then a document timestamp
+        long_term = {"embed_validation_info": True, "use_pades_lta": True,
+                     "validation_context": _validation_context()}
     meta = signers.PdfSignatureMetadata(
         field_name=request.field_name,
         subfilter=fields.SigSeedSubFilter.PADES,
@@ -203,6 +216,7 @@ async def _sign(state: _Worker, request: SignatureRequest) -> tuple[bytes, datet
         reason=f"Signed by {request.signer_name}; verified by {request.verification}",
         location=None,
         md_algorithm="sha256",
+        **long_term,
     )
     pdf_signer = signers.PdfSigner(
         meta, signer=state.signer, timestamper=state.timestamper, stamp_style=stamp,
@@ -215,6 +229,52 @@ async def _sign(state: _Worker, request: SignatureRequest) -> tuple[bytes, datet
         appearance_text_params={"signer": request.signer_name},
     )
     return out.getvalue(), state.timestamper.last_time
+
+
+def _validation_context() -> ValidationContext:
+    """A fresh context per operation (they hold state): trust roots and our CRLs."""
+    assert _material is not None
+    material = _material
+    return ValidationContext(
+        trust_roots=load_roots(material.trust_root_paths) or None,
+        crls=[p.read_bytes() for p in material.crl_paths],
+        allow_fetching=material.fetch_revocation,
+    )
+
+
+def renew(pdf: bytes) -> tuple[bytes, datetime | None]:
+    """Add a document timestamp with the current TSA (and its validation data) to an LTA file."""
+    if _state is None:
+        if _material is None:
+            raise ProviderError("The signing worker is not initialised.")
+        init_worker(_material)
+    assert _state is not None
+    state = _state
+
+    async def run() -> tuple[bytes, datetime | None]:
+        from pyhanko.sign.signers import PdfTimeStamper
+
+        out = io.BytesIO()
+        state.timestamper.last_time = None
+        await PdfTimeStamper(state.timestamper).async_update_archival_timestamp_chain(
+            PdfFileReader(io.BytesIO(pdf), strict=False), _validation_context(), in_place=False, output=out,
+        )
+        return out.getvalue(), state.timestamper.last_time
+
+    try:
+        return asyncio.run(run()) if _in_running_loop() else state.loop.run_until_complete(run())
+    except Exception as exc:
+        raise ProviderError(f"Timestamp renewal failed: {type(exc).__name__}.") from None
+
+
+def newest_timestamp_expiry(pdf: bytes) -> datetime | None:
+    """When the TSA certificate of the newest document timestamp expires (the renewal deadline)."""
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    stamps = [s for s in reader.embedded_signatures if s.sig_object.get("/Type") == "/DocTimeStamp"]
+    if not stamps:
+        return None
+    cert = stamps[-1].signer_cert
+    return cert["tbs_certificate"]["validity"]["not_after"].native.astimezone(UTC)
 
 
 # ------------------------------------------------------------------------------ validation
@@ -234,13 +294,16 @@ class SignatureCheck:
 
 
 def validate(pdf: bytes, trust_roots: list[asn1_x509.Certificate]) -> list[SignatureCheck]:
-    """Validate every signature with pyHanko (sync; for worker threads, tests and tools)."""
+    """Validate every signature with pyHanko (sync; for worker threads, tests and tools).
+    Document timestamps are checked by :func:`validate_timestamps` and :func:`long_term_check`."""
     from pyhanko.sign.validation import async_validate_pdf_signature
 
     async def run() -> list[SignatureCheck]:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
         checks = []
         for sig in reader.embedded_signatures:
+            if sig.sig_object.get("/Type") == "/DocTimeStamp":
+                continue
             vc = ValidationContext(trust_roots=trust_roots, allow_fetching=False)
             status = await async_validate_pdf_signature(sig, vc)
             ts = status.timestamp_validity.timestamp if status.timestamp_validity else None
@@ -257,6 +320,75 @@ def validate(pdf: bytes, trust_roots: list[asn1_x509.Certificate]) -> list[Signa
     return asyncio.run(run())
 
 
+def validate_timestamps(pdf: bytes, trust_roots: list[asn1_x509.Certificate]) -> list[bool]:
+    """For each document timestamp: intact, valid and trusted."""
+    from pyhanko.sign.validation import async_validate_pdf_timestamp
+
+    async def run() -> list[bool]:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        out = []
+        for sig in reader.embedded_signatures:
+            if sig.sig_object.get("/Type") == "/DocTimeStamp":
+                status = await async_validate_pdf_timestamp(
+                    sig, validation_context=ValidationContext(trust_roots=trust_roots, allow_fetching=False)
+                )
+                out.append(bool(status.intact and status.valid and status.trusted))
+        return out
+
+    return asyncio.run(run())
+
+
 def load_roots(paths: tuple[Path, ...]) -> list[asn1_x509.Certificate]:
     return [load_cert_from_pemder(str(p)) for p in paths]
 
+
+
+@dataclass(frozen=True, slots=True)
+class LongTermCheck:
+    field_name: str
+    now: str
+    """ETSI EN 319 102-1 sub-indication of an LTA validation today (``OK`` passes)."""
+    future: str
+    """The same, simulated at ``future_time`` assuming the file is kept as it is."""
+    bottom_line: bool
+
+
+def long_term_check(
+    pdf: bytes, trust_roots: list[asn1_x509.Certificate], future_time: datetime
+) -> list[LongTermCheck]:
+    """PAdES-LTA validation of every signature: revocation info required, nothing fetched."""
+    from pyhanko.sign.validation.ades import ades_lta_validation, simulate_future_ades_lta_validation
+    from pyhanko.sign.validation.policy_decl import (
+        PdfSignatureValidationSpec,
+        RevinfoOnlineFetchingRule,
+        RevocationInfoGatheringSpec,
+        SignatureValidationSpec,
+    )
+    from pyhanko_certvalidator.context import CertValidationPolicySpec
+    from pyhanko_certvalidator.policy_decl import REQUIRE_REVINFO, CertRevTrustPolicy
+    from pyhanko_certvalidator.registry import SimpleTrustManager
+
+    spec = PdfSignatureValidationSpec(SignatureValidationSpec(
+        cert_validation_policy=CertValidationPolicySpec(
+            trust_manager=SimpleTrustManager.build(trust_roots=trust_roots),
+            revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
+        ),
+        revinfo_gathering_policy=RevocationInfoGatheringSpec(
+            online_fetching_rule=RevinfoOnlineFetchingRule.LOCAL_ONLY
+        ),
+    ))
+
+    async def run() -> list[LongTermCheck]:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        out = []
+        for sig in reader.embedded_signatures:
+            if sig.sig_object.get("/Type") == "/DocTimeStamp":
+                continue
+            now = await ades_lta_validation(sig, spec)
+            later = await simulate_future_ades_lta_validation(sig, spec, future_validation_time=future_time)
+            out.append(LongTermCheck(sig.field_name, now.ades_subindic.name, later.ades_subindic.name,
+                                     bool(now.api_status.bottom_line and later.api_status.bottom_line)))
+        return out
+
+    logging.getLogger("pyhanko").setLevel(logging.CRITICAL)  # failed checks are results here, not errors
+    return asyncio.run(run())

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
 
 from esign_gateway.errors import ProviderError
 from esign_gateway.ports import CeremonyHost, SignatureRequest, SignedPdf
@@ -16,6 +19,8 @@ from esign_gateway.ports import CeremonyHost, SignatureRequest, SignedPdf
 from . import pades
 
 __all__ = ["LocalProvider"]
+
+T = TypeVar("T")
 
 
 class LocalProvider:
@@ -40,14 +45,25 @@ class LocalProvider:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    async def sign(self, request: SignatureRequest) -> SignedPdf:
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._pool is None:
             await self.start()
         assert self._pool is not None
         try:
-            pdf, when = await asyncio.get_running_loop().run_in_executor(self._pool, pades.sign, request)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         except ProviderError:
             raise
         except Exception as exc:  # a dead worker process, a pickling problem
             raise ProviderError(f"The signing worker failed: {type(exc).__name__}.") from None
+
+    async def sign(self, request: SignatureRequest) -> SignedPdf:
+        pdf, when = await self._run(pades.sign, request)
         return SignedPdf(pdf=pdf, timestamp=when)
+
+    async def renew(self, pdf: bytes) -> SignedPdf:
+        """A fresh document timestamp on a B-LTA file (before the newest one's TSA certificate expires)."""
+        renewed, when = await self._run(pades.renew, pdf)
+        return SignedPdf(pdf=renewed, timestamp=when)
+
+    async def timestamp_expiry(self, pdf: bytes) -> datetime | None:
+        return await self._run(pades.newest_timestamp_expiry, pdf)
