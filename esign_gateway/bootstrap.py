@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
 from aiohttp import web
 from tortoise import Tortoise
@@ -24,6 +25,7 @@ from adapters.providers.local.dev_pki import crl_routes, ensure_dev_pki
 from adapters.providers.local.pades import SigningMaterial
 from adapters.providers.local.provider import LocalProvider
 from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
+from adapters.reports.audit_pdf import PdfReportRenderer
 from adapters.sms.outbox import OutboxSmsSender
 from adapters.storage.filesystem import FileDocumentStore
 from webhooks.delivery import WebhookDispatcher
@@ -35,11 +37,13 @@ from .config import Settings
 from .container import Container
 from .db.models import GatewaySecret
 from .db.tortoise_config import build_config
+from .db.uow import RetentionPolicy, UnitOfWork
 from .domain.quota import Catalogue
 from .http.routes.dev import dev_outbox_routes
 from .jobs.worker import Worker
 from .ports import CeremonyHost, DocumentStore, EmailSender, PdfInspector, SignatureProvider, SmsSender
 from .secretbox import SecretBox
+from .services.archive import ArchiveService
 from .services.ceremony import CeremonyService
 from .services.envelopes import EnvelopeService
 from .services.idempotency import IdempotencyService
@@ -50,6 +54,7 @@ from .services.tenants import TenantService
 
 __all__ = ["build_container", "close_db", "init_db", "migrate", "store_webhook_secret"]
 
+REPORT_FONT = Path(__file__).resolve().parent.parent / "adapters" / "providers" / "local" / "fonts" / "DejaVuSans.ttf"
 DIGISIGN_WEBHOOK_SECRET = "digisign_webhook:"  # noqa: S105  (a name prefix, not a secret)
 
 
@@ -196,6 +201,11 @@ def build_container(
     dispatcher = WebhookDispatcher(clock=clock, box=box, allow_internal=settings.env in ("dev", "test"))
     shutdown.append(dispatcher.close)
     extra_routes.append(webhook_routes)
+    archive = ArchiveService(
+        clock=clock, store=store, renderer=PdfReportRenderer(REPORT_FONT), sealer=providers["local"],
+        providers=providers,
+    )
+    UnitOfWork.retention = RetentionPolicy(settings.retention_years, settings.unsigned_retention_days)
     worker = Worker(
         {
             "send_invitation": notifications.send_invitation,
@@ -208,6 +218,9 @@ def build_container(
             "provider_sync": remote.sync_job,
             "provider_cancel": remote.cancel_job,
             "provider_extend": remote.extend_job,
+            "audit_report": archive.report_job,
+            "lta_renewal": archive.renewal_job,
+            "retention_purge": archive.purge_job,
         },
         clock,
         poll_seconds=settings.worker_poll_seconds,
@@ -222,6 +235,7 @@ def build_container(
     return Container(
         settings=settings, clock=clock, providers=providers, email=email, sms=sms, store=store,
         inspector=inspector, tenants=tenants, plans=plans, idempotency=IdempotencyService(clock), remote=remote,
+        archive=archive,
         envelopes=envelopes, ceremony=ceremony,
         notifications=notifications, worker=worker, box=box, extra_routes=extra_routes, startup=startup,
         shutdown=shutdown,

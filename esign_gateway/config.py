@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     pdf_parse_memory_bytes: int = 1024 * MB
     pdf_parse_timeout_seconds: float = 20.0
 
+    retention_years: int = 3
+    """Completed envelopes are kept this long after completion (``retained_until``), then purged."""
+    unsigned_retention_days: int = 90
+    """Envelopes that ended unsigned (declined, expired, cancelled) are purged this long after."""
+
     embedded_worker: bool = True
     worker_poll_seconds: float = 1.0
     log_level: str = "INFO"

@@ -13,6 +13,7 @@ from .config import Settings
 from .jobs.worker import Worker
 from .ports import DocumentStore, EmailSender, PdfInspector, SignatureProvider, SmsSender
 from .secretbox import SecretBox
+from .services.archive import ArchiveService
 from .services.ceremony import CeremonyService
 from .services.envelopes import EnvelopeService
 from .services.idempotency import IdempotencyService
@@ -37,6 +38,7 @@ class Container:
     plans: PlanService
     idempotency: IdempotencyService
     remote: RemoteCeremonyService
+    archive: ArchiveService
     envelopes: EnvelopeService
     ceremony: CeremonyService
     notifications: NotificationService

@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "ArchiveStamper",
+    "AuditReport",
     "CeremonyHost",
     "DocumentStore",
     "EmailSender",
@@ -40,6 +41,10 @@ __all__ = [
     "RemoteSigner",
     "RemoteSignerState",
     "RemoteState",
+    "ReportDocument",
+    "ReportEvent",
+    "ReportRenderer",
+    "ReportSigner",
     "SignatureProvider",
     "SignatureRequest",
     "SignedPdf",
@@ -132,6 +137,66 @@ class SignatureProvider(Protocol):
     async def close(self) -> None: ...
 
     async def sign(self, request: SignatureRequest) -> SignedPdf: ...
+
+
+# --------------------------------------------------------------------------- audit report
+
+
+@dataclass(frozen=True, slots=True)
+class ReportDocument:
+    name: str
+    pages: int
+    sha256_original: str
+    sha256_signed: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSigner:
+    name: str
+    email_masked: str
+    phone_masked: str
+    verification: str
+    status: str
+    signed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportEvent:
+    seq: int
+    at: datetime
+    type: str
+    actor: str
+    signer_name: str | None
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """Everything the sealed audit report shows (SPEC §10); personal data already masked."""
+
+    language: str
+    envelope_id: str
+    envelope_name: str
+    status: str
+    tenant_name: str
+    record: str
+    provider: str
+    created_at: datetime
+    sent_at: datetime | None
+    ended_at: datetime | None
+    retained_until: datetime | None
+    documents: list[ReportDocument]
+    signers: list[ReportSigner]
+    events: list[ReportEvent]
+    chain_head: str
+    generated_at: datetime
+
+
+class ReportRenderer(Protocol):
+    """Renders the audit report PDF (CPU work: off the event loop). Sealing is the caller's."""
+
+    async def render(self, report: AuditReport) -> bytes: ...
 
 
 @runtime_checkable

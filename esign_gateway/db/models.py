@@ -23,6 +23,7 @@ __all__ = [
     "PlanChange",
     "ReminderLog",
     "SignerRow",
+    "SupportAccess",
     "Tenant",
     "UsageCounter",
     "UsageRecord",
@@ -36,6 +37,8 @@ class Tenant(Model):
     mode = fields.CharField(max_length=10, default="trial")  # trial | paid
     provider = fields.CharField(max_length=32, null=True)
     default_expires_in_days = fields.IntField(null=True)
+    contact_email = fields.CharField(max_length=320, null=True)
+    # The sender's contact: gets the completion e-mail with the envelope ID and the signed result.
     created_at = fields.DatetimeField()
 
     class Meta:
@@ -87,6 +90,9 @@ class EnvelopeRow(Model):
     audit_head = fields.CharField(max_length=64, null=True)
     audit_seq = fields.IntField(default=0)
     last_manual_reminder_at = fields.DatetimeField(null=True)
+    audit_report_sha256 = fields.CharField(max_length=64, null=True)
+    purged_at = fields.DatetimeField(null=True)
+    # Set when the retention job removed documents and personal data: the row is a tombstone.
 
     class Meta:
         table = "envelope"
@@ -333,3 +339,18 @@ class InboundEvent(Model):
     class Meta:
         table = "inbound_event"
         unique_together = (("provider", "event_id"),)
+
+
+class SupportAccess(Model):
+    # Append-only: every support read of an envelope (who, when, why, from where, what).
+    id = fields.BigIntField(pk=True)
+    key_id = fields.CharField(max_length=36)
+    envelope_id = fields.CharField(max_length=36, db_index=True)
+    tenant_id = fields.CharField(max_length=36, null=True)
+    action = fields.CharField(max_length=16)
+    reason = fields.CharField(max_length=500)
+    ip = fields.CharField(max_length=64, null=True)
+    at = fields.DatetimeField()
+
+    class Meta:
+        table = "support_access"

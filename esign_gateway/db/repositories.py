@@ -7,7 +7,7 @@ rows (hash-chained) and outbox rows, inside the caller's transaction.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -63,6 +63,7 @@ def _to_domain(row: EnvelopeRow, docs: list[DocumentRow], signers: list[SignerRo
         cancel_reason=row.cancel_reason,
         retained_until=row.retained_until,
         provider_ref=row.provider_ref,
+        purged_at=row.purged_at,
         version=row.version,
         documents=[
             Document(
@@ -89,8 +90,10 @@ def _plain(value: Any) -> Any:
 
 
 class EnvelopeRepository:
-    def __init__(self, conn: BaseDBAsyncClient) -> None:
+    def __init__(self, conn: BaseDBAsyncClient, retention_years: int = 3, unsigned_retention_days: int = 90) -> None:
         self.conn = conn
+        self.retention_years = retention_years
+        self.unsigned_retention_days = unsigned_retention_days
         self._snapshots: dict[str, dict[str, Any]] = {}
         self._audit: dict[str, tuple[int, str]] = {}
 
@@ -107,6 +110,7 @@ class EnvelopeRepository:
         docs = await DocumentRow.filter(envelope_id=row.id).using_db(self.conn)
         signers = await SignerRow.filter(envelope_id=row.id).using_db(self.conn)
         env = _to_domain(row, docs, signers)
+        env.retention_years = self.retention_years
         self._snapshots[env.id] = _snapshot(env)
         self._audit[env.id] = (row.audit_seq, row.audit_head or audit_chain.GENESIS)
         return env
@@ -183,8 +187,24 @@ class EnvelopeRepository:
             await AuditEvent.bulk_create(rows, using_db=self.conn)
             outbox = [_outbox_row(env, e, n) for e, n in zip(events, seqs, strict=True) if e.type in WEBHOOK_TYPES]
             await write_outbox(self.conn, outbox)
+        if before["env"]["status"] != after["env"]["status"] and env.is_terminal:
+            await self._plan_after_end(env)
         self._snapshots[env.id] = after
         self._audit[env.id] = (seq, head)
+
+    async def _plan_after_end(self, env: Envelope) -> None:
+        """An envelope just ended: seal its audit report, keep its signatures verifiable, and
+        purge it when its retention ends (completed: ``retained_until``; unsigned: 90 days)."""
+        assert env.ended_at is not None
+        jobs = JobRepository(self.conn)
+        await jobs.enqueue("audit_report", {"envelope_id": env.id}, env.ended_at, dedupe_key=f"audit_report:{env.id}")
+        if env.status == EnvelopeStatus.COMPLETED and env.retained_until is not None:
+            purge_at = env.retained_until
+            await jobs.enqueue("lta_renewal", {"envelope_id": env.id}, env.ended_at + timedelta(days=1),
+                               dedupe_key=f"lta_renewal:{env.id}:first")
+        else:
+            purge_at = env.ended_at + timedelta(days=self.unsigned_retention_days)
+        await jobs.enqueue("retention_purge", {"envelope_id": env.id}, purge_at, dedupe_key=f"purge:{env.id}")
 
     async def last_manual_reminder(self, envelope_id: str) -> datetime | None:
         row = await EnvelopeRow.filter(id=envelope_id).using_db(self.conn).only("id", "last_manual_reminder_at").first()
@@ -222,6 +242,9 @@ async def verify_chain(envelope_id: str) -> int | None:
     broken = audit_chain.verify(links)
     if broken is not None:
         return broken
+    head = await EnvelopeRow.filter(id=envelope_id).values_list("audit_seq", "audit_head")
+    if head and rows and (head[0][0], head[0][1]) != (rows[-1].seq, rows[-1].hash):
+        return min(int(head[0][0]), rows[-1].seq) + 1  # events cut off the end (or added beside the chain)
     for r in rows:  # personal data beside the chain must still match its commitment (unless erased)
         if not r.pii_salt or not (r.ip or r.user_agent):
             continue

@@ -7,8 +7,9 @@ the same transaction, so no state change happens without its evidence and its fo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from tortoise.transactions import in_transaction
 
@@ -18,10 +19,19 @@ from .repositories import EnvelopeRepository
 from .signers import SignerSecrets
 from .usage import UsageRepository
 
-__all__ = ["UnitOfWork"]
+__all__ = ["RetentionPolicy", "UnitOfWork"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """How long evidence is kept (SPEC §2 rule 6, §10); bootstrap sets it from the settings."""
+
+    completed_years: int = 3
+    unsigned_days: int = 90
 
 
 class UnitOfWork:
+    retention: ClassVar[RetentionPolicy] = RetentionPolicy()
     envelopes: EnvelopeRepository
     jobs: JobRepository
     signers: SignerSecrets
@@ -34,7 +44,7 @@ class UnitOfWork:
     async def __aenter__(self) -> UnitOfWork:
         self._ctx = in_transaction("default")
         self.conn = await self._ctx.__aenter__()
-        self.envelopes = EnvelopeRepository(self.conn)
+        self.envelopes = EnvelopeRepository(self.conn, self.retention.completed_years, self.retention.unsigned_days)
         self.jobs = JobRepository(self.conn)
         self.signers = SignerSecrets(self.conn)
         self.usage = UsageRepository(self.conn)

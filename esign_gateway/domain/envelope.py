@@ -96,6 +96,10 @@ class Envelope:
     retained_until: datetime | None = None
     provider_ref: str | None = None
     """The provider's id of this envelope (provider-run ceremonies)."""
+    purged_at: datetime | None = None
+    """Set when retention removed the documents and personal data (a tombstone remains)."""
+    retention_years: int = RETENTION_YEARS
+    """Policy, not state: how long a completed envelope is kept (``ESIGN_RETENTION_YEARS``)."""
     version: int = 0
     events: list[DomainEvent] = field(default_factory=list)
 
@@ -252,7 +256,7 @@ class Envelope:
         self.status = EnvelopeStatus.COMPLETED
         self.completed_at = now
         self.ended_at = now
-        self.retained_until = _add_years(now, RETENTION_YEARS)
+        self.retained_until = _add_years(now, self.retention_years)
         for doc in self.documents:
             doc.signed_sha256 = doc.current_sha256
         self._event(

@@ -14,7 +14,7 @@ from esign_gateway.container import Container
 
 from .keys import CONTAINER
 from .middlewares import middlewares
-from .routes import envelopes, plans, signing
+from .routes import archive, envelopes, plans, signing
 
 __all__ = ["create_app"]
 
@@ -45,6 +45,7 @@ def create_app(container: Container, *, run_worker: bool | None = None) -> web.A
     app[CONTAINER] = container
     app.router.add_routes(envelopes.routes)
     app.router.add_routes(plans.routes)
+    app.router.add_routes(archive.routes)
     app.router.add_routes(signing.routes)
     for table in container.extra_routes:
         app.router.add_routes(table)

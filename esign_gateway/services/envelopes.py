@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from esign_gateway.clock import Clock
-from esign_gateway.db.models import AuditEvent, EnvelopeRow
+from esign_gateway.db.models import EnvelopeRow
 from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import DEFAULT_EXPIRY_DAYS, DEFAULT_REMINDERS, Document, Envelope, Signer
 from esign_gateway.domain.ids import uuid7
@@ -29,6 +29,7 @@ from esign_gateway.errors import (
 from esign_gateway.ports import CeremonyHost, DocumentStore, PdfInspector, RemoteHandle, SignatureProvider
 from esign_gateway.secretbox import SecretBox
 
+from .archive import refuse_if_purged
 from .idempotency import Claim, IdempotencyService
 from .plans import PlanService
 from .remote import attach, remote_envelope, remote_of
@@ -375,6 +376,7 @@ class EnvelopeService:
         env = await uow.envelopes.get(envelope_id, tenant_id=tenant.id, for_update=for_update)
         if env is None:
             raise NotFoundError(f"No envelope {envelope_id}.")
+        refuse_if_purged(env)
         return env
 
     async def document_content(
@@ -388,22 +390,23 @@ class EnvelopeService:
         return doc, await self.store.get(doc.sha256 if original else doc.current_sha256)
 
     async def signed_result(self, tenant: TenantInfo, envelope_id: str) -> tuple[str, str, bytes]:
-        """(filename, content type, bytes): the PDF, or a ZIP when there are several documents."""
-        env = await self.get_envelope(tenant, envelope_id)
+        return await self.result_of(await self.get_envelope(tenant, envelope_id))
+
+    async def result_of(self, env: Envelope) -> tuple[str, str, bytes]:
+        """(filename, content type, bytes): the PDF, or a ZIP when there are several documents
+        (one PDF when the provider returned all of them combined in one file)."""
         if env.status != EnvelopeStatus.COMPLETED:
             raise InvalidStateError(
                 f"The signed result exists once the envelope is completed; it is {env.status.value}."
             )
-        files = [(d.name, await self.store.get(d.signed_sha256 or d.current_sha256)) for d in env.documents]
-        if len(files) == 1:
-            return files[0][0], "application/pdf", files[0][1]
+        keys = [d.signed_sha256 or d.current_sha256 for d in env.documents]
+        if len(set(keys)) == 1:
+            name = env.documents[0].name if len(keys) == 1 else f"{env.id}.pdf"
+            return name, "application/pdf", await self.store.get(keys[0])
+        files = [(d.name, await self.store.get(k)) for d, k in zip(env.documents, keys, strict=True)]
         data = await asyncio.to_thread(_zip, files)
         return f"{env.id}.zip", "application/zip", data
 
-    async def audit_trail(self, tenant: TenantInfo, envelope_id: str) -> tuple[Envelope, list[AuditEvent]]:
-        env = await self.get_envelope(tenant, envelope_id)
-        events = await AuditEvent.filter(envelope_id=env.id).order_by("seq")
-        return env, list(events)
 
 
 def _zip(files: list[tuple[str, bytes]]) -> bytes:

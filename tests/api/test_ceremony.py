@@ -64,7 +64,8 @@ async def test_one_signer_signs_and_the_result_validates(
     tampered[len(pdf) // 3] ^= 0x01
     assert not all(c.intact and c.valid for c in await _validate(bytes(tampered), shared_parts["material"]))
 
-    trail = await (await api.get(f"/v1/envelopes/{env['id']}/audit", headers=tenant.auth)).json()
+    trail = await (await api.get(f"/v1/envelopes/{env['id']}/audit",
+                                 headers={**tenant.auth, "Accept": "application/json"})).json()
     types = [e["type"] for e in trail["events"]]
     for expected in ("envelope.created", "envelope.sent", "signer.invitation_sent", "signer.viewed",
                      "signer.code_sent", "signer.code_verified", "signer.signed", "envelope.completed"):

@@ -23,7 +23,7 @@ from ..keys import CONTAINER
 from ..problems import from_validation_error
 from ..schemas import CancelIn, CreateEnvelopeIn, EnvelopeOut, EnvelopePage, ExtendIn, RemindOut
 
-__all__ = ["routes"]
+__all__ = ["attachment", "audit_response", "routes", "wants_json"]
 
 routes = web.RouteTableDef()
 ENVELOPE_JSON_MAX = 256 * 1024
@@ -244,7 +244,7 @@ async def delete_envelope(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _attachment(name: str) -> str:
+def attachment(name: str) -> str:
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
@@ -259,20 +259,35 @@ async def get_document(request: web.Request) -> web.Response:
         tenant, request.match_info["id"], request.match_info["document_id"], original=version == "original"
     )
     return web.Response(body=data, content_type="application/pdf",
-                        headers={"Content-Disposition": _attachment(doc.name)})
+                        headers={"Content-Disposition": attachment(doc.name)})
 
 
 @routes.get("/v1/envelopes/{id}/download")
 async def download(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     name, ctype, data = await request.app[CONTAINER].envelopes.signed_result(tenant, request.match_info["id"])
-    return web.Response(body=data, content_type=ctype, headers={"Content-Disposition": _attachment(name)})
+    return web.Response(body=data, content_type=ctype, headers={"Content-Disposition": attachment(name)})
 
 
 @routes.get("/v1/envelopes/{id}/audit")
 async def audit(request: web.Request) -> web.Response:
+    """The sealed audit report PDF; ``Accept: application/json`` gives the event trail."""
     tenant = await tenant_of(request)
-    env, events = await request.app[CONTAINER].envelopes.audit_trail(tenant, request.match_info["id"])
+    return await audit_response(request, request.match_info["id"], tenant.id)
+
+
+def wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+async def audit_response(request: web.Request, envelope_id: str, tenant_id: str | None) -> web.Response:
+    archive = request.app[CONTAINER].archive
+    if not wants_json(request):
+        pdf = await archive.report_pdf(envelope_id, tenant_id)
+        return web.Response(body=pdf, content_type="application/pdf",
+                            headers={"Content-Disposition": attachment(f"audit-{envelope_id}.pdf")})
+    env = await archive.load(envelope_id, tenant_id)
+    events = await archive.trail(env.id)
     body = {
         "envelope_id": env.id,
         "chain_head": events[-1].hash if events else None,

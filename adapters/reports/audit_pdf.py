@@ -1,0 +1,138 @@
+"""The audit report as a PDF (reportlab), in the envelope's language (cs/sk/en).
+
+The envelope ID is the largest line on the first page: it is what support is asked for three
+years later. Times are given in UTC and in Prague time. The caller seals the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from esign_gateway.ports import AuditReport
+
+__all__ = ["PdfReportRenderer"]
+
+PRAGUE = ZoneInfo("Europe/Prague")
+
+TEXT: dict[str, dict[str, str]] = {
+    "cs": {
+        "title": "Protokol o elektronickém podpisu", "envelope_id": "ID obálky", "name": "Název",
+        "status": "Stav", "tenant": "Odesílatel", "record": "Záznam v CRM", "provider": "Poskytovatel",
+        "created": "Vytvořeno", "sent": "Odesláno", "ended": "Ukončeno", "retained": "Archivováno do",
+        "documents": "Dokumenty", "pages": "Stran", "original": "SHA-256 originálu",
+        "signed": "SHA-256 podepsané verze", "signers": "Podepisující", "email": "E-mail", "phone": "Telefon",
+        "method": "Ověření", "signed_at": "Podepsáno", "timeline": "Průběh", "time": "Čas (UTC / Praha)",
+        "event": "Událost", "actor": "Kdo", "client": "IP, prohlížeč",
+        "chain": "Hlava řetězce auditních záznamů (SHA-256)",
+        "footer": "Protokol je zapečetěn certifikátem brány s časovým razítkem. Vygenerováno",
+    },
+    "sk": {
+        "title": "Protokol o elektronickom podpise", "envelope_id": "ID obálky", "name": "Názov",
+        "status": "Stav", "tenant": "Odosielateľ", "record": "Záznam v CRM", "provider": "Poskytovateľ",
+        "created": "Vytvorené", "sent": "Odoslané", "ended": "Ukončené", "retained": "Archivované do",
+        "documents": "Dokumenty", "pages": "Strán", "original": "SHA-256 originálu",
+        "signed": "SHA-256 podpísanej verzie", "signers": "Podpisujúci", "email": "E-mail", "phone": "Telefón",
+        "method": "Overenie", "signed_at": "Podpísané",
+        "timeline": "Priebeh", "time": "Čas (UTC / Praha)", "event": "Udalosť", "actor": "Kto",
+        "client": "IP, prehliadač", "chain": "Hlava reťazca auditných záznamov (SHA-256)",
+        "footer": "Protokol je zapečatený certifikátom brány s časovou pečiatkou. Vygenerované",
+    },
+    "en": {
+        "title": "Electronic signature audit report", "envelope_id": "Envelope ID", "name": "Name",
+        "status": "Status", "tenant": "Sender", "record": "CRM record", "provider": "Provider",
+        "created": "Created", "sent": "Sent", "ended": "Ended", "retained": "Archived until",
+        "documents": "Documents", "pages": "Pages", "original": "SHA-256 of the original",
+        "signed": "SHA-256 of the signed version", "signers": "Signers", "email": "E-mail", "phone": "Phone",
+        "method": "Verification", "signed_at": "Signed", "timeline": "Timeline", "time": "Time (UTC / Prague)",
+        "event": "Event", "actor": "By", "client": "IP, browser", "chain": "Audit chain head (SHA-256)",
+        "footer": "This report is sealed with the gateway's certificate and a trusted timestamp. Generated",
+    },
+}
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} UTC / {moment.astimezone(PRAGUE).strftime('%d.%m.%Y %H:%M:%S')}"
+
+
+class PdfReportRenderer:
+    def __init__(self, font_path: Path) -> None:
+        self.font_path = font_path
+
+    async def render(self, report: AuditReport) -> bytes:
+        return await asyncio.to_thread(self._render, report)
+
+    def _render(self, r: AuditReport) -> bytes:
+        if "AuditSans" not in pdfmetrics.getRegisteredFontNames():
+            pdfmetrics.registerFont(TTFont("AuditSans", str(self.font_path)))
+        t = TEXT.get(r.language, TEXT["en"])
+        base = ParagraphStyle("base", fontName="AuditSans", fontSize=8.5, leading=11)
+        small = ParagraphStyle("small", parent=base, fontSize=6.5, leading=8)
+        h1 = ParagraphStyle("h1", parent=base, fontSize=15, leading=19, spaceAfter=4)
+        h2 = ParagraphStyle("h2", parent=base, fontSize=11, leading=14, spaceBefore=8, spaceAfter=4)
+        big = ParagraphStyle("big", parent=base, fontSize=16, leading=21, textColor=colors.HexColor("#0b3d91"))
+
+        def p(text: str, style: ParagraphStyle = base) -> Paragraph:
+            return Paragraph(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"), style)
+
+        def table(rows: list[list[Paragraph]], widths: list[float]) -> Table:
+            tbl = Table(rows, colWidths=widths, repeatRows=1)
+            tbl.setStyle(TableStyle([
+                ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ]))
+            return tbl
+
+        story = [
+            p(t["title"], h1),
+            p(f"{t['envelope_id']}:", base),
+            p(r.envelope_id, big),
+            Spacer(1, 4),
+            table([[p(k), p(v)] for k, v in [
+                (t["name"], r.envelope_name), (t["status"], r.status), (t["tenant"], r.tenant_name),
+                (t["record"], r.record), (t["provider"], r.provider), (t["created"], _when(r.created_at)),
+                (t["sent"], _when(r.sent_at)), (t["ended"], _when(r.ended_at)),
+                (t["retained"], _when(r.retained_until)),
+            ]], [45 * mm, 125 * mm]),
+            p(t["documents"], h2),
+            table([[p(t["name"]), p(t["pages"]), p(t["original"]), p(t["signed"])]] + [
+                [p(d.name), p(str(d.pages)), p(d.sha256_original, small), p(d.sha256_signed or "—", small)]
+                for d in r.documents
+            ], [40 * mm, 12 * mm, 59 * mm, 59 * mm]),
+            p(t["signers"], h2),
+            table([[p(t["name"]), p(t["email"]), p(t["phone"]), p(t["method"]), p(t["status"]), p(t["signed_at"])]] + [
+                [p(s.name), p(s.email_masked), p(s.phone_masked), p(s.verification, small), p(s.status),
+                 p(_when(s.signed_at), small)]
+                for s in r.signers
+            ], [32 * mm, 30 * mm, 26 * mm, 34 * mm, 16 * mm, 32 * mm]),
+            p(t["timeline"], h2),
+            table([[p("#"), p(t["time"]), p(t["event"]), p(t["actor"]), p(t["client"])]] + [
+                [p(str(e.seq)), p(_when(e.at), small), p(e.type + (f" — {e.signer_name}" if e.signer_name else "")),
+                 p(e.actor), p(" · ".join(x for x in (e.ip, (e.user_agent or "")[:90]) if x) or "—", small)]
+                for e in r.events
+            ], [8 * mm, 40 * mm, 52 * mm, 16 * mm, 54 * mm]),
+            p(t["chain"], h2),
+            p(r.chain_head, small),
+            Spacer(1, 6),
+            p(f"{t['footer']} {_when(r.generated_at)}.", small),
+        ]
+        buf = io.BytesIO()
+        doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=20 * mm, rightMargin=20 * mm, topMargin=18 * mm,
+                                bottomMargin=30 * mm, title=f"{t['title']} {r.envelope_id}",
+                                author="esign-gateway", subject=r.envelope_id)
+        doc.build(story)
+        return buf.getvalue()

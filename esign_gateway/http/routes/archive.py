@@ -1,0 +1,143 @@
+"""The tenant's archive overview, and support retrieval by envelope ID with an access log (SPEC §10).
+
+Support keys read any tenant's envelope by its ID — the envelope, its signed result, its audit
+report — and nothing else: they cannot list, create or change. Each read needs a reason
+(``X-Access-Reason``) and is appended to the access log, which only ``operator`` keys read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from esign_gateway.errors import MalformedRequestError, ValidationFailedError
+from esign_gateway.services.tenants import Principal
+
+from ..auth import authenticate, tenant_of
+from ..bodies import render
+from ..keys import CONTAINER
+from ..schemas import EnvelopeOut
+from .envelopes import attachment, audit_response
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+class ArchiveItemOut(BaseModel):
+    id: str
+    name: str
+    record: dict[str, str | None]
+    completed_at: datetime | None
+    retained_until: datetime | None
+    documents: list[dict[str, str | None]]
+    links: dict[str, str]
+
+
+class ArchivePageOut(BaseModel):
+    items: list[ArchiveItemOut]
+    next_cursor: str | None
+
+
+class AccessOut(BaseModel):
+    id: int
+    at: datetime
+    key_id: str
+    envelope_id: str
+    tenant_id: str | None
+    action: str
+    reason: str
+    ip: str | None
+
+
+class AccessLogOut(BaseModel):
+    items: list[AccessOut]
+
+
+def _when(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailedError(errors=[{"field": name, "message": "an ISO 8601 date or time"}]) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+@routes.get("/v1/archive")
+async def archive(request: web.Request) -> web.Response:
+    """Completed envelopes still retained, newest first: ``from``/``to`` on the completion time."""
+    tenant = await tenant_of(request)
+    try:
+        limit = int(request.query.get("limit", "50"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 200:
+        raise ValidationFailedError(errors=[{"field": "limit", "message": "an integer from 1 to 200"}])
+    items, cursor = await request.app[CONTAINER].archive.archive_page(
+        tenant.id, since=_when(request, "from"), until=_when(request, "to"),
+        record_type=request.query.get("record_type"), record_id=request.query.get("record_id"), limit=limit,
+        cursor=request.query.get("cursor"),
+    )
+    out = []
+    for env in items:
+        base = f"/v1/envelopes/{env.id}"
+        out.append(ArchiveItemOut(
+            id=env.id, name=env.name, record={"type": env.record_type, "id": env.record_id, "name": env.record_name},
+            completed_at=env.completed_at, retained_until=env.retained_until,
+            documents=[{"id": d.id, "name": d.name, "sha256": d.sha256, "signed_sha256": d.signed_sha256}
+                       for d in env.documents],
+            links={"self": base, "download": f"{base}/download", "audit": f"{base}/audit"},
+        ))
+    return render(ArchivePageOut(items=out, next_cursor=cursor))
+
+
+async def _support(request: web.Request, action: str) -> tuple[Principal, str]:
+    principal = await authenticate(request, "support")
+    reason = request.headers.get("X-Access-Reason", "").strip()
+    if not reason:
+        raise MalformedRequestError(
+            "Support reads need an 'X-Access-Reason' header: why you open this envelope (e.g. a ticket number).",
+            errors=[{"field": "X-Access-Reason", "message": "required"}],
+        )
+    envelope_id = request.match_info["id"]
+    await request.app[CONTAINER].archive.record_access(
+        key_id=principal.key_id, envelope_id=envelope_id, action=action, reason=reason, ip=request.remote,
+    )
+    return principal, envelope_id
+
+
+@routes.get("/v1/support/envelopes/{id}")
+async def support_envelope(request: web.Request) -> web.Response:
+    _, envelope_id = await _support(request, "read")
+    return render(EnvelopeOut.from_domain(await request.app[CONTAINER].archive.load(envelope_id, None)))
+
+
+@routes.get("/v1/support/envelopes/{id}/download")
+async def support_download(request: web.Request) -> web.Response:
+    _, envelope_id = await _support(request, "download")
+    container = request.app[CONTAINER]
+    name, ctype, data = await container.envelopes.result_of(await container.archive.load(envelope_id, None))
+    return web.Response(body=data, content_type=ctype, headers={"Content-Disposition": attachment(name)})
+
+
+@routes.get("/v1/support/envelopes/{id}/audit")
+async def support_audit(request: web.Request) -> web.Response:
+    _, envelope_id = await _support(request, "audit")
+    return await audit_response(request, envelope_id, None)
+
+
+@routes.get("/v1/support/access-log")
+async def access_log(request: web.Request) -> web.Response:
+    await authenticate(request, "operator")
+    rows = await request.app[CONTAINER].archive.access_log(request.query.get("envelope_id") or None)
+    return render(AccessLogOut(items=[
+        AccessOut(id=r.id, at=r.at, key_id=r.key_id, envelope_id=r.envelope_id, tenant_id=r.tenant_id,
+                  action=r.action, reason=r.reason, ip=r.ip)
+        for r in rows
+    ]))
