@@ -210,6 +210,7 @@ def build_container(
         {
             "send_invitation": notifications.send_invitation,
             "send_cancel_notice": notifications.send_cancel_notice,
+            "send_completion": notifications.send_completion,
             "send_reminder": notifications.send_reminder,
             "expire_envelope": envelopes.expire_job,
             "dispatch_event": dispatcher.dispatch,

@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("--name")
     update.add_argument("--expiry-days", type=int, help="default expiry of this tenant's envelopes (1..90)")
     update.add_argument("--provider", help="this tenant's signature provider (local, digisign); 'default' clears it")
+    update.add_argument("--contact-email", help="the sender's contact: gets the completion e-mail with the result")
     umode = update.add_mutually_exclusive_group()
     umode.add_argument("--paid", action="store_true")
     umode.add_argument("--trial", action="store_true")
@@ -66,6 +67,18 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--fee", type=Decimal, help="monthly fee, for --plan custom")
     tlist = tenant.add_parser("list")
     tlist.add_argument("--json", action="store_true")
+
+    audit = sub.add_parser("audit", help="evidence").add_subparsers(dest="action", required=True)
+    verify = audit.add_parser("verify", help="recompute audit hash chains; report the first broken link")
+    which = verify.add_mutually_exclusive_group(required=True)
+    which.add_argument("envelope_id", nargs="?")
+    which.add_argument("--all", action="store_true")
+
+    gdpr = sub.add_parser("gdpr", help="a signer's personal data").add_subparsers(dest="action", required=True)
+    for name, text in (("export", "everything held about a signer, as JSON"),
+                       ("erase", "erase a signer's personal data except what the law keeps")):
+        cmd = gdpr.add_parser(name, help=text)
+        cmd.add_argument("--email", required=True)
 
     billing = sub.add_parser("billing", help="invoice data").add_subparsers(dest="action", required=True)
     export = billing.add_parser("export", help="one line per tenant: plan, monthly fee, documents sent")
@@ -197,7 +210,8 @@ async def _tenant(settings: Settings, args: argparse.Namespace) -> None:
                 known = ", ".join(c.providers)
                 raise ValidationFailedError(errors=[{"field": "provider", "message": f"one of {known}"}])
             tenant = await c.tenants.update_tenant(args.tenant_id, paid=paid, name=args.name,
-                                                   expiry_days=args.expiry_days, provider=args.provider)
+                                                   expiry_days=args.expiry_days, provider=args.provider,
+                                                   contact_email=args.contact_email)
             if args.plan:
                 await c.plans.change(tenant.id, args.plan, documents=args.documents, fee=args.fee, actor="operator")
             print(f"tenant {tenant.id} {tenant.name!r} {tenant.mode} {_plan_text(await c.plans.state(tenant.id))}")
@@ -224,6 +238,37 @@ def _plan_text(state: PlanState) -> str:
     if state.pending is not None:
         text += f", {state.pending.code} from {state.pending.effective_at:%Y-%m-%d %H:%M} UTC"
     return text
+
+
+async def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(c: Container) -> int:
+        reports = await c.archive.verify_chains(None if args.all else args.envelope_id)
+        broken = 0
+        for r in reports:
+            if r.broken_at is None:
+                print(f"ok      {r.envelope_id}  {r.events} events")
+            else:
+                broken += 1
+                print(f"BROKEN  {r.envelope_id}  first broken link at event {r.broken_at} of {r.events}")
+        print(f"{len(reports)} chain(s) checked, {broken} broken")
+        return 1 if broken else 0
+
+    return int(await _with_db(settings, run))
+
+
+async def _gdpr(settings: Settings, args: argparse.Namespace) -> None:
+    async def run(c: Container) -> None:
+        if args.action == "export":
+            print(json.dumps(await c.archive.gdpr_export(args.email), ensure_ascii=False, indent=2))
+            return
+        report = await c.archive.gdpr_erase(args.email)
+        for envelope_id in report.erased:
+            print(f"erased  {envelope_id}")
+        for envelope_id, why in report.kept:
+            print(f"kept    {envelope_id}  {why}")
+        print(f"{len(report.erased)} erased, {len(report.kept)} kept")
+
+    await _with_db(settings, run)
 
 
 async def _billing(settings: Settings, args: argparse.Namespace) -> None:
@@ -295,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_billing(settings, args))
         elif args.command == "digisign":
             asyncio.run(_digisign(settings, args))
+        elif args.command == "audit":
+            return asyncio.run(_audit(settings, args))
+        elif args.command == "gdpr":
+            asyncio.run(_gdpr(settings, args))
     except GatewayError as err:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in err.errors or []) or err.detail
         print(f"error: {detail}", file=sys.stderr)

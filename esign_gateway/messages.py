@@ -16,7 +16,9 @@ import jinja2
 
 from .ports import OutgoingEmail, OutgoingSms
 
-__all__ = ["MessageContext", "render_cancelled", "render_code_sms", "render_invitation", "render_reminder"]
+__all__ = [
+    "MessageContext", "render_cancelled", "render_code_sms", "render_completed", "render_invitation", "render_reminder",
+]
 
 PRAGUE = ZoneInfo("Europe/Prague")
 _env = jinja2.Environment(
@@ -60,6 +62,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "sms_note": "Podpis potvrdíte jednorázovým kódem, který Vám pošleme SMS zprávou na Váš mobilní telefon.",
         "envelope_id": "ID obálky",
         "footer": "Odkaz je osobní, nepřeposílejte jej. Pokud jste žádost nečekali, e-mail ignorujte.",
+        "completed_subject": "Podepsáno: {name}",
+        "completed_lead": "dokumenty „{envelope}“ od {sender} jsou podepsané všemi podepisujícími.",
+        "download_button": "Stáhnout podepsané dokumenty",
+        "download_until": "Odkaz ke stažení platí do",
+        "completed_note": "Podepsané dokumenty jsou archivovány 3 roky; při dotazu uveďte ID obálky.",
         "sms": "Kod pro podpis {envelope} ({sender}): {code}. Plati 5 minut. Kod nikomu nesdelujte.",
     },
     "sk": {
@@ -77,6 +84,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "sms_note": "Podpis potvrdíte jednorazovým kódom, ktorý Vám pošleme SMS správou na Váš mobilný telefón.",
         "envelope_id": "ID obálky",
         "footer": "Odkaz je osobný, neposielajte ho ďalej. Ak ste žiadosť neočakávali, e-mail ignorujte.",
+        "completed_subject": "Podpísané: {name}",
+        "completed_lead": "dokumenty „{envelope}“ od {sender} sú podpísané všetkými podpisujúcimi.",
+        "download_button": "Stiahnuť podpísané dokumenty",
+        "download_until": "Odkaz na stiahnutie platí do",
+        "completed_note": "Podpísané dokumenty sú archivované 3 roky; pri otázke uveďte ID obálky.",
         "sms": "Kod na podpis {envelope} ({sender}): {code}. Plati 5 minut. Kod nikomu neoznamujte.",
     },
     "en": {
@@ -94,6 +106,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "sms_note": "You will confirm your signature with a one-time code we send by SMS to your mobile phone.",
         "envelope_id": "Envelope ID",
         "footer": "This link is personal; do not forward it. If you did not expect this request, ignore this e-mail.",
+        "completed_subject": "Signed: {name}",
+        "completed_lead": "the documents “{envelope}” from {sender} are signed by everyone.",
+        "download_button": "Download the signed documents",
+        "download_until": "The download link works until",
+        "completed_note": "The signed documents are archived for 3 years; quote the envelope ID with any question.",
         "sms": "Code to sign {envelope} ({sender}): {code}. Valid 5 minutes. Do not share it.",
     },
 }
@@ -109,8 +126,11 @@ def _expiry(ctx: MessageContext) -> str:
     return f"{local:%d.%m.%Y %H:%M} ({local.tzname()}, Europe/Prague; {utc:%Y-%m-%d %H:%M} UTC)"
 
 
-def _render(ctx: MessageContext, *, subject: str, lead: str, link: bool, reason: str | None = None) -> OutgoingEmail:
-    t = _t(ctx.language)
+def _render(
+    ctx: MessageContext, *, subject: str, lead: str, link: bool, reason: str | None = None,
+    texts: dict[str, str] | None = None,
+) -> OutgoingEmail:
+    t = texts or _t(ctx.language)
     values = {
         "t": t, "ctx": ctx, "lead": lead, "link": ctx.link if link else None, "expiry": _expiry(ctx),
         "reason": reason, "greeting": t["greeting"].format(name=ctx.signer_name),
@@ -142,6 +162,15 @@ def render_reminder(ctx: MessageContext) -> OutgoingEmail:
 def render_cancelled(ctx: MessageContext, reason: str | None) -> OutgoingEmail:
     subject = _t(ctx.language)["cancelled_subject"].format(name=ctx.envelope_name)
     return _render(ctx, subject=subject, lead=_lead("cancelled_lead", ctx), link=False, reason=reason)
+
+
+def render_completed(ctx: MessageContext) -> OutgoingEmail:
+    """To each signer and to the sender's contact: the envelope ID and a time-limited download
+    link (``ctx.link``, valid until ``ctx.expires_at``)."""
+    t = _t(ctx.language)
+    texts = {**t, "button": t["download_button"], "expires": t["download_until"], "sms_note": t["completed_note"]}
+    subject = t["completed_subject"].format(name=ctx.envelope_name)
+    return _render(ctx, subject=subject, lead=_lead("completed_lead", ctx), link=True, texts=texts)
 
 
 def _gsm_safe(text: str) -> str:

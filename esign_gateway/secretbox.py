@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cryptography.fernet import Fernet
+from datetime import datetime, timedelta
+
+from cryptography.fernet import Fernet, InvalidToken
 
 __all__ = ["SecretBox"]
 
@@ -11,11 +13,21 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
 
-    def seal(self, plaintext: str) -> str:
+    def seal(self, plaintext: str, *, at: datetime | None = None) -> str:
+        if at is not None:  # a token that expires: stamped with the injected clock, not the wall clock
+            return self._fernet.encrypt_at_time(plaintext.encode(), int(at.timestamp())).decode()
         return self._fernet.encrypt(plaintext.encode()).decode()
 
     def open(self, sealed: str) -> str:
         return self._fernet.decrypt(sealed.encode()).decode()
+
+    def open_fresh(self, sealed: str, *, max_age: timedelta, now: datetime) -> str | None:
+        """The plaintext of a token sealed at most ``max_age`` before ``now``; None if forged or too old."""
+        try:
+            return self._fernet.decrypt_at_time(sealed.encode(), int(max_age.total_seconds()),
+                                                int(now.timestamp())).decode()
+        except InvalidToken:
+            return None
 
     @staticmethod
     def generate_key() -> bytes:

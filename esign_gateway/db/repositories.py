@@ -200,6 +200,8 @@ class EnvelopeRepository:
         await jobs.enqueue("audit_report", {"envelope_id": env.id}, env.ended_at, dedupe_key=f"audit_report:{env.id}")
         if env.status == EnvelopeStatus.COMPLETED and env.retained_until is not None:
             purge_at = env.retained_until
+            await jobs.enqueue("send_completion", {"envelope_id": env.id}, env.ended_at,
+                               dedupe_key=f"send_completion:{env.id}")
             await jobs.enqueue("lta_renewal", {"envelope_id": env.id}, env.ended_at + timedelta(days=1),
                                dedupe_key=f"lta_renewal:{env.id}:first")
         else:

@@ -37,7 +37,7 @@ SIGNER_HEADERS = {
 
 
 def _is_signer_path(path: str) -> bool:
-    return path.startswith(("/sign/", "/api/sign/"))
+    return path.startswith(("/sign/", "/api/sign/", "/download/"))
 
 
 @web.middleware

@@ -7,9 +7,11 @@ is recorded; a crash in between re-sends the same link (never a second, differen
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
+from tortoise.exceptions import IntegrityError
 
 from esign_gateway.clock import Clock
 from esign_gateway.db.models import EnvelopeRow, ReminderLog, Tenant
@@ -17,7 +19,13 @@ from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import Envelope, Signer
 from esign_gateway.domain.masking import mask_email
 from esign_gateway.domain.states import EnvelopeStatus
-from esign_gateway.messages import MessageContext, render_cancelled, render_invitation, render_reminder
+from esign_gateway.messages import (
+    MessageContext,
+    render_cancelled,
+    render_completed,
+    render_invitation,
+    render_reminder,
+)
 from esign_gateway.ports import EmailSender
 from esign_gateway.secretbox import SecretBox
 
@@ -26,6 +34,8 @@ from .remote import RemoteCeremonyService
 __all__ = ["NotificationService"]
 
 log = structlog.get_logger(__name__)
+
+DOWNLOAD_LINK_TTL = timedelta(days=30)
 
 
 class NotificationService:
@@ -130,6 +140,51 @@ class NotificationService:
                                          created_at=now)
                 return env, signer, self.box.open(sealed) if sealed else None
         return None
+
+    def download_token(self, envelope_id: str, recipient_id: str) -> str:
+        """A time-limited link to the signed result (sealed: it cannot be forged or extended)."""
+        return self.box.seal(f"{envelope_id}|{recipient_id}", at=self.clock.now())
+
+    def open_download_token(self, token: str) -> tuple[str, str] | None:
+        plain = self.box.open_fresh(token, max_age=DOWNLOAD_LINK_TTL, now=self.clock.now())
+        if plain is None or "|" not in plain:
+            return None
+        envelope_id, _, recipient = plain.partition("|")
+        return envelope_id, recipient
+
+    async def send_completion(self, payload: dict[str, Any]) -> None:
+        """Job ``send_completion``: the envelope ID and a download link of the signed result to each
+        signer (of our own ceremony: a provider e-mails its signers itself) and to the sender's contact.
+        One e-mail per recipient, even after a retry (claimed in ``reminder_log``, slot ``completed``)."""
+        async with UnitOfWork() as uow:
+            env = await uow.envelopes.get(payload["envelope_id"])
+        if env is None or env.status != EnvelopeStatus.COMPLETED or env.purged_at is not None:
+            return
+        tenant = await Tenant.get(id=env.tenant_id)
+        recipients = [] if env.provider in self.remote_providers else [(s.id, s.name, s.email) for s in env.signers]
+        if tenant.contact_email:
+            recipients.append((env.id, tenant.name, tenant.contact_email))
+        until = self.clock.now() + DOWNLOAD_LINK_TTL
+        for rid, name, address in recipients:
+            try:
+                await ReminderLog.create(envelope_id=env.id, signer_id=rid, slot="completed",
+                                         created_at=self.clock.now())
+            except IntegrityError:
+                continue  # sent before a crash or by another worker
+            link = f"{self.public_url}/download/{self.download_token(env.id, rid)}"
+            ctx = MessageContext(
+                language=env.language, signer_name=name, signer_email=address, sender_name=tenant.name,
+                envelope_name=env.name, envelope_id=env.id, message=None,
+                document_names=[d.name for d in env.documents], expires_at=until, link=link,
+            )
+            try:
+                await self.email.send(render_completed(ctx))
+            except Exception:
+                await ReminderLog.filter(signer_id=rid, slot="completed").delete()
+                raise
+            if rid != env.id:
+                await self._record(env.id, "signer.completion_sent", rid)
+            log.info("completion_sent", envelope_id=env.id, to=mask_email(address))
 
     async def send_cancel_notice(self, payload: dict[str, Any]) -> None:
         async with UnitOfWork() as uow:

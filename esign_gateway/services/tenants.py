@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
+from email_validator import EmailNotValidError, validate_email
+
 from esign_gateway.clock import Clock
 from esign_gateway.db.models import ApiKey, Tenant
 from esign_gateway.db.uow import UnitOfWork
@@ -29,10 +31,12 @@ class TenantInfo:
     provider: str | None
     created_at: datetime
     default_expires_in_days: int | None = None
+    contact_email: str | None = None
 
     @classmethod
     def from_row(cls, row: Tenant) -> TenantInfo:
-        return cls(row.id, row.name, row.mode, row.provider, row.created_at, row.default_expires_in_days)
+        return cls(row.id, row.name, row.mode, row.provider, row.created_at, row.default_expires_in_days,
+                   row.contact_email)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +90,7 @@ class TenantService:
 
     async def update_tenant(
         self, tenant_id: str, *, paid: bool | None = None, name: str | None = None, expiry_days: int | None = None,
-        provider: str | None = None,
+        provider: str | None = None, contact_email: str | None = None,
     ) -> TenantInfo:
         """``provider``: the tenant's own signature provider; ``"default"`` returns it to the gateway's."""
         row = await Tenant.get_or_none(id=tenant_id)
@@ -100,6 +104,11 @@ class TenantService:
             row.mode = "paid" if paid else "trial"
         if provider:
             row.provider = None if provider == "default" else provider
+        if contact_email is not None:
+            try:
+                row.contact_email = validate_email(contact_email, check_deliverability=False).normalized
+            except EmailNotValidError as exc:
+                raise ValidationFailedError(errors=[{"field": "contact_email", "message": str(exc)}]) from None
         if name:
             row.name = name
         await row.save()

@@ -13,13 +13,14 @@ import jinja2
 from aiohttp import web
 
 from esign_gateway.domain.masking import mask_phone
-from esign_gateway.errors import GatewayError, ValidationFailedError
+from esign_gateway.errors import GatewayError, GoneError, ValidationFailedError
 from esign_gateway.services.ceremony import Client, SignerView
 
 from ..bodies import read_json
 from ..keys import CONTAINER
 from ..problems import from_validation_error
 from ..schemas import CodeSentOut, DeclineIn, SignerDocumentOut, SignerViewOut, SignIn
+from .envelopes import attachment
 
 __all__ = ["routes"]
 
@@ -125,14 +126,20 @@ def _page(template: str, status: int = 200, **ctx: Any) -> web.Response:
 _DEAD_LINK = {
     "cs": {"expired": "Platnost odkazu k podpisu vypršela.", "cancelled": "Odesílatel žádost o podpis zrušil.",
            "completed": "Dokumenty již podepsaly všechny strany. Podepsanou kopii Vám zašle odesílatel.",
-           "declined": "Podpis byl odmítnut; žádost je uzavřena.", "not_found": "Tento odkaz k podpisu neznáme."},
+           "declined": "Podpis byl odmítnut; žádost je uzavřena.", "not_found": "Tento odkaz k podpisu neznáme.",
+           "download_expired": "Odkaz ke stažení vypršel nebo je neplatný. Požádejte odesílatele o kopii.",
+           "purged": "Dokumenty této obálky už nejsou archivovány."},
     "sk": {"expired": "Platnosť odkazu na podpis vypršala.", "cancelled": "Odosielateľ žiadosť o podpis zrušil.",
            "completed": "Dokumenty už podpísali všetky strany. Podpísanú kópiu Vám pošle odosielateľ.",
-           "declined": "Podpis bol odmietnutý; žiadosť je uzavretá.", "not_found": "Tento odkaz na podpis nepoznáme."},
+           "declined": "Podpis bol odmietnutý; žiadosť je uzavretá.", "not_found": "Tento odkaz na podpis nepoznáme.",
+           "download_expired": "Odkaz na stiahnutie vypršal alebo je neplatný. Požiadajte odosielateľa o kópiu.",
+           "purged": "Dokumenty tejto obálky už nie sú archivované."},
     "en": {"expired": "This signing link has expired.", "cancelled": "The sender cancelled this signing request.",
            "completed": "All parties have signed. The sender will send you the signed copy.",
            "declined": "Signing was declined; the request is closed.",
-           "not_found": "We do not know this signing link."},
+           "not_found": "We do not know this signing link.",
+           "download_expired": "This download link has expired or is not valid. Ask the sender for a copy.",
+           "purged": "The documents of this envelope are no longer archived."},
 }
 
 
@@ -203,3 +210,18 @@ async def page_decline(request: web.Request) -> web.Response:
     except GatewayError as err:
         return _error_page(err)
     return _page("sign_error.html", lang=env.language, detail="", reason="declined_by_you")
+
+
+@routes.get("/download/{token}")
+async def download(request: web.Request) -> web.Response:
+    """The signed result, from the time-limited link of the completion e-mail (no API key)."""
+    container = request.app[CONTAINER]
+    opened = container.notifications.open_download_token(request.match_info["token"])
+    if opened is None:
+        return _error_page(GoneError("This download link is no longer valid.", extra={"reason": "download_expired"}))
+    try:
+        env = await container.archive.load(opened[0], None)
+        name, ctype, data = await container.envelopes.result_of(env)
+    except GatewayError as err:
+        return _error_page(err)
+    return web.Response(body=data, content_type=ctype, headers={"Content-Disposition": attachment(name)})
