@@ -129,3 +129,23 @@ async def test_stamp_language(shared_parts: dict[str, Any], language: str) -> No
     signed = (await shared_parts["provider"].sign(_request(make_pdf(), "Ľubomír Ďurica", 0, language))).pdf
     words = {"cs": "Elektronicky podepsal(a)", "sk": "Elektronicky podpísal(a)", "en": "Signed electronically by"}
     assert words[language] in stamp_texts(signed)[0]
+
+
+async def test_stamp_font_widths_are_in_pdf_text_units_so_viewers_do_not_space_letters_out(
+    shared_parts: dict[str, Any]
+) -> None:
+    """pyHanko writes a TrueType font's raw advance widths into /W, which PDF reads as 1/1000 em:
+    the stamp font is therefore scaled to 1000 units per em (DejaVu ships 2048; with it, poppler and
+    pdf.js draw 'E l e k t r o n i c k y' running out of the stamp box)."""
+    pdf = (await shared_parts["provider"].sign(_request(make_pdf(), "Jana Nováková", 0))).pdf
+    reader = PdfReader(io.BytesIO(pdf))
+    widths: list[float] = []
+    for page in reader.pages:
+        for annot in page.get("/Annots", []):
+            ap = annot.get_object()["/AP"]["/N"].get_object()
+            for font in ap["/Resources"]["/Font"].values():
+                for descendant in font.get_object().get("/DescendantFonts", []):
+                    for entry in descendant.get_object()["/W"]:
+                        if isinstance(entry, list):
+                            widths.extend(float(w) for w in entry)
+    assert widths and max(widths) <= 1000 and min(widths) > 200
