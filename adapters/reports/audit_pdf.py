@@ -112,7 +112,7 @@ class PdfReportRenderer:
             table([[p(t["name"]), p(t["pages"]), p(t["original"]), p(t["signed"])]] + [
                 [p(d.name), p(str(d.pages)), p(d.sha256_original, small), p(d.sha256_signed or "—", small)]
                 for d in r.documents
-            ], [40 * mm, 12 * mm, 59 * mm, 59 * mm]),
+            ], [38 * mm, 14 * mm, 59 * mm, 59 * mm]),
             p(t["signers"], h2),
             table([[p(t["name"]), p(t["email"]), p(t["phone"]), p(t["method"]), p(t["status"]), p(t["signed_at"])]] + [
                 [p(s.name), p(s.email_masked), p(s.phone_masked), p(s.verification, small), p(s.status),
