@@ -25,7 +25,7 @@ from esign_gateway.http.app import create_app
 HERE = Path(__file__).parent
 
 
-async def main() -> None:
+async def main() -> str:
     data = Path(tempfile.mkdtemp())
     settings = Settings(env="dev", data_dir=data, embedded_worker=False, log_level="WARNING", log_json=False)
     await migrate(settings)
@@ -53,13 +53,21 @@ async def main() -> None:
         await container.worker.run_once()
         pdf = await (await api.get(f"/v1/envelopes/{env['id']}/audit", headers=auth)).read()
     await close_db()
-    out = HERE / "sample-audit-report.pdf"
-    out.write_bytes(pdf)
-    subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(out),
-                    str(HERE / "screenshots" / "audit-report-page1")], check=True)
+    (HERE / "sample-audit-report.pdf").write_bytes(pdf)
     shutil.rmtree(data)
-    print(f"{out} and docs/screenshots/audit-report-page1.png for envelope {env['id']} ({tenant.id})")
+    return str(env["id"])
+
+
+def picture() -> None:
+    """The first page as PNG (poppler's pdftoppm; Debian package poppler-utils)."""
+    subprocess.run(  # noqa: S603 - fixed arguments
+        ["/usr/bin/pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile",
+         str(HERE / "sample-audit-report.pdf"), str(HERE / "screenshots" / "audit-report-page1")],
+        check=True,
+    )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    envelope_id = asyncio.run(main())
+    picture()
+    print(f"docs/sample-audit-report.pdf and docs/screenshots/audit-report-page1.png (envelope {envelope_id})")
