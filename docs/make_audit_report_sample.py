@@ -31,7 +31,7 @@ async def main() -> str:
     await migrate(settings)
     container = build_container(settings)
     await init_db(settings)
-    tenant, key = await container.tenants.create_tenant("Dodavatel s.r.o.", paid=True, plan_code="m")
+    _, key = await container.tenants.create_tenant("Dodavatel s.r.o.", paid=True, plan_code="m")
     auth = {"Authorization": f"Bearer {key.secret}"}
     async with TestClient(TestServer(create_app(container))) as api:
         body = {
