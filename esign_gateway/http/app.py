@@ -14,15 +14,20 @@ from esign_gateway.container import Container
 
 from .keys import CONTAINER
 from .middlewares import middlewares
-from .routes import archive, envelopes, plans, signing
+from .routes import archive, envelopes, plans, signing, signing_page
 
 __all__ = ["create_app"]
 
-_CSS = (Path(__file__).parent / "templates" / "sign.css").read_bytes
+_STATIC = {"sign.css": "text/css", "sign.js": "text/javascript"}
+_TEMPLATES = Path(__file__).parent / "templates"
 
 
-async def _css(_: web.Request) -> web.Response:
-    return web.Response(body=_CSS(), content_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+async def _static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in _STATIC:  # a fixed list: no path is built from the request
+        raise web.HTTPNotFound()
+    return web.Response(body=(_TEMPLATES / name).read_bytes(), content_type=_STATIC[name],
+                        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
 
 async def _healthz(_: web.Request) -> web.Response:
@@ -47,9 +52,10 @@ def create_app(container: Container, *, run_worker: bool | None = None) -> web.A
     app.router.add_routes(plans.routes)
     app.router.add_routes(archive.routes)
     app.router.add_routes(signing.routes)
+    app.router.add_routes(signing_page.routes)
     for table in container.extra_routes:
         app.router.add_routes(table)
-    app.router.add_get("/static/sign.css", _css)
+    app.router.add_get("/static/{name}", _static)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
 

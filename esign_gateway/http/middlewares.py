@@ -26,7 +26,7 @@ log = structlog.get_logger("esign_gateway.http")
 
 SIGNER_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'; object-src 'self'; frame-src 'self'"
     ),
     "Referrer-Policy": "no-referrer",

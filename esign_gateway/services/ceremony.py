@@ -83,7 +83,8 @@ def _recently_verified(signer: Signer, now: datetime) -> bool:
     )
 
 
-def _gone(env: Envelope) -> GoneError:
+def _gone(env: Envelope, signer: Signer | None = None) -> GoneError:
+    """A dead link, saying why; for a completed envelope it names who asks (the page offers the result)."""
     reason = env.status.value
     texts = {
         "expired": "The signing link has expired.",
@@ -91,8 +92,10 @@ def _gone(env: Envelope) -> GoneError:
         "completed": "All parties have signed this envelope.",
         "declined": "This signing request was declined.",
     }
-    return GoneError(texts.get(reason, "This link is no longer valid."),
-                     extra={"reason": reason, "language": env.language})
+    extra: dict[str, str] = {"reason": reason, "language": env.language}
+    if signer is not None and env.status == EnvelopeStatus.COMPLETED:
+        extra.update(envelope_id=env.id, signer_id=signer.id)
+    return GoneError(texts.get(reason, "This link is no longer valid."), extra=extra)
 
 
 class CeremonyService:
@@ -129,7 +132,7 @@ class CeremonyService:
             if env.events:  # just expired: record it with the refusal
                 await uow.signers.forget_sealed(env.id)
                 await uow.envelopes.save(env)
-            return env, signer, _gone(env)
+            return env, signer, _gone(env, signer)
         return env, signer, None
 
     async def view(self, token: str, client: Client) -> SignerView:

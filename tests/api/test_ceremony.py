@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import zipfile
 from typing import Any
 
@@ -156,7 +157,7 @@ async def test_decline_ends_the_envelope_and_kills_the_links(api: Any, tenant: T
     problem = await gone.json()
     assert problem["reason"] == "declined"
     page = await api.get(f"/sign/{petr}")
-    assert page.status == 410 and 'data-reason="declined"' in await page.text()
+    assert page.status == 410 and 'data-state="declined"' in await page.text()
     assert "Podpis byl odmítnut" in await page.text()  # in the envelope's language
     assert (await api.get(f"/v1/envelopes/{env['id']}/download", headers=tenant.auth)).status == 409
 
@@ -287,10 +288,13 @@ async def test_html_page_flow_without_javascript(api: Any, tenant: Tenant, cerem
     env = await _create(api, tenant, envelope_body())
     await ceremony.run_jobs()
     token = ceremony.link_token("jana@example.cz")
-    resp = await api.post(f"/sign/{token}/code", allow_redirects=False)
+    page = await (await api.get(f"/sign/{token}")).text()
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+    resp = await api.post(f"/sign/{token}/code", data={"csrf": csrf, "lang": "cs"}, allow_redirects=False)
     assert resp.status == 303
     code = ceremony.last_code("+420601123456")
-    resp = await api.post(f"/sign/{token}/sign", data={"code": code, "agree": "yes"}, allow_redirects=False)
+    resp = await api.post(f"/sign/{token}/sign", data={"code": code, "agree": "yes", "csrf": csrf, "lang": "cs"},
+                          allow_redirects=False)
     assert resp.status == 303 and "notice=signed" in resp.headers["Location"]
     got = await (await api.get(f"/v1/envelopes/{env['id']}", headers=tenant.auth)).json()
     assert got["status"] == "completed"

@@ -47,7 +47,7 @@ async def test_expired_link_answers_410_and_the_page_says_it_expired(
     assert resp.status == 410 and (await resp.json())["reason"] == "expired"
     page = await api.get(f"/sign/{token}")
     assert page.status == 410
-    assert 'data-reason="expired"' in await page.text() and "Platnost odkazu k podpisu vypršela" in await page.text()
+    assert 'data-state="expired"' in await page.text() and "Platnost odkazu k podpisu vypršela" in await page.text()
 
 
 async def test_reminder_fires_one_day_before_expiry_to_unsigned_signers_only(

@@ -1,0 +1,212 @@
+"""The signer's page ``/sign/{token}``: server-rendered, whole flow without JavaScript.
+
+Plain forms post to ``/sign/{token}/…`` and redirect back (POST-redirect-GET) with a status word;
+every state is a real page in the signer's language (the envelope's, switchable with ``?lang=``).
+Forms carry a CSRF token bound to the link (HMAC with the gateway's secret pepper) and every
+state-changing request from a browser must come from our own origin. ``/static/sign.js`` only
+adds a countdown to the "send a new code" button.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+import jinja2
+from aiohttp import web
+
+from esign_gateway.domain.masking import mask_phone
+from esign_gateway.domain.otp import RESEND_INTERVAL
+from esign_gateway.errors import ForbiddenError, GatewayError, GoneError, ValidationFailedError
+from esign_gateway.services.ceremony import Client, SignerView
+
+from ..keys import CONTAINER
+from .envelopes import attachment
+from .signer_texts import DEAD_LINK, ERRORS, LANGUAGES, NOTICES, TEXT
+
+__all__ = ["check_origin", "routes"]
+
+routes = web.RouteTableDef()
+PRAGUE = ZoneInfo("Europe/Prague")
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent.parent / "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+)
+
+
+def client_of(request: web.Request) -> Client:
+    return Client(ip=request.remote, user_agent=request.headers.get("User-Agent", "")[:512] or None)
+
+
+def _lang(request: web.Request, default: str) -> str:
+    asked = request.query.get("lang") or ""
+    return asked if asked in LANGUAGES else (default if default in LANGUAGES else "cs")
+
+
+def _csrf(request: web.Request, token: str) -> str:
+    pepper = request.app[CONTAINER].ceremony.pepper
+    return hmac.new(pepper, f"csrf:{token}".encode(), hashlib.sha256).hexdigest()
+
+
+def check_origin(request: web.Request) -> None:
+    """A browser's cross-site POST names its origin: only ours may change anything."""
+    origin = request.headers.get("Origin")
+    if origin is None:  # not a browser's cross-origin request (or an old browser): the CSRF token decides
+        return
+    public = urlsplit(request.app[CONTAINER].settings.base_url)
+    mine = {f"{public.scheme}://{public.netloc}", f"{request.scheme}://{request.host}"}
+    if origin not in mine:
+        raise ForbiddenError("This request did not come from the signing page.", extra={"reason": "origin"})
+
+
+async def _checked_form(request: web.Request, token: str) -> Any:
+    check_origin(request)
+    form = await request.post()
+    if not hmac.compare_digest(str(form.get("csrf", "")), _csrf(request, token)):
+        raise ForbiddenError("The form has expired; open the page again.", extra={"reason": "csrf"})
+    return form
+
+
+def _when(moment: datetime | None) -> dict[str, str]:
+    if moment is None:
+        return {"local": "", "utc": "", "iso": ""}
+    local = moment.astimezone(PRAGUE)
+    return {"local": f"{local:%d.%m.%Y %H:%M}", "utc": f"{moment:%Y-%m-%d %H:%M} UTC", "iso": moment.isoformat()}
+
+
+def _page(template: str, lang: str, status: int = 200, **ctx: Any) -> web.Response:
+    html = _templates.get_template(template).render(t=TEXT[lang], lang=lang, languages=LANGUAGES, **ctx)
+    return web.Response(status=status, text=html, content_type="text/html", charset="utf-8")
+
+
+def _dead(request: web.Request, err: GatewayError, token: str | None = None) -> web.Response:
+    """A dead or unknown link as a page, never a stack trace: why, and what the signer can do."""
+    lang = _lang(request, str(err.extra.get("language", "cs")))
+    reason = str(err.extra.get("reason", err.code))
+    download = None
+    if reason == "completed" and err.extra.get("envelope_id") and err.extra.get("signer_id"):
+        notifications = request.app[CONTAINER].notifications
+        token_ = notifications.download_token(str(err.extra["envelope_id"]), str(err.extra["signer_id"]))
+        download = f"/download/{token_}"
+    detail = ERRORS[lang]["csrf"] if reason in ("origin", "csrf") else DEAD_LINK[lang].get(reason, err.detail)
+    thanks = reason == "completed" and request.query.get("notice") == "signed"  # right after the last signature
+    return _page("sign_error.html", lang, status=200 if thanks else err.status, detail=detail, reason=reason,
+                 download=download, thanks=thanks,
+                 here=f"/sign/{token}" if token and reason in ("csrf", "origin") else None)
+
+
+def _back(token: str, lang: str, **params: Any) -> web.HTTPSeeOther:
+    query = urlencode({**{k: v for k, v in params.items() if v is not None}, "lang": lang})
+    return web.HTTPSeeOther(f"/sign/{token}?{query}")
+
+
+def _error_word(err: GatewayError) -> str:
+    if err.code == "code_rejected":
+        if err.extra.get("code_expired"):
+            return "code_expired"
+        if err.extra.get("attempts_left") == 0:
+            return "auth_failed"
+    return err.code
+
+
+@routes.get("/sign/{token}")
+async def page(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    try:
+        view: SignerView = await request.app[CONTAINER].ceremony.view(token, client_of(request))
+    except GatewayError as err:
+        return _dead(request, err, token)
+    env, signer = view.envelope, view.signer
+    lang = _lang(request, env.language)
+    notice = request.query.get("notice", "")
+    error = request.query.get("error", "")
+    wait = request.query.get("wait", "")
+    if notice == "code_sent" and not wait:
+        wait = str(int(RESEND_INTERVAL.total_seconds()))
+    state = {
+        "notified": "act", "viewed": "act", "verified": "act", "signed": "signed", "auth_failed": "auth_failed",
+        "declined": "declined",
+    }.get(signer.status.value, "closed")
+    message = ERRORS[lang].get(error, ERRORS[lang]["unknown"]) if error else ""
+    message = message.format(left=request.query.get("left", "?"), wait=wait or "30", sender=view.sender_name)
+    return _page(
+        "sign.html", lang, token=token, state=state, csrf=_csrf(request, token), notice=NOTICES[lang].get(notice, ""),
+        notice_word=notice, error=message, error_word=error, wait=wait if wait.isdigit() else "",
+        sender=view.sender_name, envelope_name=env.name, envelope_id=env.id, signer_name=signer.name,
+        message=env.message, phone=mask_phone(signer.phone), expires=_when(env.expires_at),
+        waiting_for_others=env.status.value == "sent",
+        documents=[{"id": d.id, "name": d.name, "pages": d.pages,
+                    "url": f"/api/sign/{token}/documents/{d.id}"} for d in env.documents],
+    )
+
+
+@routes.post("/sign/{token}/code")
+async def page_code(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    lang = "cs"
+    try:
+        form = await _checked_form(request, token)
+        lang = str(form.get("lang", "cs"))
+        await request.app[CONTAINER].ceremony.request_code(token, client_of(request))
+    except GatewayError as err:
+        if err.status in (403, 404, 410):
+            return _dead(request, err, token)
+        raise _back(token, lang, error=_error_word(err), wait=err.extra.get("retry_after")) from None
+    raise _back(token, lang, notice="code_sent")
+
+
+@routes.post("/sign/{token}/sign")
+async def page_sign(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    lang = "cs"
+    try:
+        form = await _checked_form(request, token)
+        lang = str(form.get("lang", "cs"))
+        code = str(form.get("code", "")).strip()
+        if not (len(code) == 6 and code.isdigit()):
+            raise _back(token, lang, error="invalid_code")
+        if form.get("agree") != "yes":
+            raise _back(token, lang, error="agree_required")
+        await request.app[CONTAINER].ceremony.sign(token, code, True, client_of(request))
+    except GatewayError as err:
+        if err.status in (403, 404, 410):
+            return _dead(request, err, token)
+        raise _back(token, lang, error=_error_word(err), left=err.extra.get("attempts_left")) from None
+    raise _back(token, lang, notice="signed")
+
+
+@routes.post("/sign/{token}/decline")
+async def page_decline(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    lang = "cs"
+    try:
+        form = await _checked_form(request, token)
+        lang = str(form.get("lang", "cs"))
+        env = await request.app[CONTAINER].ceremony.decline(token, str(form.get("reason", "")), client_of(request))
+    except ValidationFailedError:
+        raise _back(token, lang, error="reason_required") from None
+    except GatewayError as err:
+        return _dead(request, err, token)
+    return _page("sign_error.html", _lang(request, lang if lang in LANGUAGES else env.language),
+                 detail=TEXT[lang if lang in LANGUAGES else "cs"]["declined"], reason="declined_by_you")
+
+
+@routes.get("/download/{token}")
+async def download(request: web.Request) -> web.Response:
+    """The signed result, from the time-limited link of the completion e-mail or the completed page."""
+    container = request.app[CONTAINER]
+    opened = container.notifications.open_download_token(request.match_info["token"])
+    if opened is None:
+        return _dead(request, GoneError("This download link is no longer valid.",
+                                        extra={"reason": "download_expired"}))
+    try:
+        env = await container.archive.load(opened[0], None)
+        name, ctype, data = await container.envelopes.result_of(env)
+    except GatewayError as err:
+        return _dead(request, err)
+    return web.Response(body=data, content_type=ctype, headers={"Content-Disposition": attachment(name)})
