@@ -21,6 +21,7 @@ migrate: $(STAMP)
 	$(BIN)/esign-gateway migrate
 
 test: $(STAMP)
+	@.ci/ensure-chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

@@ -46,7 +46,7 @@ async def main() -> str:
         token = re.search(r"/sign/([A-Za-z0-9_\-]+)", mail).group(1)  # type: ignore[union-attr]
         ua = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile Safari"}
         await api.get(f"/sign/{token}", headers=ua)
-        await api.post(f"/api/sign/{token}/code", headers=ua)
+        await api.post(f"/api/sign/{token}/code", json={}, headers=ua)
         sms = sorted((data / "outbox" / "sms").glob("*.json"))[-1]
         code = re.search(r"\b(\d{6})\b", json.loads(sms.read_text())["text"]).group(1)  # type: ignore[union-attr]
         await api.post(f"/api/sign/{token}/sign", json={"code": code, "agree": True}, headers=ua)

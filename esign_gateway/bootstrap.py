@@ -16,6 +16,7 @@ from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
 from tortoise.migrations.api import migrate as tortoise_migrate
 
+from adapters.email.mime import DkimKey
 from adapters.email.outbox import OutboxEmailSender
 from adapters.email.smtp import SmtpEmailSender
 from adapters.pdf.inspector import ProcessPdfInspector
@@ -26,6 +27,7 @@ from adapters.providers.local.pades import SigningMaterial
 from adapters.providers.local.provider import LocalProvider
 from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
 from adapters.reports.audit_pdf import PdfReportRenderer
+from adapters.sms.http import HttpSmsSender
 from adapters.sms.outbox import OutboxSmsSender
 from adapters.storage.filesystem import FileDocumentStore
 from webhooks.delivery import WebhookDispatcher
@@ -147,12 +149,22 @@ def build_container(
 ) -> Container:
     clock = clock or SystemClock()
     sender = settings.mail_from
+    dkim = (
+        DkimKey.from_file(settings.dkim_domain, settings.dkim_selector, settings.dkim_key_path)
+        if settings.dkim_domain and settings.dkim_selector and settings.dkim_key_path else None
+    )
     if email is None:
         if settings.smtp_url is not None:
-            email = SmtpEmailSender.from_url(settings.smtp_url.get_secret_value(), sender=sender)
+            email = SmtpEmailSender.from_url(settings.smtp_url.get_secret_value(), sender=sender, dkim=dkim)
         else:
-            email = OutboxEmailSender(settings.outbox_dir / "email", sender=sender, clock=clock)
-    sms = sms or OutboxSmsSender(settings.outbox_dir / "sms", clock=clock)
+            email = OutboxEmailSender(settings.outbox_dir / "email", sender=sender, clock=clock, dkim=dkim)
+    if sms is None:
+        if settings.sms_url:
+            http_sms = HttpSmsSender(settings.sms_url, settings.sms_token.get_secret_value() if settings.sms_token
+                                     else None, sender=settings.sms_sender)
+            sms = http_sms
+        else:
+            sms = OutboxSmsSender(settings.outbox_dir / "sms", clock=clock)
     store = store or FileDocumentStore(settings.documents_dir)
     extra_routes: list[web.RouteTableDef] = []
     startup: list = []
@@ -211,6 +223,7 @@ def build_container(
             "send_invitation": notifications.send_invitation,
             "send_cancel_notice": notifications.send_cancel_notice,
             "send_completion": notifications.send_completion,
+            "send_end_notice": notifications.send_end_notice,
             "send_reminder": notifications.send_reminder,
             "expire_envelope": envelopes.expire_job,
             "dispatch_event": dispatcher.dispatch,

@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     """``smtp://user:pass@host:587?starttls=true`` or ``smtps://…``; unset → outbox files."""
     mail_from: str = "esign-gateway <noreply@esign.localhost>"
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_path: Path | None = None
+    """With all three set, outgoing mail is DKIM-signed (publish the public key at ``<selector>._domainkey``)."""
+    sms_url: str | None = None
+    """An HTTP SMS gateway (JSON POST ``{to, text, sender}`` with a bearer token); unset → outbox files."""
+    sms_token: SecretStr | None = None
+    sms_sender: str = "eSign"
 
     signing_pkcs12_path: Path | None = None
     signing_pkcs12_password: SecretStr | None = None

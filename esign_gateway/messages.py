@@ -17,7 +17,8 @@ import jinja2
 from .ports import OutgoingEmail, OutgoingSms
 
 __all__ = [
-    "MessageContext", "render_cancelled", "render_code_sms", "render_completed", "render_invitation", "render_reminder",
+    "MessageContext", "render_cancelled", "render_code_sms", "render_completed", "render_ended", "render_invitation",
+    "render_reminder",
 ]
 
 PRAGUE = ZoneInfo("Europe/Prague")
@@ -67,6 +68,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "download_button": "Stáhnout podepsané dokumenty",
         "download_until": "Odkaz ke stažení platí do",
         "completed_note": "Podepsané dokumenty jsou archivovány 3 roky; při dotazu uveďte ID obálky.",
+        "declined_subject": "Podpis odmítnut: {name}",
+        "declined_lead": "žádost o podpis dokumentů „{envelope}“ od {sender} byla odmítnuta a je uzavřena. Nic "
+            "dalšího nemusíte dělat.",
+        "expired_subject": "Platnost žádosti vypršela: {name}",
+        "expired_lead": "platnost žádosti o podpis dokumentů „{envelope}“ od {sender} vypršela. Pokud je podpis "
+            "stále potřeba, odesílatel pošle novou žádost.",
         "sms": "Kod pro podpis {envelope} ({sender}): {code}. Plati 5 minut. Kod nikomu nesdelujte.",
     },
     "sk": {
@@ -89,6 +96,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "download_button": "Stiahnuť podpísané dokumenty",
         "download_until": "Odkaz na stiahnutie platí do",
         "completed_note": "Podpísané dokumenty sú archivované 3 roky; pri otázke uveďte ID obálky.",
+        "declined_subject": "Podpis odmietnutý: {name}",
+        "declined_lead": "žiadosť o podpis dokumentov „{envelope}“ od {sender} bola odmietnutá a je uzavretá. "
+            "Nemusíte robiť nič ďalšie.",
+        "expired_subject": "Platnosť žiadosti vypršala: {name}",
+        "expired_lead": "platnosť žiadosti o podpis dokumentov „{envelope}“ od {sender} vypršala. Ak je podpis stále "
+            "potrebný, odosielateľ pošle novú žiadosť.",
         "sms": "Kod na podpis {envelope} ({sender}): {code}. Plati 5 minut. Kod nikomu neoznamujte.",
     },
     "en": {
@@ -111,6 +124,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "download_button": "Download the signed documents",
         "download_until": "The download link works until",
         "completed_note": "The signed documents are archived for 3 years; quote the envelope ID with any question.",
+        "declined_subject": "Signature declined: {name}",
+        "declined_lead": "the signature request “{envelope}” from {sender} was declined and is closed. You need to "
+            "do nothing more.",
+        "expired_subject": "Signature request expired: {name}",
+        "expired_lead": "the signature request “{envelope}” from {sender} has expired. If a signature is still "
+            "needed, the sender will send a new request.",
         "sms": "Code to sign {envelope} ({sender}): {code}. Valid 5 minutes. Do not share it.",
     },
 }
@@ -171,6 +190,12 @@ def render_completed(ctx: MessageContext) -> OutgoingEmail:
     texts = {**t, "button": t["download_button"], "expires": t["download_until"], "sms_note": t["completed_note"]}
     subject = t["completed_subject"].format(name=ctx.envelope_name)
     return _render(ctx, subject=subject, lead=_lead("completed_lead", ctx), link=True, texts=texts)
+
+
+def render_ended(ctx: MessageContext, kind: str) -> OutgoingEmail:
+    """The request ended without signatures: ``kind`` is ``declined`` or ``expired``."""
+    subject = _t(ctx.language)[f"{kind}_subject"].format(name=ctx.envelope_name)
+    return _render(ctx, subject=subject, lead=_lead(f"{kind}_lead", ctx), link=False)
 
 
 def _gsm_safe(text: str) -> str:

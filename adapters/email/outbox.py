@@ -9,18 +9,19 @@ from adapters._files import sortable_name, write_atomic
 from esign_gateway.clock import Clock
 from esign_gateway.ports import OutgoingEmail
 
-from .mime import build_mime
+from .mime import DkimKey, build_mime, to_wire
 
 __all__ = ["OutboxEmailSender"]
 
 
 class OutboxEmailSender:
-    def __init__(self, directory: Path, *, sender: str, clock: Clock) -> None:
+    def __init__(self, directory: Path, *, sender: str, clock: Clock, dkim: DkimKey | None = None) -> None:
         self.directory = directory
         self.sender = sender
         self.clock = clock
+        self.dkim = dkim
 
     async def send(self, message: OutgoingEmail) -> None:
         mime = build_mime(message, self.sender, self.clock.now())
         path = self.directory / sortable_name(self.clock.now(), "eml")
-        await asyncio.to_thread(write_atomic, path, mime.as_bytes())
+        await asyncio.to_thread(write_atomic, path, to_wire(mime, self.dkim))

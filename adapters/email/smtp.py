@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
@@ -16,7 +17,7 @@ import aiosmtplib
 from esign_gateway.errors import DeliveryError
 from esign_gateway.ports import OutgoingEmail
 
-from .mime import build_mime
+from .mime import DkimKey, build_mime, to_wire
 
 __all__ = ["SmtpEmailSender"]
 
@@ -31,9 +32,10 @@ class SmtpEmailSender:
     use_tls: bool = False
     start_tls: bool | None = None
     timeout: float = 20.0
+    dkim: DkimKey | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, sender: str) -> SmtpEmailSender:
+    def from_url(cls, url: str, *, sender: str, dkim: DkimKey | None = None) -> SmtpEmailSender:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps"):
             raise ValueError("ESIGN_SMTP_URL must start with smtp:// or smtps://")
@@ -49,19 +51,23 @@ class SmtpEmailSender:
             use_tls=implicit,
             start_tls=True if starttls in ("1", "true", "yes") else False if starttls in ("0", "false", "no") else None,
             timeout=float(query.get("timeout", ["20"])[0]),
+            dkim=dkim,
         )
 
     async def send(self, message: OutgoingEmail) -> None:
         mime = build_mime(message, self.sender, datetime.now(UTC))
         try:
             await aiosmtplib.send(
-                mime, hostname=self.host, port=self.port, username=self.username, password=self.password,
+                to_wire(mime, self.dkim), sender=parseaddr(self.sender)[1], recipients=[parseaddr(message.to)[1]],
+                hostname=self.host, port=self.port, username=self.username, password=self.password,
                 use_tls=self.use_tls, start_tls=self.start_tls, timeout=self.timeout,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
-            raise DeliveryError("The recipient was refused.", permanent=all(c >= 500 for c in codes)) from None
+            said = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)[:300]
+            raise DeliveryError(f"The mail server refused the recipient: {said}",
+                                permanent=all(c >= 500 for c in codes)) from None
         except aiosmtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"SMTP answered {exc.code}.", permanent=exc.code >= 500) from None
+            raise DeliveryError(f"SMTP answered {exc.code} {exc.message}"[:300], permanent=exc.code >= 500) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise DeliveryError(f"SMTP unavailable: {type(exc).__name__}.", permanent=False) from None

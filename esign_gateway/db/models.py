@@ -139,6 +139,7 @@ class SignerRow(Model):
     decline_reason = fields.TextField(null=True)
     failed_attempts = fields.IntField(default=0)
     provider_ref = fields.CharField(max_length=128, null=True)
+    delivery_error = fields.CharField(max_length=500, null=True)
 
     class Meta:
         table = "signer"

@@ -30,7 +30,7 @@ _ENVELOPE_FIELDS = (
 )
 _SIGNER_FIELDS = (
     "status", "notified_at", "viewed_at", "verified_at", "signed_at", "declined_at", "decline_reason",
-    "failed_attempts", "provider_ref",
+    "failed_attempts", "provider_ref", "delivery_error",
 )
 _DOCUMENT_FIELDS = ("current_sha256", "signed_sha256")
 
@@ -78,7 +78,7 @@ def _to_domain(row: EnvelopeRow, docs: list[DocumentRow], signers: list[SignerRo
                 status=SignerStatus(s.status), position=s.position, notified_at=s.notified_at,
                 viewed_at=s.viewed_at, verified_at=s.verified_at, signed_at=s.signed_at,
                 declined_at=s.declined_at, decline_reason=s.decline_reason, failed_attempts=s.failed_attempts,
-                provider_ref=s.provider_ref,
+                provider_ref=s.provider_ref, delivery_error=s.delivery_error,
             )
             for s in sorted(signers, key=lambda s: s.position)
         ],
@@ -206,6 +206,9 @@ class EnvelopeRepository:
                                dedupe_key=f"lta_renewal:{env.id}:first")
         else:
             purge_at = env.ended_at + timedelta(days=self.unsigned_retention_days)
+            if env.status in (EnvelopeStatus.DECLINED, EnvelopeStatus.EXPIRED):
+                await jobs.enqueue("send_end_notice", {"envelope_id": env.id}, env.ended_at,
+                                   dedupe_key=f"send_end_notice:{env.id}")
         await jobs.enqueue("retention_purge", {"envelope_id": env.id}, purge_at, dedupe_key=f"purge:{env.id}")
 
     async def last_manual_reminder(self, envelope_id: str) -> datetime | None:

@@ -62,6 +62,8 @@ class Signer:
     failed_attempts: int = 0
     provider_ref: str | None = None
     """The provider's id of this signer (provider-run ceremonies)."""
+    delivery_error: str | None = None
+    """Why the invitation could not be delivered (``undeliverable``), e.g. the SMTP server's answer."""
 
     @property
     def can_act(self) -> bool:
@@ -275,6 +277,15 @@ class Envelope:
         self.ended_at = now
         self._event("envelope.declined", now, data={"signer_id": signer.id})
 
+    def mark_undeliverable(self, signer: Signer, reason: str, now: datetime) -> None:
+        """The mail server refused the invitation for good: the signer cannot be reached this way.
+        The envelope stays open so the sender can cancel it and send again to a right address."""
+        if self.status != EnvelopeStatus.SENT or not signer.can_act:
+            return
+        signer.status = SignerStatus.UNDELIVERABLE
+        signer.delivery_error = reason[:500]
+        self._event("signer.undeliverable", now, signer, data={"channel": "email", "reason": reason[:500]})
+
     def cancel(self, reason: str | None, now: datetime) -> list[Signer]:
         """sent → cancelled. Returns the signers who had been told of it (they get a notice)."""
         if self.is_past_expiry(now):
@@ -308,7 +319,7 @@ class Envelope:
 
 _PROGRESS = {
     SignerStatus.WAITING: 0, SignerStatus.NOTIFIED: 1, SignerStatus.VIEWED: 2, SignerStatus.VERIFIED: 3,
-    SignerStatus.SIGNED: 4, SignerStatus.DECLINED: 4, SignerStatus.AUTH_FAILED: 4,
+    SignerStatus.SIGNED: 4, SignerStatus.DECLINED: 4, SignerStatus.AUTH_FAILED: 4, SignerStatus.UNDELIVERABLE: 4,
 }
 
 

@@ -19,6 +19,7 @@ WEBHOOK_TYPES = frozenset(
         "signer.signed",
         "signer.declined",
         "signer.auth_failed",
+        "signer.undeliverable",
         "envelope.completed",
         "envelope.declined",
         "envelope.expired",

@@ -29,6 +29,7 @@ class SignerStatus(enum.StrEnum):
     SIGNED = "signed"
     DECLINED = "declined"
     AUTH_FAILED = "auth_failed"  # too many wrong codes
+    UNDELIVERABLE = "undeliverable"  # the invitation was refused permanently (e.g. no such mailbox)
 
 
 SIGNER_CAN_ACT = frozenset({SignerStatus.NOTIFIED, SignerStatus.VIEWED, SignerStatus.VERIFIED})

@@ -202,6 +202,8 @@ class SignerOut(BaseModel):
     verified_at: datetime | None
     signed_at: datetime | None
     decline_reason: str | None
+    delivery_error: str | None = None
+    """Why the invitation could not be delivered (status ``undeliverable``)."""
 
 
 class LinksOut(BaseModel):
@@ -246,7 +248,7 @@ class EnvelopeOut(BaseModel):
             signers=[
                 SignerOut(id=s.id, name=s.name, email=s.email, phone=s.phone, order=s.order, status=s.status.value,
                           viewed_at=s.viewed_at, verified_at=s.verified_at, signed_at=s.signed_at,
-                          decline_reason=s.decline_reason)
+                          decline_reason=s.decline_reason, delivery_error=s.delivery_error)
                 for s in env.signers
             ],
             reminders=env.reminders, metadata=env.metadata,

@@ -18,15 +18,17 @@ from esign_gateway.db.models import EnvelopeRow, ReminderLog, Tenant
 from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import Envelope, Signer
 from esign_gateway.domain.masking import mask_email
-from esign_gateway.domain.states import EnvelopeStatus
+from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
+from esign_gateway.errors import DeliveryError
 from esign_gateway.messages import (
     MessageContext,
     render_cancelled,
     render_completed,
+    render_ended,
     render_invitation,
     render_reminder,
 )
-from esign_gateway.ports import EmailSender
+from esign_gateway.ports import EmailSender, OutgoingEmail
 from esign_gateway.secretbox import SecretBox
 
 from .remote import RemoteCeremonyService
@@ -59,7 +61,7 @@ class NotificationService:
             envelope_name=env.name, envelope_id=env.id, message=env.message,
             document_names=[d.name for d in env.documents], expires_at=env.expires_at,
             link=f"{self.public_url}/sign/{token}" if token else f"{self.public_url}/",
-            reply_to=None,
+            reply_to=tenant.contact_email,  # a signer's answer reaches the sender, not a no-reply box
         )
 
     async def send_invitation(self, payload: dict[str, Any]) -> None:
@@ -72,9 +74,27 @@ class NotificationService:
         if not signer.can_act or sealed is None:
             return
         message = render_invitation(await self._context(env, signer, self.box.open(sealed)))
-        await self.email.send(message)
+        if not await self._deliver(env.id, signer.id, message):
+            return
         log.info("invitation_sent", envelope_id=env.id, signer_id=signer.id, to=mask_email(signer.email))
         await self._record(env.id, "signer.invitation_sent", signer.id)
+
+    async def _deliver(self, envelope_id: str, signer_id: str, message: OutgoingEmail) -> bool:
+        """Send; a permanent refusal (SMTP 5xx) makes the signer ``undeliverable`` (audit event and
+        ``signer.undeliverable`` to the CRM) and is not retried; a transient failure raises (the job retries)."""
+        try:
+            await self.email.send(message)
+        except DeliveryError as exc:
+            if not exc.permanent:
+                raise
+            async with UnitOfWork() as uow:
+                env = await uow.envelopes.get(envelope_id, for_update=True)
+                if env is not None:
+                    env.mark_undeliverable(env.signer(signer_id), exc.detail, self.clock.now())
+                    await uow.envelopes.save(env)
+            log.warning("email_undeliverable", envelope_id=envelope_id, signer_id=signer_id, reason=exc.detail)
+            return False
+        return True
 
     async def send_reminder(self, payload: dict[str, Any]) -> None:
         """Job handler ``send_reminder``: e-mail the signers who still have to act now.
@@ -102,7 +122,9 @@ class NotificationService:
                     await self.remote.remind(env, signer.id)
                 else:
                     assert token is not None
-                    await self.email.send(render_reminder(await self._context(env, signer, token)))
+                    if not await self._deliver(env.id, signer.id,
+                                               render_reminder(await self._context(env, signer, token))):
+                        continue
             except Exception:
                 await ReminderLog.filter(signer_id=signer.id, slot=slot).delete()
                 raise
@@ -176,6 +198,7 @@ class NotificationService:
                 language=env.language, signer_name=name, signer_email=address, sender_name=tenant.name,
                 envelope_name=env.name, envelope_id=env.id, message=None,
                 document_names=[d.name for d in env.documents], expires_at=until, link=link,
+                reply_to=tenant.contact_email if rid != env.id else None,
             )
             try:
                 await self.email.send(render_completed(ctx))
@@ -185,6 +208,41 @@ class NotificationService:
             if rid != env.id:
                 await self._record(env.id, "signer.completion_sent", rid)
             log.info("completion_sent", envelope_id=env.id, to=mask_email(address))
+
+    async def send_end_notice(self, payload: dict[str, Any]) -> None:
+        """Job ``send_end_notice``: a declined or expired request — the signers who had been invited
+        (not the one who declined) and the sender's contact learn that it is closed. Once each."""
+        async with UnitOfWork() as uow:
+            env = await uow.envelopes.get(payload["envelope_id"])
+        if env is None or env.status not in (EnvelopeStatus.DECLINED, EnvelopeStatus.EXPIRED):
+            return
+        kind = env.status.value
+        tenant = await Tenant.get(id=env.tenant_id)
+        recipients = [] if env.provider in self.remote_providers else [
+            (s.id, s.name, s.email) for s in env.signers
+            if s.notified_at is not None and s.status not in (SignerStatus.DECLINED, SignerStatus.UNDELIVERABLE)
+        ]
+        if tenant.contact_email:
+            recipients.append((env.id, tenant.name, tenant.contact_email))
+        for rid, name, address in recipients:
+            try:
+                await ReminderLog.create(envelope_id=env.id, signer_id=rid, slot=kind, created_at=self.clock.now())
+            except IntegrityError:
+                continue
+            assert env.expires_at is not None
+            ctx = MessageContext(
+                language=env.language, signer_name=name, signer_email=address, sender_name=tenant.name,
+                envelope_name=env.name, envelope_id=env.id, message=None,
+                document_names=[d.name for d in env.documents], expires_at=env.expires_at,
+                link=self.public_url, reply_to=tenant.contact_email,
+            )
+            try:
+                await self.email.send(render_ended(ctx, kind))
+            except Exception:
+                await ReminderLog.filter(signer_id=rid, slot=kind).delete()
+                raise
+            if rid != env.id:
+                await self._record(env.id, f"signer.{kind}_notice_sent", rid)
 
     async def send_cancel_notice(self, payload: dict[str, Any]) -> None:
         async with UnitOfWork() as uow:

@@ -104,7 +104,7 @@ class Ceremony:
         raise AssertionError(f"no SMS to {phone}")
 
     async def request_code(self, token: str) -> Any:
-        resp = await self.api.post(f"/api/sign/{token}/code")
+        resp = await self.api.post(f"/api/sign/{token}/code", json={})
         assert resp.status == 202, await resp.text()
         return await resp.json()
 

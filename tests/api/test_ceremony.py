@@ -152,7 +152,7 @@ async def test_decline_ends_the_envelope_and_kills_the_links(api: Any, tenant: T
     assert got["status"] == "declined"
     assert got["signers"][0]["status"] == "declined"
     assert got["signers"][0]["decline_reason"] == "Cena neodpovídá nabídce."
-    gone = await api.post(f"/api/sign/{petr}/code")
+    gone = await api.post(f"/api/sign/{petr}/code", json={})
     assert gone.status == 410
     problem = await gone.json()
     assert problem["reason"] == "declined"
@@ -174,7 +174,7 @@ async def test_cancel_kills_links_and_tells_notified_signers(api: Any, tenant: T
     notice = ceremony.smtp.to("jana@example.cz")[-1].get_body(("plain",)).get_content()
     assert "/sign/" not in notice
     assert (await api.get(f"/api/sign/{token}")).status == 410
-    assert (await api.post(f"/api/sign/{token}/code")).status == 410
+    assert (await api.post(f"/api/sign/{token}/code", json={})).status == 410
     again = await api.post(f"/v1/envelopes/{env['id']}/cancel", json={}, headers=tenant.auth)
     assert again.status == 409 and (await again.json())["code"] == "invalid_state"
 
@@ -208,7 +208,7 @@ async def test_wrong_codes_count_down_and_ten_wrong_codes_block_the_signer(
     assert wrong_total == 10
     got = await (await api.get(f"/v1/envelopes/{env['id']}", headers=tenant.auth)).json()
     assert got["signers"][0]["status"] == "auth_failed"
-    assert (await api.post(f"/api/sign/{token}/code")).status == 409
+    assert (await api.post(f"/api/sign/{token}/code", json={})).status == 409
 
 
 async def test_code_throttle_thirty_seconds_apart_and_five_an_hour(
@@ -219,13 +219,13 @@ async def test_code_throttle_thirty_seconds_apart_and_five_an_hour(
     token = ceremony.link_token("jana@example.cz")
     clock = ceremony.container.clock
     await ceremony.request_code(token)
-    too_soon = await api.post(f"/api/sign/{token}/code")
+    too_soon = await api.post(f"/api/sign/{token}/code", json={})
     assert too_soon.status == 429 and int(too_soon.headers["Retry-After"]) == 30
     for _ in range(4):
         clock.advance(seconds=30)
         await ceremony.request_code(token)
     clock.advance(seconds=30)
-    sixth = await api.post(f"/api/sign/{token}/code")
+    sixth = await api.post(f"/api/sign/{token}/code", json={})
     assert sixth.status == 429
     clock.advance(minutes=59)
     await ceremony.request_code(token)

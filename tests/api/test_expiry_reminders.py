@@ -43,7 +43,7 @@ async def test_expired_link_answers_410_and_the_page_says_it_expired(
     token = ceremony.link_token("jana@example.cz")
     ceremony.container.clock.advance(days=2)  # type: ignore[attr-defined]
     # no worker has run: expiry is enforced at request time
-    resp = await api.post(f"/api/sign/{token}/code")
+    resp = await api.post(f"/api/sign/{token}/code", json={})
     assert resp.status == 410 and (await resp.json())["reason"] == "expired"
     page = await api.get(f"/sign/{token}")
     assert page.status == 410

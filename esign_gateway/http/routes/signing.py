@@ -23,9 +23,11 @@ routes = web.RouteTableDef()
 
 
 async def _json_body(request: web.Request) -> object:
+    """Only ``application/json`` (a cross-site page cannot send it without a CORS preflight,
+    which we never grant), from no foreign origin."""
     check_origin(request)
-    if request.can_read_body and request.content_type != "application/json":
-        raise MalformedRequestError("Send the body as 'Content-Type: application/json'.")
+    if request.content_type != "application/json":
+        raise MalformedRequestError("Send a JSON body with 'Content-Type: application/json' (it may be {}).")
     return await read_json(request, empty={})
 
 
@@ -67,7 +69,7 @@ async def api_document(request: web.Request) -> web.Response:
 
 @routes.post("/api/sign/{token}/code")
 async def api_code(request: web.Request) -> web.Response:
-    check_origin(request)
+    await _json_body(request)
     sent = await request.app[CONTAINER].ceremony.request_code(request.match_info["token"], client_of(request))
     out = CodeSentOut(sent_to=sent.sent_to, expires_in=sent.expires_in, resend_after=sent.resend_after)
     return web.Response(status=202, text=out.model_dump_json(), content_type="application/json")

@@ -56,7 +56,9 @@ def _csrf(request: web.Request, token: str) -> str:
 def check_origin(request: web.Request) -> None:
     """A browser's cross-site POST names its origin: only ours may change anything."""
     origin = request.headers.get("Origin")
-    if origin is None:  # not a browser's cross-origin request (or an old browser): the CSRF token decides
+    if origin is None or origin == "null":
+        # no Origin (not a browser, or an old one) or "null" (our own pages send no referrer, so the
+        # browser hides even our origin): the CSRF token, or the JSON content type, decides
         return
     public = urlsplit(request.app[CONTAINER].settings.base_url)
     mine = {f"{public.scheme}://{public.netloc}", f"{request.scheme}://{request.host}"}
