@@ -198,9 +198,19 @@ def render_ended(ctx: MessageContext, kind: str) -> OutgoingEmail:
     return _render(ctx, subject=subject, lead=_lead(f"{kind}_lead", ctx), link=False)
 
 
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+    "abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_ASCII_LOOKALIKE = str.maketrans({"–": "-", "—": "-", "„": '"', "“": '"', "”": '"', "‚": "'", "‘": "'", "’": "'",
+                                  "…": "...", "\u00a0": " "})
+
+
 def _gsm_safe(text: str) -> str:
-    """Strip diacritics so the SMS stays GSM-7 (160 characters a part, not 70)."""
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    """Keep the SMS in the GSM-7 basic alphabet (160 characters a part, not 70): strip diacritics,
+    turn typographic dashes and quotes into plain ones, and anything else outside it into '?'."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return "".join(c if c in GSM7_BASIC else "?" for c in plain.translate(_ASCII_LOOKALIKE))
 
 
 def render_code_sms(language: str, to: str, code: str, envelope_name: str, sender_name: str) -> OutgoingSms:

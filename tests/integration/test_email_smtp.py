@@ -105,3 +105,45 @@ def test_smtp_url_forms() -> None:
     assert (s.port, s.start_tls, s.use_tls) == (25, True, False)
     with pytest.raises(ValueError):
         SmtpEmailSender.from_url("http://mail.example", sender="a@b.c")
+
+
+async def test_dkim_signed_mail_verifies_against_the_published_key() -> None:
+    import base64
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from adapters.email.mime import DkimKey
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    public = base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    raw: list[bytes] = []
+
+    class Raw(Handler):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            raw.append(envelope.original_content or envelope.content)
+            return "250 OK"
+
+    with socket.socket() as s:  # a server that keeps the raw bytes (a signature covers exact bytes)
+        s.bind(("127.0.0.1", 0))
+        raw_port = s.getsockname()[1]
+    controller = Controller(Raw(), hostname="127.0.0.1", port=raw_port)
+    controller.start()
+    try:
+        sender = SmtpEmailSender.from_url(f"smtp://127.0.0.1:{raw_port}", sender="esign <noreply@esign.example>",
+                                          dkim=DkimKey("esign.example", "sel2026", pem))
+        await sender.send(render_invitation(CTX))
+    finally:
+        controller.stop()
+    assert raw and raw[0].startswith(b"DKIM-Signature:")
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"sel2026._domainkey.esign.example."
+        return f"v=DKIM1; k=rsa; p={public}".encode()
+
+    assert dkim.verify(raw[0], dnsfunc=dns)
+    assert not dkim.verify(raw[0].replace(b"Smlouva o d", b"Smlouva 0 d", 1), dnsfunc=dns)  # tampered → fails
