@@ -167,3 +167,26 @@ def test_each_email_carries_the_same_link_and_envelope_id_in_html_and_text(kind:
     assert bool(text_links) is (kind in ("invitation", "reminder", "completed"))
     assert message.reply_to == "obchod@dodavatel.cz" and message.headers["X-Esign-Envelope-Id"] == ctx.envelope_id
     assert "<img" not in html
+
+
+async def test_wrong_codes_kill_the_code_and_then_block_the_signer_with_a_clear_page(
+    api: Any, tenant: Tenant, ceremony: Ceremony, clock: Any
+) -> None:
+    _, token = await _link(api, tenant, ceremony)
+    csrf = _csrf(await (await api.get(f"/sign/{token}")).text())
+    form = {"csrf": csrf, "lang": "cs", "agree": "yes"}
+    words = []
+    for round_ in range(4):  # 3 wrong tries per code, 10 in all
+        clock.advance(seconds=31)
+        resp = await api.post(f"/sign/{token}/code", data=form, allow_redirects=False)
+        assert resp.status == 303
+        code = ceremony.last_code("+420601123456")
+        wrong = code[:-1] + str((int(code[-1]) + 1) % 10)
+        for _ in range(3 if round_ < 3 else 1):
+            resp = await api.post(f"/sign/{token}/sign", data={**form, "code": wrong}, allow_redirects=False)
+            words.append(re.search(r"error=(\w+)", resp.headers["Location"]).group(1))  # type: ignore[union-attr]
+    assert words[:3] == ["code_rejected", "code_rejected", "code_dead"]
+    assert words[-1] == "auth_failed" and words.count("code_dead") == 3
+    page = await (await api.get(f"/sign/{token}")).text()
+    assert 'data-state="auth_failed"' in page and "Příliš mnoho chybných kódů" in page and "Dodavatel s.r.o." in page
+    assert 'action="/sign/' not in page  # no form left to try again

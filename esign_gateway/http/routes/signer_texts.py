@@ -65,6 +65,7 @@ ERRORS: dict[str, dict[str, str]] = {
     "cs": {
         "code_rejected": "Kód nesouhlasí. Zbývající pokusy: {left}.",
         "code_expired": "Kód vypršel nebo nebyl odeslán. Požádejte o nový kód.",
+        "code_dead": "Třikrát chybný kód: tento kód už neplatí. Požádejte o nový kód.",
         "auth_failed": "Příliš mnoho chybných kódů: podepisování tímto odkazem je zablokováno. "
                        "Obraťte se na odesílatele ({sender}).",
         "rate_limited": "Nový kód lze poslat za {wait} s.",
@@ -78,6 +79,7 @@ ERRORS: dict[str, dict[str, str]] = {
     "sk": {
         "code_rejected": "Kód nesúhlasí. Zostávajúce pokusy: {left}.",
         "code_expired": "Kód vypršal alebo nebol odoslaný. Požiadajte o nový kód.",
+        "code_dead": "Trikrát chybný kód: tento kód už neplatí. Požiadajte o nový kód.",
         "auth_failed": "Príliš veľa chybných kódov: podpisovanie týmto odkazom je zablokované. "
                        "Obráťte sa na odosielateľa ({sender}).",
         "rate_limited": "Nový kód je možné poslať o {wait} s.",
@@ -91,6 +93,7 @@ ERRORS: dict[str, dict[str, str]] = {
     "en": {
         "code_rejected": "The code does not match. Tries left: {left}.",
         "code_expired": "The code has expired or was not sent. Ask for a new code.",
+        "code_dead": "Three wrong tries: this code no longer works. Ask for a new code.",
         "auth_failed": "Too many wrong codes: signing with this link is blocked. Contact the sender ({sender}).",
         "rate_limited": "A new code can be sent in {wait} s.",
         "delivery_failed": "We could not send the SMS. Please try again in a moment.",

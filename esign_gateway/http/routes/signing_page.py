@@ -109,10 +109,9 @@ def _back(token: str, lang: str, **params: Any) -> web.HTTPSeeOther:
 
 def _error_word(err: GatewayError) -> str:
     if err.code == "code_rejected":
-        if err.extra.get("code_expired"):
-            return "code_expired"
-        if err.extra.get("attempts_left") == 0:
-            return "auth_failed"
+        for flag in ("auth_failed", "code_dead", "code_expired"):
+            if err.extra.get(flag):
+                return flag
     return err.code
 
 
@@ -134,6 +133,8 @@ async def page(request: web.Request) -> web.Response:
         "notified": "act", "viewed": "act", "verified": "act", "signed": "signed", "auth_failed": "auth_failed",
         "declined": "declined",
     }.get(signer.status.value, "closed")
+    if state == "auth_failed":
+        error = "auth_failed"  # whenever the page is opened again, not only right after the last try
     message = ERRORS[lang].get(error, ERRORS[lang]["unknown"]) if error else ""
     message = message.format(left=request.query.get("left", "?"), wait=wait or "30", sender=view.sender_name)
     return _page(
