@@ -213,10 +213,10 @@ def build_container(
     dispatcher = WebhookDispatcher(clock=clock, box=box, allow_internal=settings.env in ("dev", "test"))
     shutdown.append(dispatcher.close)
     extra_routes.append(webhook_routes)
-    archive = ArchiveService(
-        clock=clock, store=store, renderer=PdfReportRenderer(REPORT_FONT), sealer=providers["local"],
-        providers=providers,
-    )
+    renderer = PdfReportRenderer(REPORT_FONT)
+    startup.append(renderer.start)
+    shutdown.append(renderer.close)
+    archive = ArchiveService(clock=clock, store=store, renderer=renderer, sealer=providers["local"], providers=providers)
     UnitOfWork.retention = RetentionPolicy(settings.retention_years, settings.unsigned_retention_days)
     worker = Worker(
         {

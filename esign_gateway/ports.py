@@ -103,6 +103,8 @@ class SignatureRequest:
     language: str = "cs"
     final: bool = False
     """True for the last signature on the document: the provider may add long-term data."""
+    visible: bool = True
+    """A visible stamp on the last page; a seal on our own report goes without one (cheaper)."""
 
 
 @dataclass(frozen=True, slots=True)

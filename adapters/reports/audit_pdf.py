@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,7 +24,7 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 
 from esign_gateway.ports import AuditReport
 
-__all__ = ["PdfReportRenderer"]
+__all__ = ["PdfReportRenderer", "render_report"]
 
 PRAGUE = ZoneInfo("Europe/Prague")
 
@@ -69,70 +71,91 @@ def _when(moment: datetime | None) -> str:
 
 
 class PdfReportRenderer:
+    """Renders in a one-process pool (``spawn``): reportlab is CPU work and must not hold the web
+    process's GIL while requests wait."""
+
     def __init__(self, font_path: Path) -> None:
         self.font_path = font_path
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def start(self) -> None:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     async def render(self, report: AuditReport) -> bytes:
-        return await asyncio.to_thread(self._render, report)
+        if self._pool is None:
+            await self.start()
+        return await asyncio.get_running_loop().run_in_executor(self._pool, render_report, report, self.font_path)
 
-    def _render(self, r: AuditReport) -> bytes:
-        if "AuditSans" not in pdfmetrics.getRegisteredFontNames():
-            pdfmetrics.registerFont(TTFont("AuditSans", str(self.font_path)))
-        t = TEXT.get(r.language, TEXT["en"])
-        base = ParagraphStyle("base", fontName="AuditSans", fontSize=8.5, leading=11)
-        small = ParagraphStyle("small", parent=base, fontSize=6.5, leading=8)
-        h1 = ParagraphStyle("h1", parent=base, fontSize=15, leading=19, spaceAfter=4)
-        h2 = ParagraphStyle("h2", parent=base, fontSize=11, leading=14, spaceBefore=8, spaceAfter=4)
-        big = ParagraphStyle("big", parent=base, fontSize=16, leading=21, textColor=colors.HexColor("#0b3d91"))
 
-        def p(text: str, style: ParagraphStyle = base) -> Paragraph:
-            return Paragraph(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"), style)
+def render_report(r: AuditReport, font_path: Path) -> bytes:
+    """The report PDF (sync; runs in the renderer's worker process)."""
+    if "AuditSans" not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(TTFont("AuditSans", str(font_path)))
+    return _render(r)
 
-        def table(rows: list[list[Paragraph]], widths: list[float]) -> Table:
-            tbl = Table(rows, colWidths=widths, repeatRows=1)
-            tbl.setStyle(TableStyle([
-                ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
-                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ]))
-            return tbl
 
-        story = [
-            p(t["title"], h1),
-            p(f"{t['envelope_id']}:", base),
-            p(r.envelope_id, big),
-            Spacer(1, 4),
-            table([[p(k), p(v)] for k, v in [
-                (t["name"], r.envelope_name), (t["status"], r.status), (t["tenant"], r.tenant_name),
-                (t["record"], r.record), (t["provider"], r.provider), (t["created"], _when(r.created_at)),
-                (t["sent"], _when(r.sent_at)), (t["ended"], _when(r.ended_at)),
-                (t["retained"], _when(r.retained_until)),
-            ]], [45 * mm, 125 * mm]),
-            p(t["documents"], h2),
-            table([[p(t["name"]), p(t["pages"]), p(t["original"]), p(t["signed"])]] + [
-                [p(d.name), p(str(d.pages)), p(d.sha256_original, small), p(d.sha256_signed or "—", small)]
-                for d in r.documents
-            ], [38 * mm, 14 * mm, 59 * mm, 59 * mm]),
-            p(t["signers"], h2),
-            table([[p(t["name"]), p(t["email"]), p(t["phone"]), p(t["method"]), p(t["status"]), p(t["signed_at"])]] + [
-                [p(s.name), p(s.email_masked), p(s.phone_masked), p(s.verification, small), p(s.status),
-                 p(_when(s.signed_at), small)]
-                for s in r.signers
-            ], [32 * mm, 30 * mm, 26 * mm, 34 * mm, 16 * mm, 32 * mm]),
-            p(t["timeline"], h2),
-            table([[p("#"), p(t["time"]), p(t["event"]), p(t["actor"]), p(t["client"])]] + [
-                [p(str(e.seq)), p(_when(e.at), small), p(e.type + (f" — {e.signer_name}" if e.signer_name else "")),
-                 p(e.actor), p(" · ".join(x for x in (e.ip, (e.user_agent or "")[:90]) if x) or "—", small)]
-                for e in r.events
-            ], [8 * mm, 40 * mm, 52 * mm, 16 * mm, 54 * mm]),
-            p(t["chain"], h2),
-            p(r.chain_head, small),
-            Spacer(1, 6),
-            p(f"{t['footer']} {_when(r.generated_at)}.", small),
-        ]
-        buf = io.BytesIO()
-        doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=20 * mm, rightMargin=20 * mm, topMargin=18 * mm,
-                                bottomMargin=30 * mm, title=f"{t['title']} {r.envelope_id}",
-                                author="esign-gateway", subject=r.envelope_id)
-        doc.build(story)
-        return buf.getvalue()
+def _render(r: AuditReport) -> bytes:
+    t = TEXT.get(r.language, TEXT["en"])
+    base = ParagraphStyle("base", fontName="AuditSans", fontSize=8.5, leading=11)
+    small = ParagraphStyle("small", parent=base, fontSize=6.5, leading=8)
+    h1 = ParagraphStyle("h1", parent=base, fontSize=15, leading=19, spaceAfter=4)
+    h2 = ParagraphStyle("h2", parent=base, fontSize=11, leading=14, spaceBefore=8, spaceAfter=4)
+    big = ParagraphStyle("big", parent=base, fontSize=16, leading=21, textColor=colors.HexColor("#0b3d91"))
+
+    def p(text: str, style: ParagraphStyle = base) -> Paragraph:
+        return Paragraph(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"), style)
+
+    def table(rows: list[list[Paragraph]], widths: list[float]) -> Table:
+        tbl = Table(rows, colWidths=widths, repeatRows=1)
+        tbl.setStyle(TableStyle([
+            ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ]))
+        return tbl
+
+    story = [
+        p(t["title"], h1),
+        p(f"{t['envelope_id']}:", base),
+        p(r.envelope_id, big),
+        Spacer(1, 4),
+        table([[p(k), p(v)] for k, v in [
+            (t["name"], r.envelope_name), (t["status"], r.status), (t["tenant"], r.tenant_name),
+            (t["record"], r.record), (t["provider"], r.provider), (t["created"], _when(r.created_at)),
+            (t["sent"], _when(r.sent_at)), (t["ended"], _when(r.ended_at)),
+            (t["retained"], _when(r.retained_until)),
+        ]], [45 * mm, 125 * mm]),
+        p(t["documents"], h2),
+        table([[p(t["name"]), p(t["pages"]), p(t["original"]), p(t["signed"])]] + [
+            [p(d.name), p(str(d.pages)), p(d.sha256_original, small), p(d.sha256_signed or "—", small)]
+            for d in r.documents
+        ], [38 * mm, 14 * mm, 59 * mm, 59 * mm]),
+        p(t["signers"], h2),
+        table([[p(t["name"]), p(t["email"]), p(t["phone"]), p(t["method"]), p(t["status"]), p(t["signed_at"])]] + [
+            [p(s.name), p(s.email_masked), p(s.phone_masked), p(s.verification, small), p(s.status),
+             p(_when(s.signed_at), small)]
+            for s in r.signers
+        ], [32 * mm, 30 * mm, 26 * mm, 34 * mm, 16 * mm, 32 * mm]),
+        p(t["timeline"], h2),
+        table([[p("#"), p(t["time"]), p(t["event"]), p(t["actor"]), p(t["client"])]] + [
+            [p(str(e.seq)), p(_when(e.at), small), p(e.type + (f" — {e.signer_name}" if e.signer_name else "")),
+             p(e.actor), p(" · ".join(x for x in (e.ip, (e.user_agent or "")[:90]) if x) or "—", small)]
+            for e in r.events
+        ], [8 * mm, 40 * mm, 52 * mm, 16 * mm, 54 * mm]),
+        p(t["chain"], h2),
+        p(r.chain_head, small),
+        Spacer(1, 6),
+        p(f"{t['footer']} {_when(r.generated_at)}.", small),
+    ]
+    buf = io.BytesIO()
+    doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=20 * mm, rightMargin=20 * mm, topMargin=18 * mm,
+                            bottomMargin=18 * mm, title=f"{t['title']} {r.envelope_id}",
+                            author="esign-gateway", subject=r.envelope_id)
+    doc.build(story)
+    return buf.getvalue()

@@ -149,7 +149,7 @@ class ArchiveService:
         sealed = await self.sealer.sign(SignatureRequest(
             pdf=pdf, envelope_id=env.id, document_id="audit-report", signer_id="gateway",
             signer_name="esign-gateway", signer_email="", field_name="AuditReportSeal", slot=0,
-            verification="the gateway's seal", language=env.language, final=True,
+            verification="the gateway's seal", language=env.language, final=True, visible=False,
         ))
         key = await self.store.put(sealed.pdf)
         async with UnitOfWork() as uow:

@@ -149,3 +149,12 @@ async def test_stamp_font_widths_are_in_pdf_text_units_so_viewers_do_not_space_l
                         if isinstance(entry, list):
                             widths.extend(float(w) for w in entry)
     assert widths and max(widths) <= 1000 and min(widths) > 200
+
+
+def test_the_signer_keeps_its_parsed_key(shared_parts: dict[str, Any]) -> None:
+    """pyHanko's loaders return a plain SimpleSigner, which re-parses its RSA key (~36 ms) for every
+    signature: the worker must hold our key-caching signer instead."""
+    pades.init_worker(shared_parts["material"])
+    assert pades._state is not None and isinstance(pades._state.signer, pades._CachedKeySigner)
+    first = pades._state.signer.sign_raw(b"x", "sha256")
+    assert pades._state.signer._pyca_key is not None and pades._state.signer.sign_raw(b"x", "sha256") == first
