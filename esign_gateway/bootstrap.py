@@ -216,7 +216,9 @@ def build_container(
     renderer = PdfReportRenderer(REPORT_FONT)
     startup.append(renderer.start)
     shutdown.append(renderer.close)
-    archive = ArchiveService(clock=clock, store=store, renderer=renderer, sealer=providers["local"], providers=providers)
+    archive = ArchiveService(
+        clock=clock, store=store, renderer=renderer, sealer=providers["local"], providers=providers,
+    )
     UnitOfWork.retention = RetentionPolicy(settings.retention_years, settings.unsigned_retention_days)
     worker = Worker(
         {
