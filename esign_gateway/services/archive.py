@@ -40,6 +40,8 @@ from esign_gateway.ports import (
     SignatureRequest,
 )
 
+from .paging import Page, envelope_page
+
 __all__ = ["RENEW_BEFORE", "ArchiveService", "ChainReport", "ErasureReport", "refuse_if_purged"]
 
 log = structlog.get_logger(__name__)
@@ -260,7 +262,7 @@ class ArchiveService:
     async def archive_page(
         self, tenant_id: str, *, since: datetime | None, until: datetime | None, record_type: str | None,
         record_id: str | None, limit: int, cursor: str | None,
-    ) -> tuple[list[Envelope], str | None]:
+    ) -> Page:
         qs = EnvelopeRow.filter(tenant_id=tenant_id, status="completed", purged_at__isnull=True)
         if since:
             qs = qs.filter(completed_at__gte=since)
@@ -270,17 +272,7 @@ class ArchiveService:
             qs = qs.filter(record_type=record_type)
         if record_id:
             qs = qs.filter(record_id=record_id)
-        if cursor:
-            qs = qs.filter(id__lt=cursor)
-        ids = [str(i) for i in await qs.order_by("-id").limit(limit + 1).values_list("id", flat=True)]
-        more = len(ids) > limit
-        items = []
-        async with UnitOfWork() as uow:
-            for eid in ids[:limit]:
-                env = await uow.envelopes.get(eid, tenant_id=tenant_id)
-                if env is not None:
-                    items.append(env)
-        return items, (ids[limit - 1] if more else None)
+        return await envelope_page(qs, tenant_id, limit=limit, cursor=cursor)
 
     # ------------------------------------------------------------------ GDPR
     async def gdpr_export(self, email: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from esign_gateway.secretbox import SecretBox
 
 from .archive import refuse_if_purged
 from .idempotency import Claim, IdempotencyService
+from .paging import Page, envelope_page
 from .plans import PlanService
 from .remote import attach, remote_envelope, remote_of
 from .tenants import TenantInfo
@@ -69,12 +70,6 @@ class NewEnvelope:
     reminders: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REMINDERS))
     metadata: dict[str, Any] = field(default_factory=dict)
     send: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[Envelope]
-    next_cursor: str | None
 
 
 async def issue_signer_links(
@@ -357,18 +352,7 @@ class EnvelopeService:
             qs = qs.filter(record_id=record_id)
         if status:
             qs = qs.filter(status=status)
-        if cursor:
-            qs = qs.filter(id__lt=cursor)
-        ids = await qs.order_by("-id").limit(limit + 1).values_list("id", flat=True)
-        more = len(ids) > limit
-        ids = list(ids[:limit])
-        items = []
-        async with UnitOfWork() as uow:
-            for envelope_id in ids:
-                env = await uow.envelopes.get(str(envelope_id), tenant_id=tenant.id)
-                if env is not None:
-                    items.append(env)
-        return Page(items, str(ids[-1]) if more and ids else None)
+        return await envelope_page(qs, tenant.id, limit=limit, cursor=cursor)
 
     async def _get(
         self, uow: UnitOfWork, tenant: TenantInfo, envelope_id: str, *, for_update: bool = False

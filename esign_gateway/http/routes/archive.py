@@ -79,13 +79,13 @@ async def archive(request: web.Request) -> web.Response:
         limit = 0
     if not 1 <= limit <= 200:
         raise ValidationFailedError(errors=[{"field": "limit", "message": "an integer from 1 to 200"}])
-    items, cursor = await request.app[CONTAINER].archive.archive_page(
+    page = await request.app[CONTAINER].archive.archive_page(
         tenant.id, since=_when(request, "from"), until=_when(request, "to"),
         record_type=request.query.get("record_type"), record_id=request.query.get("record_id"), limit=limit,
         cursor=request.query.get("cursor"),
     )
     out = []
-    for env in items:
+    for env in page.items:
         base = f"/v1/envelopes/{env.id}"
         out.append(ArchiveItemOut(
             id=env.id, name=env.name, record={"type": env.record_type, "id": env.record_id, "name": env.record_name},
@@ -94,7 +94,7 @@ async def archive(request: web.Request) -> web.Response:
                        for d in env.documents],
             links={"self": base, "download": f"{base}/download", "audit": f"{base}/audit"},
         ))
-    return render(ArchivePageOut(items=out, next_cursor=cursor))
+    return render(ArchivePageOut(items=out, next_cursor=page.next_cursor))
 
 
 async def _support(request: web.Request, action: str) -> tuple[Principal, str]:
