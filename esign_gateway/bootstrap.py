@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -45,7 +46,7 @@ from .http.routes.dev import dev_outbox_routes
 from .jobs.worker import Worker
 from .ports import CeremonyHost, DocumentStore, EmailSender, PdfInspector, SignatureProvider, SmsSender
 from .secretbox import SecretBox
-from .services.archive import ArchiveService
+from .services.archive import ArchiveService, schedule_gc
 from .services.ceremony import CeremonyService
 from .services.envelopes import EnvelopeService
 from .services.idempotency import IdempotencyService
@@ -237,6 +238,7 @@ def build_container(
             "audit_report": archive.report_job,
             "lta_renewal": archive.renewal_job,
             "retention_purge": archive.purge_job,
+            "blob_gc": archive.gc_job,
         },
         clock,
         poll_seconds=settings.worker_poll_seconds,
@@ -246,6 +248,7 @@ def build_container(
         ceremony.pepper = await _pepper(box, clock)
         for row in await GatewaySecret.filter(name__startswith=DIGISIGN_WEBHOOK_SECRET):
             remote.webhook_secrets["digisign"].append(box.open(row.sealed))
+        await schedule_gc(clock.now() + timedelta(hours=1))
 
     startup.insert(0, load_secrets)
     return Container(

@@ -368,9 +368,11 @@ class SmsSender(Protocol):
 class DocumentStore(Protocol):
     """Blob storage for PDFs, content-addressed by SHA-256 (hex).
 
-    ``put`` returns the key (the hex SHA-256 of the bytes); writing the same bytes twice is a
-    no-op. ``get`` raises ``KeyError`` for an unknown key. ``delete`` of a missing key is a no-op.
-    Keys are validated: a key that is not 64 hex characters is refused (no paths from input).
+    ``put`` returns the key (the hex SHA-256 of the bytes); writing the same bytes twice stores
+    nothing more but marks the blob as just written. ``get`` raises ``KeyError`` for an unknown key.
+    ``delete`` of a missing key is a no-op. Keys are validated: a key that is not 64 hex characters
+    is refused (no paths from input). ``written_before`` lists the keys last put before a moment
+    (candidates for garbage collection: a blob being stored right now is never among them).
     """
 
     async def put(self, data: bytes) -> str: ...
@@ -380,4 +382,6 @@ class DocumentStore(Protocol):
     async def delete(self, key: str) -> None: ...
 
     async def exists(self, key: str) -> bool: ...
+
+    async def written_before(self, moment: datetime) -> list[str]: ...
 

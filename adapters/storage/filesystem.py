@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
+from datetime import datetime
 from pathlib import Path
 
 from adapters._files import write_atomic
@@ -31,6 +33,7 @@ class FileDocumentStore:
         key = hashlib.sha256(data).hexdigest()
         path = self._path(key)
         if path.exists():
+            os.utime(path)  # written again: not garbage, whatever the first writer's fate
             return key
         write_atomic(path, data)
         return key
@@ -43,6 +46,13 @@ class FileDocumentStore:
 
     def _delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def _written_before(self, moment: datetime) -> list[str]:
+        cutoff = moment.timestamp()
+        return [p.name for p in self.root.glob("??/??/*") if _KEY.fullmatch(p.name) and p.stat().st_mtime < cutoff]
+
+    async def written_before(self, moment: datetime) -> list[str]:
+        return await asyncio.to_thread(self._written_before, moment)
 
     async def put(self, data: bytes) -> str:
         return await asyncio.to_thread(self._put, data)

@@ -42,7 +42,7 @@ from esign_gateway.ports import (
 
 from .paging import Page, envelope_page
 
-__all__ = ["RENEW_BEFORE", "ArchiveService", "ChainReport", "ErasureReport", "refuse_if_purged"]
+__all__ = ["RENEW_BEFORE", "ArchiveService", "ChainReport", "ErasureReport", "refuse_if_purged", "schedule_gc"]
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +63,23 @@ class ErasureReport:
     """Envelope ids whose signer data for this e-mail was erased."""
     kept: list[tuple[str, str]]
     """(envelope id, why it is kept)."""
+
+
+GC_GRACE = timedelta(days=1)
+GC_INTERVAL = timedelta(days=1)
+
+
+async def _referenced(key: str) -> bool:
+    """Does any live envelope (not purged) still point at this blob?"""
+    return await DocumentRow.filter(
+        Q(sha256=key) | Q(current_sha256=key) | Q(signed_sha256=key), envelope__purged_at__isnull=True
+    ).exists() or await EnvelopeRow.filter(audit_report_sha256=key).exists()
+
+
+async def schedule_gc(at: datetime) -> None:
+    """The next daily blob collection (one per day, whatever the number of processes)."""
+    async with UnitOfWork() as uow:
+        await uow.jobs.enqueue("blob_gc", {}, at, dedupe_key=f"blob_gc:{at.date().isoformat()}")
 
 
 def refuse_if_purged(env: Envelope) -> None:
@@ -239,12 +256,23 @@ class ArchiveService:
             env.note("envelope.purged", now, data={"blobs": sorted(keys)})
             await uow.envelopes.save(env, bump=False)
         for key in keys:  # content-addressed: another live envelope may hold the same bytes
-            in_use = await DocumentRow.filter(
-                Q(sha256=key) | Q(current_sha256=key) | Q(signed_sha256=key), envelope__purged_at__isnull=True
-            ).exists() or await EnvelopeRow.filter(audit_report_sha256=key).exists()
-            if not in_use:
+            if not await _referenced(key):
                 await self.store.delete(key)
         log.info("envelope_purged", envelope_id=env.id)
+
+    async def gc_job(self, payload: dict[str, Any]) -> None:
+        """Job ``blob_gc`` (daily): delete stored blobs no envelope refers to — uploads whose send was
+        refused after they were stored, results of purged envelopes shared with nobody. Only blobs
+        last written more than a day ago: one being stored by a request right now is never touched."""
+        now = self.clock.now()
+        removed = 0
+        for key in await self.store.written_before(now - GC_GRACE):
+            if not await _referenced(key):
+                await self.store.delete(key)
+                removed += 1
+        if removed:
+            log.info("blobs_collected", count=removed)
+        await schedule_gc(now + GC_INTERVAL)
 
     # ------------------------------------------------------------------ support
     async def record_access(self, *, key_id: str, envelope_id: str, action: str, reason: str, ip: str | None) -> None:

@@ -288,15 +288,38 @@ async def test_lta_renewal_adds_a_timestamp_before_the_tsa_certificate_expires(
     nxt = await Job.filter(kind="lta_renewal", status="pending").first()
     assert nxt is not None and abs((nxt.due_at - (tsa_expiry - timedelta(days=90))).total_seconds()) < 1
 
+    old_bytes = await container.store.get(before["signed_sha256"])
     clock.set(tsa_expiry - timedelta(days=89))
     await ceremony.run_jobs()
     after = (await (await api.get(f"/v1/envelopes/{env['id']}", headers=tenant.auth)).json())["documents"][0]
     assert after["signed_sha256"] != before["signed_sha256"] and after["sha256"] == before["sha256"]
     renewed = await container.store.get(after["signed_sha256"])
-    assert renewed.startswith(await container.store.get(before["signed_sha256"]))
+    assert renewed.startswith(old_bytes)  # an incremental update: the renewed file holds the old one
     assert signature_kinds(renewed) == ["/Sig", "/DocTimeStamp", "/DocTimeStamp"]
     roots = pades.load_roots(material.trust_root_paths)
     assert await asyncio.to_thread(pades.validate_timestamps, renewed, roots) == [True, True]
     event = await AuditEvent.get(envelope_id=env["id"], type="document.timestamp_renewed")
     assert (event.data["from"], event.data["to"]) == (before["signed_sha256"], after["signed_sha256"])
     assert await verify_chain(env["id"]) is None
+
+
+async def test_daily_collection_removes_only_old_blobs_nobody_refers_to(
+    api: Any, tenant: Tenant, ceremony: Ceremony, container: Container, clock: FrozenClock
+) -> None:
+    from esign_gateway.db.models import Job
+
+    env = await _completed(api, tenant, ceremony)
+    state = await (await api.get(f"/v1/envelopes/{env['id']}", headers=tenant.auth)).json()
+    kept = {state["documents"][0]["sha256"], state["documents"][0]["signed_sha256"]}
+    orphan = await container.store.put(b"%PDF-1.7 an upload whose send was refused")
+    fresh_orphan = await container.store.put(b"%PDF-1.7 an upload being stored right now")
+    two_days_ago = (clock.now() - timedelta(days=2)).timestamp()
+    for key in (*kept, orphan):
+        path = container.settings.documents_dir / key[:2] / key[2:4] / key
+        os.utime(path, (two_days_ago, two_days_ago))
+    await container.archive.gc_job({})
+    assert not await container.store.exists(orphan)
+    assert await container.store.exists(fresh_orphan)  # too young: its request may still commit
+    assert all([await container.store.exists(k) for k in kept])
+    nxt = await Job.filter(kind="blob_gc", status="pending").order_by("-due_at").first()
+    assert nxt is not None and nxt.due_at == clock.now() + timedelta(days=1)

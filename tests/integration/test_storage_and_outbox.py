@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,14 @@ async def test_outbox_writes_sortable_files(tmp_path: Path) -> None:
     assert json.loads(files[0].read_text())["sent_at"] == "2026-11-23T09:00:00+00:00"
     (eml,) = (tmp_path / "email").glob("*.eml")
     assert b"Subject: =?utf-8?" in eml.read_bytes()
+
+
+async def test_storing_the_same_bytes_again_marks_the_blob_fresh(tmp_path: Path) -> None:
+    store = FileDocumentStore(tmp_path / "docs")
+    key = await store.put(b"%PDF-1.7 shared template")
+    old = (datetime.now(UTC) - timedelta(days=3)).timestamp()
+    os.utime(tmp_path / "docs" / key[:2] / key[2:4] / key, (old, old))
+    cutoff = datetime.now(UTC) - timedelta(days=1)
+    assert await store.written_before(cutoff) == [key]
+    assert await store.put(b"%PDF-1.7 shared template") == key  # a second envelope uploads the same file
+    assert await store.written_before(cutoff) == []
