@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from esign_gateway.container import Container
-from esign_gateway.db.models import AuditEvent
+from esign_gateway.db.models import AuditEvent, Job
 from esign_gateway.db.repositories import verify_chain
 from tests.api.conftest import Tenant, envelope_body, signer
 from tests.contract.conftest import CrmReceiver, Signers
@@ -72,6 +72,10 @@ async def test_one_signer_signs_and_the_signed_pdf_is_archived_with_us(
 
     await signers.settle()
     assert crm.types(env["id"]) == ["envelope.sent", "signer.viewed", "signer.signed", "envelope.completed"]
+    report = await api.get(f"/v1/envelopes/{env['id']}/audit", headers=tenant.auth)  # sealed by us, either way
+    assert report.status == 200 and report.content_type == "application/pdf"
+    assert signature_kinds(await report.read()) == ["/Sig", "/DocTimeStamp"]
+    assert not await Job.filter(last_error__isnull=False).exists()  # no job of either path failed
     completed = next(e for e in crm.events if e["type"] == "envelope.completed")
     assert completed["data"]["envelope"]["status"] == "completed" and completed["data"]["envelope"]["id"] == env["id"]
 
