@@ -177,6 +177,7 @@ def build_container(
         startup.append(pdf_inspector.start)
         shutdown.append(pdf_inspector.close)
         inspector = pdf_inspector
+    built_here = providers is None
     if providers is None:
         material, routes = _signing_material(settings)
         extra_routes.extend(routes)
@@ -184,7 +185,7 @@ def build_container(
         providers = {"local": local}
         if settings.digisign_configured:
             providers["digisign"] = _digisign(settings, clock)
-    if settings.provider not in providers:
+    if built_here and settings.provider not in providers:
         raise RuntimeError(f"ESIGN_PROVIDER={settings.provider} needs its settings (ESIGN_DIGISIGN_BASE_URL, "
                            "ESIGN_DIGISIGN_ACCESS_KEY, ESIGN_DIGISIGN_SECRET_KEY).")
     for provider in providers.values():
@@ -218,7 +219,7 @@ def build_container(
     startup.append(renderer.start)
     shutdown.append(renderer.close)
     archive = ArchiveService(
-        clock=clock, store=store, renderer=renderer, sealer=providers["local"], providers=providers,
+        clock=clock, store=store, renderer=renderer, sealer=providers.get("local"), providers=providers,
     )
     UnitOfWork.retention = RetentionPolicy(settings.retention_years, settings.unsigned_retention_days)
     worker = Worker(

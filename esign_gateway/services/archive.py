@@ -27,7 +27,7 @@ from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import Envelope
 from esign_gateway.domain.masking import mask_email, mask_phone
 from esign_gateway.domain.states import EnvelopeStatus
-from esign_gateway.errors import GoneError, InvalidStateError, NotFoundError
+from esign_gateway.errors import GoneError, InvalidStateError, NotFoundError, ProviderError
 from esign_gateway.ports import (
     ArchiveStamper,
     AuditReport,
@@ -94,7 +94,7 @@ def refuse_if_purged(env: Envelope) -> None:
 
 class ArchiveService:
     def __init__(
-        self, *, clock: Clock, store: DocumentStore, renderer: ReportRenderer, sealer: SignatureProvider,
+        self, *, clock: Clock, store: DocumentStore, renderer: ReportRenderer, sealer: SignatureProvider | None,
         providers: dict[str, SignatureProvider],
     ) -> None:
         self.clock = clock
@@ -164,6 +164,8 @@ class ArchiveService:
             chain_head=events[-1].hash if events else "",
             generated_at=now,
         )
+        if self.sealer is None:
+            raise ProviderError("No signing identity to seal audit reports with (the local provider).")
         pdf = await self.renderer.render(report)
         sealed = await self.sealer.sign(SignatureRequest(
             pdf=pdf, envelope_id=env.id, document_id="audit-report", signer_id="gateway",
