@@ -161,9 +161,8 @@ def build_container(
             email = OutboxEmailSender(settings.outbox_dir / "email", sender=sender, clock=clock, dkim=dkim)
     if sms is None:
         if settings.sms_url:
-            http_sms = HttpSmsSender(settings.sms_url, settings.sms_token.get_secret_value() if settings.sms_token
-                                     else None, sender=settings.sms_sender)
-            sms = http_sms
+            token = settings.sms_token.get_secret_value() if settings.sms_token else None
+            sms = HttpSmsSender(settings.sms_url, token, sender=settings.sms_sender)
         else:
             sms = OutboxSmsSender(settings.outbox_dir / "sms", clock=clock)
     store = store or FileDocumentStore(settings.documents_dir)

@@ -45,6 +45,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
     )
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 @pytest.mark.parametrize("remaining", [1, 3])
 async def test_twenty_parallel_sends_on_postgres_take_exactly_the_remaining_documents(
@@ -69,6 +70,7 @@ async def test_twenty_parallel_sends_on_postgres_take_exactly_the_remaining_docu
     assert await EnvelopeRow.filter(tenant_id=tenant.id, status="sent").count() == remaining + (1 if used else 0)
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 async def test_ten_parallel_creates_with_one_key_on_postgres_make_one_envelope(
     aiohttp_client: Callable[..., Any], container: Container

@@ -5,7 +5,6 @@ from __future__ import annotations
 __all__ = ["DEAD_LINK", "ERRORS", "LANGUAGES", "NOTICES", "TEXT"]
 
 LANGUAGES = ("cs", "sk", "en")
-LANGUAGE_NAMES = {"cs": "Čeština", "sk": "Slovenčina", "en": "English"}
 
 TEXT: dict[str, dict[str, str]] = {
     "cs": {
