@@ -31,6 +31,7 @@ from esign_gateway.errors import GoneError, InvalidStateError, NotFoundError, Pr
 from esign_gateway.ports import (
     ArchiveStamper,
     AuditReport,
+    CeremonyHost,
     DocumentStore,
     ReportDocument,
     ReportEvent,
@@ -142,9 +143,9 @@ class ArchiveService:
         events = await self.trail(env.id)
         tenant = await Tenant.get(id=env.tenant_id)
         names = {s.id: s.name for s in env.signers}
-        remote = self.providers.get(env.provider)
-        via = "e-mail link + SMS code" if remote is None or remote.ceremony.value == "gateway" else (
-            f"{env.provider}: e-mail link + SMS code")
+        provider = self.providers.get(env.provider)
+        by_provider = provider is not None and provider.ceremony is CeremonyHost.PROVIDER
+        via = f"{env.provider}: e-mail link + SMS code" if by_provider else "e-mail link + SMS code"
         report = AuditReport(
             language=env.language, envelope_id=env.id, envelope_name=env.name, status=env.status.value,
             tenant_name=tenant.name,

@@ -119,12 +119,11 @@ class EnvelopeService:
     async def create_envelope(self, tenant: TenantInfo, cmd: NewEnvelope, *, claim: Claim | None = None) -> Envelope:
         """Create (and by default send) an envelope. With ``claim`` (an Idempotency-Key), the key is
         completed in the same transaction as the envelope."""
-        await self.plans.ensure_may_send(tenant)
+        # refused early, before anything is parsed or stored; ``_send`` holds the real guard
+        await self.plans.ensure_may_send(tenant, len(cmd.documents) if cmd.send else 0)
         now = self.clock.now()
         if cmd.expires_at is not None and cmd.expires_at <= now:
             raise ValidationFailedError(errors=[{"field": "expires_at", "message": "must be in the future"}])
-        if cmd.send:  # refuse early, before anything is parsed or stored; ``_send`` is the real guard
-            await self.plans.check_allowance(tenant, len(cmd.documents))
         # Parse every upload (bounded, off the loop) before anything is stored.
         infos = []
         for i, doc in enumerate(cmd.documents):
@@ -269,7 +268,10 @@ class EnvelopeService:
         await self.plans.ensure_may_send(tenant)
         now = self.clock.now()
         handle = None
-        if remote_of(self.providers[(draft := await self.get_envelope(tenant, envelope_id)).provider]) is not None:
+        provider = await EnvelopeRow.filter(id=envelope_id, tenant_id=tenant.id).values_list("provider", flat=True)
+        if provider and remote_of(self.providers[str(provider[0])]) is not None:
+            # a provider-run ceremony: its draft is built at the provider first (outside the transaction)
+            draft = await self.get_envelope(tenant, envelope_id)
             if draft.status != EnvelopeStatus.DRAFT:
                 raise InvalidStateError(f"The envelope is {draft.status.value}.")
             files = [(d.name, await self.store.get(d.sha256)) for d in draft.documents]
@@ -280,7 +282,8 @@ class EnvelopeService:
                 await self._send(uow, env, now, handle)
                 await IdempotencyService.complete(uow, claim, envelope_id=env.id, status=200)
         except BaseException:
-            await self._discard_remote(draft, handle)
+            if handle is not None:
+                await self._discard_remote(draft, handle)
             raise
         return env
 

@@ -164,24 +164,24 @@ class PlanService:
 
     # ------------------------------------------------------------------ sending
 
-    async def ensure_may_send(self, tenant: TenantInfo) -> None:
-        """Rules 1 and 5: a paid instance with the signing module on."""
+    async def ensure_may_send(self, tenant: TenantInfo, documents: int = 0) -> None:
+        """Rules 1 and 5: a paid instance with the signing module on — and, for ``documents`` about to
+        be sent, room in this month's allowance. A read-only early refusal, before any upload is parsed
+        or stored; not the guard: ``take`` is (another request may take the last document meanwhile)."""
         if tenant.mode != "paid":
             raise InstanceNotPaidError("Online signing is available to paid instances only.")
-        if not (await self.state(tenant.id)).enabled:
-            raise SigningDisabledError("The signing module is terminated; choose a plan to enable it again.")
-
-    async def check_allowance(self, tenant: TenantInfo, documents: int) -> None:
-        """A read-only early refusal, before any upload is parsed or stored. Not the guard:
-        ``take`` is (another request may take the last document meanwhile)."""
         now = self.clock.now()
-        month = quota.month_of(now)
         history = await history_of(tenant.id)
-        plan = _month_plan(history, month, now)
-        allowance = plan.documents if plan else 0
-        used = await UsageRecord.filter(tenant_id=tenant.id, month=month).count()
-        if used + documents > allowance:
-            raise self._quota_error(month, plan, allowance, used, documents)
+        current = _current(history, now)
+        if current is None or not current.enabled:
+            raise SigningDisabledError("The signing module is terminated; choose a plan to enable it again.")
+        if documents:
+            month = quota.month_of(now)
+            plan = _month_plan(history, month, now)
+            allowance = plan.documents if plan else 0
+            used = await UsageRecord.filter(tenant_id=tenant.id, month=month).count()
+            if used + documents > allowance:
+                raise self._quota_error(month, plan, allowance, used, documents)
 
     async def take(self, uow: UnitOfWork, tenant_id: str, envelope_id: str, document_ids: list[str],
                    now: datetime) -> None:
