@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from adapters._process import name_process
 from esign_gateway.errors import PdfEncryptedError, PdfInvalidError
 from esign_gateway.ports import PdfInfo
 
@@ -27,6 +28,7 @@ MAX_PAGES = 5000
 
 
 def _limit(memory_bytes: int, cpu_seconds: int) -> None:
+    name_process("esign-inspect")
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
 

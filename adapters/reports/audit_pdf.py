@@ -22,6 +22,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from adapters._process import name_process
 from esign_gateway.ports import AuditReport
 
 __all__ = ["PdfReportRenderer", "render_report"]
@@ -80,7 +81,8 @@ class PdfReportRenderer:
 
     async def start(self) -> None:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=name_process, initargs=("esign-report",))
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -158,3 +158,20 @@ def test_the_signer_keeps_its_parsed_key(shared_parts: dict[str, Any]) -> None:
     assert pades._state is not None and isinstance(pades._state.signer, pades._CachedKeySigner)
     first = pades._state.signer.sign_raw(b"x", "sha256")
     assert pades._state.signer._pyca_key is not None and pades._state.signer.sign_raw(b"x", "sha256") == first
+
+
+async def test_the_stamp_embeds_the_prepared_stamp_font_whole(shared_parts: dict[str, Any]) -> None:
+    """The stamp font is a ready subset of DejaVu Sans, embedded as it is (not re-subset per
+    signature, ~30 ms each): the embedded program is that file, byte for byte, for every signer."""
+    pdf = make_pdf()
+    for slot, name in enumerate(["Jana Nováková", "Ľubomír Ďurica"]):
+        pdf = (await shared_parts["provider"].sign(_request(pdf, name, slot))).pdf
+    reader = PdfReader(io.BytesIO(pdf))
+    programs = []
+    for annot in reader.pages[-1]["/Annots"]:
+        ap = annot.get_object()["/AP"]["/N"].get_object()
+        for font in ap["/Resources"]["/Font"].values():
+            for descendant in font.get_object()["/DescendantFonts"]:
+                descriptor = descendant.get_object()["/FontDescriptor"].get_object()
+                programs.append(descriptor["/FontFile2"].get_object().get_data())
+    assert programs == [pades.FONT_PATH.read_bytes()] * 2

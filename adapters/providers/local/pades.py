@@ -38,9 +38,12 @@ from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
 
+from adapters._process import name_process
 from esign_gateway.errors import ProviderError
 from esign_gateway.ports import SignatureRequest
 
+from . import asn1_fix
+from .stamp_font import StampFontFactory
 from .tsa import DevTimeStamper
 
 __all__ = [
@@ -143,12 +146,14 @@ def _load(material: SigningMaterial) -> _Worker:
     else:
         assert material.dev_tsa_key_path and material.dev_tsa_cert_path
         timestamper = _DevTsa.from_files(material.dev_tsa_cert_path, material.dev_tsa_key_path)
-    return _Worker(signer, timestamper, GlyphAccumulatorFactory(str(FONT_PATH), font_size=8))
+    return _Worker(signer, timestamper, StampFontFactory(str(FONT_PATH), font_size=8))
 
 
 def init_worker(material: SigningMaterial) -> None:
     """Process-pool initializer: load the identity once per process."""
     global _state, _material
+    name_process("esign-sign")
+    asn1_fix.install()
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     logging.getLogger("pyhanko").setLevel(logging.WARNING)
     _material = material
