@@ -102,7 +102,15 @@ def render_report(r: AuditReport, font_path: Path) -> bytes:
     return _render(r)
 
 
+def _when_lines(moment: datetime | None) -> str:
+    """:func:`_when` on two lines, for narrow table cells."""
+    return _when(moment).replace(" / ", "\n")
+
+
 def _render(r: AuditReport) -> bytes:
+    """Short values (labels, numbers, times, states) are plain table strings; only text that may
+    need wrapping (names, addresses, user agents) is a ``Paragraph``, which costs ~10x more to lay
+    out — most of the time of a report was spent parsing and wrapping one-word paragraphs."""
     t = TEXT.get(r.language, TEXT["en"])
     base = ParagraphStyle("base", fontName="AuditSans", fontSize=8.5, leading=11)
     small = ParagraphStyle("small", parent=base, fontSize=6.5, leading=8)
@@ -113,43 +121,46 @@ def _render(r: AuditReport) -> bytes:
     def p(text: str, style: ParagraphStyle = base) -> Paragraph:
         return Paragraph(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"), style)
 
-    def table(rows: list[list[Paragraph]], widths: list[float]) -> Table:
+    def table(rows: list[list[Paragraph | str]], widths: list[float], small_columns: tuple[int, ...] = ()) -> Table:
         tbl = Table(rows, colWidths=widths, repeatRows=1)
-        tbl.setStyle(TableStyle([
+        style: list[tuple[object, ...]] = [
             ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
             ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
             ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ]))
+            ("FONT", (0, 0), (-1, -1), "AuditSans", 8.5, 11),
+        ]
+        style += [("FONT", (c, 1), (c, -1), "AuditSans", 6.5, 8) for c in small_columns]
+        tbl.setStyle(TableStyle(style))
         return tbl
+
+    def digest(value: str | None) -> str:
+        return "—" if not value else f"{value[:32]}\n{value[32:]}"
 
     story = [
         p(t["title"], h1),
         p(f"{t['envelope_id']}:", base),
         p(r.envelope_id, big),
         Spacer(1, 4),
-        table([[p(k), p(v)] for k, v in [
-            (t["name"], r.envelope_name), (t["status"], r.status), (t["tenant"], r.tenant_name),
-            (t["record"], r.record), (t["provider"], r.provider), (t["created"], _when(r.created_at)),
-            (t["sent"], _when(r.sent_at)), (t["ended"], _when(r.ended_at)),
-            (t["retained"], _when(r.retained_until)),
-        ]], [45 * mm, 125 * mm]),
+        table([[t["name"], p(r.envelope_name)], [t["status"], r.status], [t["tenant"], p(r.tenant_name)],
+               [t["record"], p(r.record)], [t["provider"], r.provider], [t["created"], _when(r.created_at)],
+               [t["sent"], _when(r.sent_at)], [t["ended"], _when(r.ended_at)],
+               [t["retained"], _when(r.retained_until)]], [45 * mm, 125 * mm]),
         p(t["documents"], h2),
-        table([[p(t["name"]), p(t["pages"]), p(t["original"]), p(t["signed"])]] + [
-            [p(d.name), p(str(d.pages)), p(d.sha256_original, small), p(d.sha256_signed or "—", small)]
-            for d in r.documents
-        ], [38 * mm, 14 * mm, 59 * mm, 59 * mm]),
+        table([[t["name"], t["pages"], t["original"], t["signed"]]] + [
+            [p(d.name), str(d.pages), digest(d.sha256_original), digest(d.sha256_signed)] for d in r.documents
+        ], [38 * mm, 14 * mm, 59 * mm, 59 * mm], small_columns=(2, 3)),
         p(t["signers"], h2),
-        table([[p(t["name"]), p(t["email"]), p(t["phone"]), p(t["method"]), p(t["status"]), p(t["signed_at"])]] + [
-            [p(s.name), p(s.email_masked), p(s.phone_masked), p(s.verification, small), p(s.status),
-             p(_when(s.signed_at), small)]
+        table([[t["name"], t["email"], t["phone"], t["method"], t["status"], t["signed_at"]]] + [
+            [p(s.name), p(s.email_masked), s.phone_masked, p(s.verification, small), s.status,
+             _when_lines(s.signed_at)]
             for s in r.signers
-        ], [32 * mm, 30 * mm, 26 * mm, 34 * mm, 16 * mm, 32 * mm]),
+        ], [30 * mm, 30 * mm, 22 * mm, 32 * mm, 20 * mm, 36 * mm], small_columns=(2, 4, 5)),
         p(t["timeline"], h2),
-        table([[p("#"), p(t["time"]), p(t["event"]), p(t["actor"]), p(t["client"])]] + [
-            [p(str(e.seq)), p(_when(e.at), small), p(e.type + (f" — {e.signer_name}" if e.signer_name else "")),
-             p(e.actor), p(" · ".join(x for x in (e.ip, (e.user_agent or "")[:90]) if x) or "—", small)]
+        table([["#", t["time"], t["event"], t["actor"], t["client"]]] + [
+            [str(e.seq), _when_lines(e.at), p(e.type + (f" — {e.signer_name}" if e.signer_name else "")),
+             e.actor, p(" · ".join(x for x in (e.ip, (e.user_agent or "")[:90]) if x) or "—", small)]
             for e in r.events
-        ], [8 * mm, 40 * mm, 52 * mm, 16 * mm, 54 * mm]),
+        ], [8 * mm, 40 * mm, 52 * mm, 16 * mm, 54 * mm], small_columns=(1,)),
         p(t["chain"], h2),
         p(r.chain_head, small),
         Spacer(1, 6),
