@@ -1,7 +1,8 @@
 """Delivering CRM webhooks from the outbox, by the job workers.
 
     outbox_event (same transaction as the state change)
-      └─ job "dispatch_event" ─► WebhookDelivery row (one per endpoint and event) ─► job "deliver_webhook"
+      └─ job "dispatch_event" (one per transaction) ─► WebhookDelivery row (one per endpoint and event)
+                                                       ─► job "deliver_webhook"
                                                        └─ POST; 2xx done · 410 disables the endpoint ·
                                                           else retry after 5 s, 5 min, 30 min, 2 h … 24 h, then failed
 
@@ -74,14 +75,21 @@ class WebhookDispatcher:
 
     # ------------------------------------------------------------------ dispatch
     async def dispatch(self, payload: dict[str, Any]) -> None:
-        """Job ``dispatch_event``: turn one outbox event into a delivery for the tenant's endpoint."""
+        """Job ``dispatch_event``: turn the outbox events of one transaction (``event_ids``; older
+        jobs carry one ``event_id``) into deliveries for their tenants' endpoints, in order."""
         now = self.clock.now()
-        event = await OutboxEvent.get_or_none(id=payload["event_id"])
-        if event is None:
+        ids = payload.get("event_ids") or [payload["event_id"]]
+        events = sorted(await OutboxEvent.filter(id__in=ids, dispatched_at=None), key=lambda e: ids.index(e.id))
+        if not events:
             return
-        endpoint = await WebhookEndpoint.get_or_none(tenant_id=event.tenant_id)
+        tenants = {e.tenant_id for e in events}
+        endpoints = {ep.tenant_id: ep for ep in await WebhookEndpoint.filter(tenant_id__in=tenants, enabled=True)}
         async with in_transaction("default") as conn:
-            if endpoint is not None and endpoint.enabled and (endpoint.events is None or event.type in endpoint.events):
+            jobs = JobRepository(conn)
+            for event in events:
+                endpoint = endpoints.get(event.tenant_id)
+                if endpoint is None or (endpoint.events is not None and event.type not in endpoint.events):
+                    continue
                 delivery_id = str(uuid7())
                 try:
                     await WebhookDelivery.create(
@@ -93,10 +101,10 @@ class WebhookDispatcher:
                 except IntegrityError:  # dispatched before a crash: keep the first delivery
                     existing = await WebhookDelivery.get(endpoint_id=endpoint.id, event_id=event.id)
                     delivery_id = existing.id
-                await JobRepository(conn).enqueue(
+                await jobs.enqueue(
                     "deliver_webhook", {"delivery_id": delivery_id}, now, dedupe_key=f"deliver:{delivery_id}:0"
                 )
-            await OutboxEvent.filter(id=event.id).using_db(conn).update(dispatched_at=now)
+            await OutboxEvent.filter(id__in=[e.id for e in events]).using_db(conn).update(dispatched_at=now)
 
     # ------------------------------------------------------------------ deliver
     async def deliver(self, payload: dict[str, Any]) -> None:

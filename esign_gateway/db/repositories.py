@@ -299,10 +299,10 @@ def outbox_event(
 
 
 async def write_outbox(conn: BaseDBAsyncClient, events: list[OutboxEvent]) -> None:
-    """Write CRM events in the caller's transaction, each with the job that dispatches it (at least once)."""
+    """Write CRM events in the caller's transaction with one job that dispatches them (at least once)."""
     if not events:
         return
     await OutboxEvent.bulk_create(events, using_db=conn)
-    jobs = JobRepository(conn)
-    for row in events:
-        await jobs.enqueue("dispatch_event", {"event_id": row.id}, row.created_at)
+    await JobRepository(conn).enqueue(
+        "dispatch_event", {"event_ids": [row.id for row in events]}, min(row.created_at for row in events)
+    )

@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from esign_gateway.db.models import Job
+from esign_gateway.db.models import Job, OutboxEvent
+from esign_gateway.db.repositories import outbox_event
 from esign_gateway.jobs.worker import Worker
 from tests.api.conftest import Ceremony, Tenant, envelope_body
 from tests.fakes import FrozenClock
@@ -272,3 +273,34 @@ async def test_one_tenants_hanging_endpoint_does_not_hold_back_another_tenants_e
     assert foreign is not None
     resp = await api.post(f"/v1/webhook/deliveries/{foreign.id}/retry", headers=other_tenant.auth)
     assert resp.status == 404  # another tenant's delivery cannot be touched or probed
+
+
+async def test_one_dispatch_job_per_transaction_in_order_and_a_rerun_delivers_nothing_twice(
+    api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver
+) -> None:
+    await _subscribe(api, tenant, receiver.url)
+    await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)
+    await ceremony.run_jobs()
+    await ceremony.sign(ceremony.link_token("jana@example.cz"), "+420601123456")
+    last = (await Job.filter(kind="dispatch_event").order_by("-id").first())
+    assert last is not None
+    ids = last.payload["event_ids"]  # the signature and the completion: one transaction, one job
+    by_id = {e.id: e.type for e in await OutboxEvent.filter(id__in=ids)}
+    assert [by_id[i] for i in ids] == ["signer.signed", "envelope.completed"]
+    await ceremony.run_jobs()
+    delivered = await WebhookDelivery.all().count()
+    dispatch = ceremony.container.worker.handlers["dispatch_event"]
+    await dispatch(last.payload)  # the job runs again (a worker died after its commit)
+    await ceremony.run_jobs()
+    assert await WebhookDelivery.all().count() == delivered == len(receiver.requests) == 4
+
+
+async def test_a_dispatch_job_queued_by_an_older_version_is_still_delivered(
+    api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver
+) -> None:
+    await _subscribe(api, tenant, receiver.url)
+    event = outbox_event(tenant.id, None, "usage.threshold", ceremony.container.clock.now(), {"usage": {}})
+    await OutboxEvent.bulk_create([event])
+    await ceremony.container.worker.handlers["dispatch_event"]({"event_id": event.id})  # the old payload
+    await ceremony.run_jobs()
+    assert [json.loads(body)["id"] for _, body in receiver.requests] == [event.id]
