@@ -181,7 +181,7 @@ async def ceremonies_per_second(n: int, concurrency: int) -> CeremonyRun:
     data_dir = Path(tempfile.mkdtemp(prefix="esign-bench-"))
     port = 18080 + os.getpid() % 1000
     env = {**os.environ, "ESIGN_DATA_DIR": str(data_dir), "ESIGN_ENV": "dev", "ESIGN_LOG_LEVEL": "WARNING",
-           "ESIGN_PUBLIC_URL": f"http://127.0.0.1:{port}", "ESIGN_WORKER_POLL_SECONDS": "0.05"}
+           "ESIGN_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     _cli(env, "migrate")
     key = json.loads(_cli(env, "tenant", "create", "--name", "Bench s.r.o.", "--paid", "--plan", "custom",
                           "--documents", "1000000", "--fee", "0", "--json"))["api_key"]

@@ -243,6 +243,7 @@ def build_container(
         clock,
         poll_seconds=settings.worker_poll_seconds,
     )
+    UnitOfWork.on_jobs_committed = worker.wake  # follow-up work starts at once, not at the next poll
 
     async def load_secrets() -> None:
         ceremony.pepper = await _pepper(box, clock)

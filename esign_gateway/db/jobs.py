@@ -1,8 +1,8 @@
 """The durable job table: enqueue inside a use case's transaction; claim with a lease.
 
 Claiming uses ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of workers can
-run; on SQLite the claim is a conditional UPDATE (``WHERE attempts = <read value>``), so two
-claimers can never both win, and SQLite's single writer serialises them.
+run; on SQLite the claim's transaction is ``BEGIN IMMEDIATE`` (the write lock up front), so two
+claimers are serialised and never take the same job. Either way one UPDATE then takes the rows.
 
 The lease is the due time itself: claiming sets ``status='running'`` and ``due_at = now + lease``;
 finishing sets ``done``/``failed``. A job whose worker died is therefore simply *due again* when
@@ -13,17 +13,21 @@ and abandoned jobs alike — an idle poll costs two index probes, however many e
 from __future__ import annotations
 
 import random
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from .models import Job
 
-__all__ = ["ClaimedJob", "JobRepository", "backoff", "claim", "complete", "fail", "release"]
+__all__ = ["ClaimedJob", "JobRepository", "backoff", "claim", "complete", "enqueued", "fail", "release"]
+
+enqueued: ContextVar[bool] = ContextVar("esign_jobs_enqueued", default=False)
+"""Set when this task enqueued a job; a unit of work reads it to wake the worker after its commit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,17 +53,13 @@ class JobRepository:
         self, kind: str, payload: dict[str, Any], due_at: datetime, *, dedupe_key: str | None = None,
         max_attempts: int = 8,
     ) -> None:
-        """Add a job. With ``dedupe_key`` a second enqueue of the same work is a no-op."""
-        if dedupe_key is not None and await Job.filter(dedupe_key=dedupe_key).using_db(self.conn).exists():
-            return
-        try:
-            await Job.create(
-                using_db=self.conn, kind=kind, payload=payload, due_at=due_at, dedupe_key=dedupe_key,
-                created_at=due_at, max_attempts=max_attempts,
-            )
-        except IntegrityError:
-            if dedupe_key is None:
-                raise
+        """Add a job. With ``dedupe_key`` a second enqueue of the same work is a no-op (``INSERT … ON
+        CONFLICT DO NOTHING`` / ``INSERT OR IGNORE``: no read first, and no failed statement that would
+        abort a PostgreSQL transaction)."""
+        job = Job(kind=kind, payload=payload, due_at=due_at, dedupe_key=dedupe_key, created_at=due_at,
+                  max_attempts=max_attempts)
+        await Job.bulk_create([job], ignore_conflicts=dedupe_key is not None, using_db=self.conn)
+        enqueued.set(True)
 
 
 async def claim(worker_id: str, now: datetime, *, limit: int = 10, lease: timedelta) -> list[ClaimedJob]:
@@ -70,17 +70,15 @@ async def claim(worker_id: str, now: datetime, *, limit: int = 10, lease: timede
         if conn.capabilities.dialect == "postgres":
             qs = qs.select_for_update(skip_locked=True)
         rows = await qs
-        claimed = []
-        for row in rows:
-            updated = (
-                await Job.filter(id=row.id, attempts=row.attempts)
-                .using_db(conn)
-                .update(status="running", due_at=now + lease, locked_until=now + lease, locked_by=worker_id,
-                        attempts=row.attempts + 1)
-            )
-            if updated:
-                claimed.append(ClaimedJob(row.id, row.kind, row.payload, row.attempts + 1, row.max_attempts))
-        return claimed
+        if not rows:
+            return []
+        # The rows are ours until commit (row locks on PostgreSQL, the write lock of BEGIN IMMEDIATE
+        # on SQLite), so one UPDATE takes them all.
+        await Job.filter(id__in=[row.id for row in rows]).using_db(conn).update(
+            status="running", due_at=now + lease, locked_until=now + lease, locked_by=worker_id,
+            attempts=F("attempts") + 1,
+        )
+        return [ClaimedJob(row.id, row.kind, row.payload, row.attempts + 1, row.max_attempts) for row in rows]
 
 
 async def release(job: ClaimedJob, worker_id: str, now: datetime) -> None:

@@ -7,6 +7,7 @@ the same transaction, so no state change happens without its evidence and its fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
@@ -14,7 +15,7 @@ from typing import Any, ClassVar
 from tortoise.transactions import in_transaction
 
 from .idempotency import IdempotencyRepository
-from .jobs import JobRepository
+from .jobs import JobRepository, enqueued
 from .repositories import EnvelopeRepository
 from .signers import SignerSecrets
 from .usage import UsageRepository
@@ -32,6 +33,9 @@ class RetentionPolicy:
 
 class UnitOfWork:
     retention: ClassVar[RetentionPolicy] = RetentionPolicy()
+    on_jobs_committed: ClassVar[Callable[[], None] | None] = None
+    """Called after a commit that enqueued jobs (bootstrap: wake this process's worker, so the
+    follow-up work — e-mails, the sealed report — starts now rather than at the next poll)."""
     envelopes: EnvelopeRepository
     jobs: JobRepository
     signers: SignerSecrets
@@ -42,6 +46,7 @@ class UnitOfWork:
         self._ctx: Any = None
 
     async def __aenter__(self) -> UnitOfWork:
+        self._enqueued = enqueued.set(False)
         self._ctx = in_transaction("default")
         self.conn = await self._ctx.__aenter__()
         self.envelopes = EnvelopeRepository(self.conn, self.retention.completed_years, self.retention.unsigned_days)
@@ -54,4 +59,9 @@ class UnitOfWork:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._ctx.__aexit__(exc_type, exc, tb)
+        try:
+            await self._ctx.__aexit__(exc_type, exc, tb)
+            if exc_type is None and enqueued.get() and self.on_jobs_committed is not None:
+                self.on_jobs_committed()
+        finally:
+            enqueued.reset(self._enqueued)

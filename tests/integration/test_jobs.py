@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from tortoise.transactions import in_transaction
 from esign_gateway.container import Container
 from esign_gateway.db import jobs as queue
 from esign_gateway.db.models import Job
+from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.jobs.worker import Worker
 
 
@@ -105,3 +107,34 @@ async def test_claimed_but_unstarted_job_is_released_with_its_attempt_given_back
 
 async def _noop() -> None:
     return None
+
+
+async def test_a_committed_unit_of_work_with_jobs_wakes_the_worker_without_waiting_for_a_poll(
+    container: Container,
+) -> None:
+    ran = asyncio.Event()
+
+    async def handler(payload: dict[str, Any]) -> None:
+        ran.set()
+
+    worker = Worker({"work": handler}, container.clock, poll_seconds=3600)  # a poll would come in an hour
+    previous, UnitOfWork.on_jobs_committed = UnitOfWork.on_jobs_committed, worker.wake
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.sleep(0)  # the worker finds nothing and waits
+        async with UnitOfWork() as uow:
+            await uow.jobs.enqueue("work", {}, container.clock.now())
+        await asyncio.wait_for(ran.wait(), timeout=10)
+    finally:
+        stop.set()
+        await running
+        UnitOfWork.on_jobs_committed = previous
+
+
+async def test_a_dedupe_key_makes_a_second_enqueue_a_no_op_inside_the_same_transaction(container: Container) -> None:
+    async with UnitOfWork() as uow:
+        for _ in range(2):
+            await uow.jobs.enqueue("work", {"n": 1}, container.clock.now(), dedupe_key="work:1")
+        await uow.jobs.enqueue("work", {"n": 2}, container.clock.now())  # the transaction is still usable
+    assert sorted(j.payload["n"] for j in await Job.filter(kind="work")) == [1, 2]
