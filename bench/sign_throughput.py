@@ -113,11 +113,10 @@ async def loop_lag_p99(material: pades.SigningMaterial) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- (3) through HTTP
 
 
-def _cpu_seconds_by_process(root: int) -> dict[str, float]:
-    """CPU (user + system) of ``root`` and its descendants by process name, from ``/proc`` (Linux).
-
-    The pools name their processes (``esign-sign``, ``esign-inspect``, ``esign-report``); the
-    gateway itself is ``web``."""
+def _cpu_seconds_by_process(roots: dict[int, str]) -> dict[str, float]:
+    """CPU (user + system) of the ``roots`` (pid → name) and their descendants by process name,
+    from ``/proc`` (Linux). The pools name their processes (``esign-sign``, ``esign-inspect``,
+    ``esign-report``)."""
     tick = os.sysconf("SC_CLK_TCK")
     parent: dict[int, int] = {}
     stat: dict[int, tuple[str, float]] = {}
@@ -136,12 +135,12 @@ def _cpu_seconds_by_process(root: int) -> dict[str, float]:
     for pid, (comm, cpu) in stat.items():
         p, inside = pid, False
         while p > 1:
-            if p == root:
+            if p in roots:
                 inside = True
                 break
             p = parent.get(p, 0)
         if inside:
-            name = "web" if pid == root else comm
+            name = roots.get(pid, comm)
             out[name] = out.get(name, 0.0) + cpu
     return out
 
@@ -175,7 +174,9 @@ class CeremonyRun:
     """Jobs per ceremony by kind (those due within the hour)."""
 
 
-async def ceremonies_per_second(n: int, concurrency: int) -> CeremonyRun:
+async def ceremonies_per_second(n: int, concurrency: int, workers: int = 0) -> CeremonyRun:
+    """``workers`` = 0: the gateway's embedded job worker (``make run``); N: ``serve --no-worker``
+    plus N ``worker`` processes (the Procfile's shape)."""
     import aiohttp
 
     data_dir = Path(tempfile.mkdtemp(prefix="esign-bench-"))
@@ -185,10 +186,16 @@ async def ceremonies_per_second(n: int, concurrency: int) -> CeremonyRun:
     _cli(env, "migrate")
     key = json.loads(_cli(env, "tenant", "create", "--name", "Bench s.r.o.", "--paid", "--plan", "custom",
                           "--documents", "1000000", "--fee", "0", "--json"))["api_key"]
+    exe = str(ROOT / ".venv" / "bin" / "esign-gateway")
     server = subprocess.Popen(  # noqa: ASYNC220 - a bench: the server runs beside the client loop
-        [str(ROOT / ".venv" / "bin" / "esign-gateway"), "serve", "--port", str(port)],
+        [exe, "serve", "--port", str(port), *(["--no-worker"] if workers else [])],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    worker_procs = [
+        subprocess.Popen([exe, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
+        for _ in range(workers)
+    ]
+    roots = {server.pid: "web", **{w.pid: "worker" for w in worker_procs}}
     base = f"http://127.0.0.1:{port}"
     pdf64 = base64.b64encode(make_pdf(pages=1)).decode()
     auth = {"Authorization": f"Bearer {key}"}
@@ -274,12 +281,12 @@ async def ceremonies_per_second(n: int, concurrency: int) -> CeremonyRun:
                 async with sem:
                     await one(i)
 
-            cpu0, client0, t0 = _cpu_seconds_by_process(server.pid), time.process_time(), time.perf_counter()
+            cpu0, client0, t0 = _cpu_seconds_by_process(roots), time.process_time(), time.perf_counter()
             await asyncio.gather(*(bounded(i) for i in range(n)))
             elapsed = time.perf_counter() - t0
             await drained()
             elapsed_drained = time.perf_counter() - t0
-            cpu1, client1 = _cpu_seconds_by_process(server.pid), time.process_time()
+            cpu1, client1 = _cpu_seconds_by_process(roots), time.process_time()
             watcher.cancel()
             import sqlite3
 
@@ -287,8 +294,10 @@ async def ceremonies_per_second(n: int, concurrency: int) -> CeremonyRun:
                 jobs = dict(db.execute("SELECT kind, count(*) FROM job WHERE due_at <= datetime('now', '+1 hour') "
                                        "GROUP BY kind").fetchall())
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for proc in (server, *worker_procs):
+            proc.terminate()
+        for proc in (server, *worker_procs):
+            proc.wait(timeout=30)
     cpu_ms = {k: (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) * 1000 / n for k in sorted(cpu1)}
     cpu_ms["bench client"] = (client1 - client0) * 1000 / n
     return CeremonyRun(n / elapsed, elapsed, n / elapsed_drained, elapsed_drained, cpu_ms,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from typing import Any
 
 import pytest
@@ -175,3 +176,22 @@ async def test_the_stamp_embeds_the_prepared_stamp_font_whole(shared_parts: dict
                 descriptor = descendant.get_object()["/FontDescriptor"].get_object()
                 programs.append(descriptor["/FontFile2"].get_object().get_data())
     assert programs == [pades.FONT_PATH.read_bytes()] * 2
+
+
+async def test_a_corrupted_signature_container_is_reported_invalid_not_raised(shared_parts: dict[str, Any]) -> None:
+    pdf = (await shared_parts["provider"].sign(_request(make_pdf(), "Jana Nováková", 0))).pdf
+    start = pdf.rindex(b"/Contents <") + len(b"/Contents <")
+    broken = bytearray(pdf)
+    broken[start + 400:start + 600] = b"0" * 200  # 100 bytes of the CMS structure (certificates) zeroed
+    checks = await _validate(bytes(broken), shared_parts["material"])
+    assert len(checks) == 1 and not checks[0].intact and not checks[0].valid and not checks[0].bottom_line
+
+
+def test_the_validation_context_is_reused_for_five_minutes_then_made_anew(shared_parts: dict[str, Any]) -> None:
+    """It validates at the moment it was made and holds the CRLs it read: never older than the TTL."""
+    pades.init_worker(shared_parts["material"])
+    first = pades._validation_context()
+    assert pades._validation_context() is first
+    pades._context = (time.monotonic() - pades.CONTEXT_TTL_SECONDS - 1, first)
+    fresh = pades._validation_context()
+    assert fresh is not first and fresh.moment > first.moment
