@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -148,8 +149,6 @@ def _cpu_seconds_by_process(roots: dict[int, str]) -> dict[str, float]:
 
 def _jobs_in_flight(db: Path) -> int:
     """Jobs that are due now and not finished (the post-completion work still to do)."""
-    import sqlite3
-
     with sqlite3.connect(db) as conn:
         now = conn.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").fetchone()[0]
         rows = conn.execute("SELECT due_at FROM job WHERE status IN ('pending', 'running')").fetchall()
@@ -289,8 +288,6 @@ async def ceremonies_per_second(n: int, concurrency: int, workers: int = 0) -> C
             elapsed_drained = time.perf_counter() - t0
             cpu1, client1 = _cpu_seconds_by_process(roots), time.process_time()
             watcher.cancel()
-            import sqlite3
-
             with sqlite3.connect(data_dir / "esign.sqlite3") as db:
                 jobs = dict(db.execute("SELECT kind, count(*) FROM job WHERE due_at <= datetime('now', '+1 hour') "
                                        "GROUP BY kind").fetchall())

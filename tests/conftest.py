@@ -13,7 +13,7 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -261,3 +261,28 @@ async def container(
     await init_db(settings)
     yield c
     await close_db()
+
+
+@dataclass
+class Tenant:
+    id: str
+    key: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+async def api(aiohttp_client: Callable[..., Any], container: Container) -> Any:
+    """The real app on a real local port (pytest-aiohttp)."""
+    from esign_gateway.http.app import create_app
+
+    return await aiohttp_client(create_app(container))
+
+
+@pytest.fixture
+async def tenant(container: Container) -> Tenant:
+    """A paid tenant on plan L (150 documents a month): tests of other rules never meet the allowance."""
+    info, key = await container.tenants.create_tenant("Dodavatel s.r.o.", paid=True, plan_code="l")
+    return Tenant(info.id, key.secret)

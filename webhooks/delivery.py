@@ -24,11 +24,10 @@ from typing import Any
 import aiohttp
 import structlog
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from esign_gateway.clock import Clock
-from esign_gateway.db.jobs import JobRepository
 from esign_gateway.db.models import OutboxEvent
+from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.ids import uuid7
 from esign_gateway.secretbox import SecretBox
 
@@ -84,8 +83,8 @@ class WebhookDispatcher:
             return
         tenants = {e.tenant_id for e in events}
         endpoints = {ep.tenant_id: ep for ep in await WebhookEndpoint.filter(tenant_id__in=tenants, enabled=True)}
-        async with in_transaction("default") as conn:
-            jobs = JobRepository(conn)
+        async with UnitOfWork() as uow:
+            conn, jobs = uow.conn, uow.jobs
             for event in events:
                 endpoint = endpoints.get(event.tenant_id)
                 if endpoint is None or (endpoint.events is not None and event.type not in endpoint.events):
@@ -155,7 +154,8 @@ class WebhookDispatcher:
         now = self.clock.now()
         attempts = delivery.attempts + 1
         ok = status is not None and 200 <= status < 300
-        async with in_transaction("default") as conn:
+        async with UnitOfWork() as uow:
+            conn = uow.conn
             await WebhookAttempt.create(using_db=conn, delivery_id=delivery.id, at=now, status_code=status,
                                         error=error, latency_ms=latency)
             changes: dict[str, Any] = {"attempts": attempts, "last_status_code": status,
@@ -173,7 +173,7 @@ class WebhookDispatcher:
                 else:
                     due = now + delay
                     changes.update(next_attempt_at=due)
-                    await JobRepository(conn).enqueue(
+                    await uow.jobs.enqueue(
                         "deliver_webhook", {"delivery_id": delivery.id}, due,
                         dedupe_key=f"deliver:{delivery.id}:{attempts}",
                     )
@@ -184,12 +184,12 @@ class WebhookDispatcher:
 
 async def retry_now(tenant_id: str, delivery_id: str, now: datetime) -> WebhookDelivery | None:
     """Manual retry (also of a failed delivery): one more attempt, due now."""
-    async with in_transaction("default") as conn:
-        delivery = await WebhookDelivery.filter(id=delivery_id, tenant_id=tenant_id).using_db(conn).first()
+    async with UnitOfWork() as uow:
+        delivery = await WebhookDelivery.filter(id=delivery_id, tenant_id=tenant_id).using_db(uow.conn).first()
         if delivery is None:
             return None
-        await WebhookDelivery.filter(id=delivery.id).using_db(conn).update(status="pending", next_attempt_at=now)
-        await JobRepository(conn).enqueue(
+        await WebhookDelivery.filter(id=delivery.id).using_db(uow.conn).update(status="pending", next_attempt_at=now)
+        await uow.jobs.enqueue(
             "deliver_webhook", {"delivery_id": delivery.id}, now,
             dedupe_key=f"deliver:{delivery.id}:manual:{now.isoformat()}",
         )

@@ -147,7 +147,6 @@ async def retry(request: web.Request) -> web.Response:
     delivery = await retry_now(tenant.id, request.match_info["id"], request.app[CONTAINER].clock.now())
     if delivery is None:
         raise NotFoundError("No such delivery.")
-    request.app[CONTAINER].worker.wake()
     return web.json_response(_delivery(delivery, []), status=202)
 
 
@@ -163,5 +162,4 @@ async def digisign_webhook(request: web.Request) -> web.Response:
         raise UnauthorizedError("The webhook signature does not verify.") from None
     except LookupError:
         raise NotFoundError("DigiSign is not configured here.") from None
-    container.worker.wake()
     return web.json_response({"status": outcome})

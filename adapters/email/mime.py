@@ -20,7 +20,7 @@ from pathlib import Path
 
 from esign_gateway.ports import OutgoingEmail
 
-__all__ = ["DkimKey", "build_mime", "to_wire"]
+__all__ = ["DkimKey", "wire_message"]
 
 SIGNED_HEADERS = (b"From", b"To", b"Subject", b"Date", b"Message-ID", b"Reply-To", b"Content-Type", b"MIME-Version")
 
@@ -80,3 +80,8 @@ def build_mime(message: OutgoingEmail, sender: str, now: datetime) -> MIMEMultip
     mime.attach(MIMEText(message.text, "plain", _UTF8_QP))
     mime.attach(MIMEText(message.html, "html", _UTF8_QP))
     return mime
+
+
+def wire_message(message: OutgoingEmail, sender: str, now: datetime, dkim: DkimKey | None) -> bytes:
+    """The bytes to send or store (CPU work, DKIM's RSA signature included: run it off the loop)."""
+    return to_wire(build_mime(message, sender, now), dkim)

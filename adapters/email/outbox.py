@@ -9,7 +9,7 @@ from adapters._files import sortable_name, write_atomic
 from esign_gateway.clock import Clock
 from esign_gateway.ports import OutgoingEmail
 
-from .mime import DkimKey, build_mime, to_wire
+from .mime import DkimKey, wire_message
 
 __all__ = ["OutboxEmailSender"]
 
@@ -22,6 +22,6 @@ class OutboxEmailSender:
         self.dkim = dkim
 
     async def send(self, message: OutgoingEmail) -> None:
-        mime = build_mime(message, self.sender, self.clock.now())
-        path = self.directory / sortable_name(self.clock.now(), "eml")
-        await asyncio.to_thread(write_atomic, path, to_wire(mime, self.dkim))
+        now = self.clock.now()
+        path = self.directory / sortable_name(now, "eml")
+        await asyncio.to_thread(lambda: write_atomic(path, wire_message(message, self.sender, now, self.dkim)))

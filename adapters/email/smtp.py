@@ -7,6 +7,7 @@ work); 4xx, timeouts and connection errors are transient and the job queue retri
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -17,7 +18,7 @@ import aiosmtplib
 from esign_gateway.errors import DeliveryError
 from esign_gateway.ports import OutgoingEmail
 
-from .mime import DkimKey, build_mime, to_wire
+from .mime import DkimKey, wire_message
 
 __all__ = ["SmtpEmailSender"]
 
@@ -55,10 +56,10 @@ class SmtpEmailSender:
         )
 
     async def send(self, message: OutgoingEmail) -> None:
-        mime = build_mime(message, self.sender, datetime.now(UTC))
+        raw = await asyncio.to_thread(wire_message, message, self.sender, datetime.now(UTC), self.dkim)
         try:
             await aiosmtplib.send(
-                to_wire(mime, self.dkim), sender=parseaddr(self.sender)[1], recipients=[parseaddr(message.to)[1]],
+                raw, sender=parseaddr(self.sender)[1], recipients=[parseaddr(message.to)[1]],
                 hostname=self.host, port=self.port, username=self.username, password=self.password,
                 use_tls=self.use_tls, start_tls=self.start_tls, timeout=self.timeout,
             )

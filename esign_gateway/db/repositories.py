@@ -109,6 +109,22 @@ class EnvelopeRepository:
             return None
         docs = await DocumentRow.filter(envelope_id=row.id).using_db(self.conn)
         signers = await SignerRow.filter(envelope_id=row.id).using_db(self.conn)
+        return self._loaded(row, docs, signers)
+
+    async def get_many(self, envelope_ids: list[str], *, tenant_id: str) -> list[Envelope]:
+        """Load several envelopes of one tenant in three queries (not three per envelope), in the
+        order of ``envelope_ids``; ids not found (or another tenant's) are left out."""
+        rows = {r.id: r for r in await EnvelopeRow.filter(id__in=envelope_ids, tenant_id=tenant_id)
+                .using_db(self.conn)}
+        docs: dict[str, list[DocumentRow]] = {i: [] for i in rows}
+        signers: dict[str, list[SignerRow]] = {i: [] for i in rows}
+        for d in await DocumentRow.filter(envelope_id__in=list(rows)).using_db(self.conn):
+            docs[d.envelope_id].append(d)  # type: ignore[attr-defined]
+        for s in await SignerRow.filter(envelope_id__in=list(rows)).using_db(self.conn):
+            signers[s.envelope_id].append(s)  # type: ignore[attr-defined]
+        return [self._loaded(rows[i], docs[i], signers[i]) for i in envelope_ids if i in rows]
+
+    def _loaded(self, row: EnvelopeRow, docs: list[DocumentRow], signers: list[SignerRow]) -> Envelope:
         env = _to_domain(row, docs, signers)
         env.retention_years = self.retention_years
         self._snapshots[env.id] = _snapshot(env)

@@ -206,8 +206,9 @@ class CeremonyService:
         return CodeSent(mask_phone(signer.phone), int(otp.CODE_LIFETIME.total_seconds()),
                         int(otp.RESEND_INTERVAL.total_seconds()))
 
-    async def _verify(self, token: str, code: str | None, client: Client) -> tuple[str, str]:
-        """Step 1: accept the code (or a recent verification). Returns (envelope id, signer id)."""
+    async def _verify(self, token: str, code: str | None, client: Client) -> tuple[Envelope, str]:
+        """Step 1: accept the code (or a recent verification). Returns the envelope as committed and
+        the signer's id."""
         now = self.clock.now()
         async with UnitOfWork() as uow:
             env, signer, gone = await self._open_for_action(uow, token)
@@ -222,7 +223,7 @@ class CeremonyService:
                 await uow.envelopes.save(env)
         if error is not None:
             raise error
-        return env.id, signer.id
+        return env, signer.id
 
     async def _check_code(
         self, uow: UnitOfWork, env: Envelope, signer: Signer, code: str, now: datetime, client: Client
@@ -265,11 +266,14 @@ class CeremonyService:
     async def sign(self, token: str, code: str | None, agree: bool, client: Client) -> Envelope:
         if agree is not True:
             raise ValidationFailedError(errors=[{"field": "agree", "message": "the signer must agree to sign"}])
-        envelope_id, signer_id = await self._verify(token, code, client)
-        for _ in range(SIGN_RETRIES):
-            async with UnitOfWork() as uow:
-                env = await uow.envelopes.get(envelope_id)
-            assert env is not None
+        env, signer_id = await self._verify(token, code, client)
+        envelope_id = env.id
+        for attempt in range(SIGN_RETRIES):
+            if attempt:  # the envelope changed under us: sign on top of what is there now
+                async with UnitOfWork() as uow:
+                    reloaded = await uow.envelopes.get(envelope_id)
+                assert reloaded is not None
+                env = reloaded
             signer = env.signer(signer_id)
             if env.status != EnvelopeStatus.SENT or signer.status != SignerStatus.VERIFIED:
                 raise _gone(env) if env.status != EnvelopeStatus.SENT else InvalidStateError("Not verified.")

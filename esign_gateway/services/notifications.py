@@ -7,7 +7,8 @@ is recorded; a crash in between re-sends the same link (never a second, differen
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -183,31 +184,12 @@ class NotificationService:
         if env is None or env.status != EnvelopeStatus.COMPLETED or env.purged_at is not None:
             return
         tenant = await Tenant.get(id=env.tenant_id)
-        recipients = [] if env.provider in self.remote_providers else [(s.id, s.name, s.email) for s in env.signers]
-        if tenant.contact_email:
-            recipients.append((env.id, tenant.name, tenant.contact_email))
-        until = self.clock.now() + DOWNLOAD_LINK_TTL
-        for rid, name, address in recipients:
-            try:
-                await ReminderLog.create(envelope_id=env.id, signer_id=rid, slot="completed",
-                                         created_at=self.clock.now())
-            except IntegrityError:
-                continue  # sent before a crash or by another worker
-            link = f"{self.public_url}/download/{self.download_token(env.id, rid)}"
-            ctx = MessageContext(
-                language=env.language, signer_name=name, signer_email=address, sender_name=tenant.name,
-                envelope_name=env.name, envelope_id=env.id, message=None,
-                document_names=[d.name for d in env.documents], expires_at=until, link=link,
-                reply_to=tenant.contact_email if rid != env.id else None,
-            )
-            try:
-                await self.email.send(render_completed(ctx))
-            except Exception:
-                await ReminderLog.filter(signer_id=rid, slot="completed").delete()
-                raise
-            if rid != env.id:
-                await self._record(env.id, "signer.completion_sent", rid)
-            log.info("completion_sent", envelope_id=env.id, to=mask_email(address))
+        signers = [] if env.provider in self.remote_providers else [(s.id, s.name, s.email) for s in env.signers]
+        await self._notify_once(
+            env, tenant, signers, "completed", render_completed, expires_at=self.clock.now() + DOWNLOAD_LINK_TTL,
+            link=lambda rid: f"{self.public_url}/download/{self.download_token(env.id, rid)}",
+            event="signer.completion_sent",
+        )
 
     async def send_end_notice(self, payload: dict[str, Any]) -> None:
         """Job ``send_end_notice``: a declined or expired request — the signers who had been invited
@@ -218,31 +200,45 @@ class NotificationService:
             return
         kind = env.status.value
         tenant = await Tenant.get(id=env.tenant_id)
-        recipients = [] if env.provider in self.remote_providers else [
+        signers = [] if env.provider in self.remote_providers else [
             (s.id, s.name, s.email) for s in env.signers
             if s.notified_at is not None and s.status not in (SignerStatus.DECLINED, SignerStatus.UNDELIVERABLE)
         ]
-        if tenant.contact_email:
-            recipients.append((env.id, tenant.name, tenant.contact_email))
-        for rid, name, address in recipients:
+        assert env.expires_at is not None
+        await self._notify_once(
+            env, tenant, signers, kind, lambda ctx: render_ended(ctx, kind), expires_at=env.expires_at,
+            link=lambda _: self.public_url, event=f"signer.{kind}_notice_sent",
+        )
+
+    async def _notify_once(
+        self, env: Envelope, tenant: Tenant, signers: list[tuple[str, str, str]], slot: str,
+        render: Callable[[MessageContext], OutgoingEmail], *, expires_at: datetime, link: Callable[[str], str],
+        event: str,
+    ) -> None:
+        """One e-mail per recipient — the ``signers`` (id, name, address) and the sender's contact
+        address (keyed by the envelope id) — and ``slot``, even after a retry or beside another
+        worker: claimed in ``reminder_log`` first, released again if sending fails. Signers' e-mails
+        are audited as ``event``."""
+        contact = [(env.id, tenant.name, tenant.contact_email)] if tenant.contact_email else []
+        for rid, name, address in [*signers, *contact]:
             try:
-                await ReminderLog.create(envelope_id=env.id, signer_id=rid, slot=kind, created_at=self.clock.now())
+                await ReminderLog.create(envelope_id=env.id, signer_id=rid, slot=slot, created_at=self.clock.now())
             except IntegrityError:
-                continue
-            assert env.expires_at is not None
+                continue  # sent before a crash or by another worker
             ctx = MessageContext(
                 language=env.language, signer_name=name, signer_email=address, sender_name=tenant.name,
                 envelope_name=env.name, envelope_id=env.id, message=None,
-                document_names=[d.name for d in env.documents], expires_at=env.expires_at,
-                link=self.public_url, reply_to=tenant.contact_email,
+                document_names=[d.name for d in env.documents], expires_at=expires_at, link=link(rid),
+                reply_to=tenant.contact_email if rid != env.id else None,  # not to the sender's own copy
             )
             try:
-                await self.email.send(render_ended(ctx, kind))
+                await self.email.send(render(ctx))
             except Exception:
-                await ReminderLog.filter(signer_id=rid, slot=kind).delete()
+                await ReminderLog.filter(envelope_id=env.id, signer_id=rid, slot=slot).delete()
                 raise
             if rid != env.id:
-                await self._record(env.id, f"signer.{kind}_notice_sent", rid)
+                await self._record(env.id, event, rid)
+            log.info("notice_sent", envelope_id=env.id, slot=slot, to=mask_email(address))
 
     async def send_cancel_notice(self, payload: dict[str, Any]) -> None:
         async with UnitOfWork() as uow:

@@ -23,10 +23,6 @@ async def envelope_page(qs: Any, tenant_id: str, *, limit: int, cursor: str | No
         qs = qs.filter(id__lt=cursor)
     ids = [str(i) for i in await qs.order_by("-id").limit(limit + 1).values_list("id", flat=True)]
     more = len(ids) > limit
-    items = []
     async with UnitOfWork() as uow:
-        for envelope_id in ids[:limit]:
-            env = await uow.envelopes.get(envelope_id, tenant_id=tenant_id)
-            if env is not None:
-                items.append(env)
+        items = await uow.envelopes.get_many(ids[:limit], tenant_id=tenant_id)
     return Page(items, ids[limit - 1] if more else None)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,33 +13,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from esign_gateway.container import Container
-from esign_gateway.http.app import create_app
-from tests.conftest import SmtpServer
+from tests.conftest import SmtpServer, Tenant
 from tests.factories import make_pdf
 
 LINK_RE = re.compile(r"https://sign\.example\.test/sign/([A-Za-z0-9_\-]+)")
-
-
-@dataclass
-class Tenant:
-    id: str
-    key: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-
-@pytest.fixture
-async def api(aiohttp_client: Callable[..., Any], container: Container) -> TestClient:
-    return await aiohttp_client(create_app(container))
-
-
-@pytest.fixture
-async def tenant(container: Container) -> Tenant:
-    """A paid tenant on plan L (150 documents a month): tests of other rules never meet the allowance."""
-    info, key = await container.tenants.create_tenant("Dodavatel s.r.o.", paid=True, plan_code="l")
-    return Tenant(info.id, key.secret)
 
 
 @pytest.fixture

@@ -122,6 +122,31 @@ async def test_completion_email_names_the_envelope_and_links_the_result_for_a_li
     assert (await api.get("/download/not-a-token")).status == 410
 
 
+async def test_a_declined_request_tells_the_other_invited_signer_and_the_sender_once(
+    api: Any, tenant: Tenant, ceremony: Ceremony, container: Container
+) -> None:
+    await container.tenants.update_tenant(tenant.id, contact_email="obchod@dodavatel.cz")
+    petr = ("petr@example.cz", "+420602123456")
+    body = envelope_body([signer(), signer("Petr Šťastný", petr[0], petr[1])])  # both invited at once
+    env = await (await api.post("/v1/envelopes", json=body, headers=tenant.auth)).json()
+    await ceremony.run_jobs()
+    resp = await api.post(f"/api/sign/{ceremony.link_token(JANA[0])}/decline", json={"reason": "Cena nesedí."})
+    assert resp.status == 200
+    await ceremony.run_jobs()
+    await ceremony.run_jobs()  # a retried job sends nothing twice
+
+    def notices(address: str) -> list[Any]:
+        return [m for m in ceremony.smtp.to(address) if m["Subject"].startswith("Podpis odmítnut")]
+
+    assert len(notices(petr[0])) == 1 and len(notices("obchod@dodavatel.cz")) == 1
+    assert notices(JANA[0]) == []  # the one who declined knows
+    assert notices(petr[0])[0]["Reply-To"] == "obchod@dodavatel.cz"
+    trail = await (await api.get(f"/v1/envelopes/{env['id']}/audit",
+                                 headers={**tenant.auth, "Accept": "application/json"})).json()
+    sent = [e for e in trail["events"] if e["type"] == "signer.declined_notice_sent"]
+    assert [e["signer_id"] for e in sent] == [env["signers"][1]["id"]]
+
+
 async def test_audit_verify_command_catches_one_edited_event(
     api: Any, tenant: Tenant, ceremony: Ceremony, settings: Settings
 ) -> None:

@@ -176,6 +176,9 @@ async def test_list_by_record_newest_first_with_cursor(api: Any, tenant: Tenant,
     )).json()
     assert [e["id"] for e in page2["items"]] == [ids[1], ids[0]]
     assert page2["next_cursor"] is None
+    # a page is loaded in three queries: each envelope still gets exactly its own documents and signers
+    assert all(len(e["documents"]) == 1 and len(e["signers"]) == 1 for e in page1["items"] + page2["items"])
+    assert len({e["signers"][0]["id"] for e in page1["items"] + page2["items"]}) == 4
     drafts = await (await api.get("/v1/envelopes?status=draft&limit=100", headers=tenant.auth)).json()
     assert len(drafts["items"]) == 5
 

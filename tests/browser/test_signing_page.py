@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from adapters.providers.local import pades
 from esign_gateway.container import Container
-from esign_gateway.http.app import create_app
 from tests.api.conftest import Ceremony, Tenant, envelope_body
 from tests.conftest import SmtpServer
 from tests.fakes import FrozenClock
@@ -40,26 +39,22 @@ async def browser() -> AsyncIterator[Browser]:
         await b.close()
 
 
-@pytest.fixture
-async def served(aiohttp_client: Callable[..., Any], container: Container) -> Any:
-    return await aiohttp_client(create_app(container))
+async def _open(browser: Browser, link: str, viewport: dict[str, int], **options: Any) -> tuple[Any, Page, Any]:
+    """A fresh browser context on the signer's link: (context, page, the page's response)."""
+    context = await browser.new_context(viewport=viewport, **options)
+    page = await context.new_page()
+    return context, page, await page.goto(link)
 
 
-@pytest.fixture
-async def tenant(container: Container) -> Tenant:
-    info, key = await container.tenants.create_tenant("Dodavatel s.r.o.", paid=True, plan_code="l")
-    return Tenant(info.id, key.secret)
-
-
-async def _invite(served: Any, tenant: Tenant, container: Container, smtp: SmtpServer, **extra: Any) -> tuple[str, str]:
+async def _invite(api: Any, tenant: Tenant, container: Container, smtp: SmtpServer, **extra: Any) -> tuple[str, str]:
     """Create and send an envelope; the signer's link from the caught e-mail, on this server."""
-    resp = await served.post("/v1/envelopes", json=envelope_body(**extra), headers=tenant.auth)
+    resp = await api.post("/v1/envelopes", json=envelope_body(**extra), headers=tenant.auth)
     assert resp.status == 201
     env = await resp.json()
     await container.worker.run_once()
-    ceremony = Ceremony(served, container, smtp)
+    ceremony = Ceremony(api, container, smtp)
     token = ceremony.link_token("jana@example.cz")
-    return env["id"], str(served.make_url(f"/sign/{token}"))
+    return env["id"], str(api.make_url(f"/sign/{token}"))
 
 
 async def _shot(page: Page, name: str) -> None:
@@ -69,15 +64,13 @@ async def _shot(page: Page, name: str) -> None:
 
 
 async def test_signer_requests_code_mistypes_it_signs_and_downloads_the_signed_pdf(
-    browser: Browser, served: Any, tenant: Tenant, container: Container, smtp_server: SmtpServer,
+    browser: Browser, api: Any, tenant: Tenant, container: Container, smtp_server: SmtpServer,
     shared_parts: dict[str, Any],
 ) -> None:
-    envelope_id, link = await _invite(served, tenant, container, smtp_server)
-    ceremony = Ceremony(served, container, smtp_server)
+    envelope_id, link = await _invite(api, tenant, container, smtp_server)
+    ceremony = Ceremony(api, container, smtp_server)
     for viewport, suffix in ((DESKTOP, "desktop"), (PHONE, "phone")):
-        context = await browser.new_context(viewport=viewport, accept_downloads=True, locale="cs-CZ")
-        page = await context.new_page()
-        await page.goto(link)
+        context, page, _ = await _open(browser, link, viewport, accept_downloads=True, locale="cs-CZ")
         assert await page.title() == "Podpis dokumentů – Smlouva o dílo 2026/042 – Dodavatel s.r.o."
         assert await page.locator("html").get_attribute("lang") == "cs"
         assert "Dodavatel s.r.o." in await page.locator(".sender").inner_text()
@@ -85,9 +78,7 @@ async def test_signer_requests_code_mistypes_it_signs_and_downloads_the_signed_p
         await _shot(page, f"sign-1-open-{suffix}")
         await context.close()
 
-    context = await browser.new_context(viewport=PHONE, accept_downloads=True)
-    page = await context.new_page()
-    await page.goto(link)
+    context, page, _ = await _open(browser, link, PHONE, accept_downloads=True)
     await page.get_by_role("button", name="Poslat SMS kód").click()
     await page.wait_for_selector('[data-state="code_sent"]')
     resend = page.locator("#send-code")
@@ -116,24 +107,22 @@ async def test_signer_requests_code_mistypes_it_signs_and_downloads_the_signed_p
     material = shared_parts["material"]
     checks = await asyncio.to_thread(pades.validate, pdf, pades.load_roots(material.trust_root_paths))
     assert [(c.intact, c.valid, c.trusted) for c in checks] == [(True, True, True)]
-    state = await (await served.get(f"/v1/envelopes/{envelope_id}", headers=tenant.auth)).json()
+    state = await (await api.get(f"/v1/envelopes/{envelope_id}", headers=tenant.auth)).json()
     assert state["status"] == "completed"
     await context.close()
 
 
 async def test_signer_declines_with_a_reason(
-    browser: Browser, served: Any, tenant: Tenant, container: Container, smtp_server: SmtpServer
+    browser: Browser, api: Any, tenant: Tenant, container: Container, smtp_server: SmtpServer
 ) -> None:
-    envelope_id, link = await _invite(served, tenant, container, smtp_server)
-    context = await browser.new_context(viewport=DESKTOP)
-    page = await context.new_page()
-    await page.goto(link)
+    envelope_id, link = await _invite(api, tenant, container, smtp_server)
+    context, page, _ = await _open(browser, link, DESKTOP)
     await page.get_by_text("Odmítnout podpis").first.click()  # opens the <details>
     await page.get_by_label("Důvod odmítnutí (uvidí ho odesílatel)").fill("Cena neodpovídá nabídce.")
     await page.get_by_role("button", name="Odmítnout podpis").click()
     await page.wait_for_selector('[data-state="declined_by_you"]')
     await _shot(page, "sign-5-declined-desktop")
-    state = await (await served.get(f"/v1/envelopes/{envelope_id}", headers=tenant.auth)).json()
+    state = await (await api.get(f"/v1/envelopes/{envelope_id}", headers=tenant.auth)).json()
     assert state["status"] == "declined" and state["signers"][0]["decline_reason"] == "Cena neodpovídá nabídce."
     await page.goto(link)
     assert "Podpis byl odmítnut" in await page.locator('[data-state="declined"]').inner_text()
@@ -141,14 +130,12 @@ async def test_signer_declines_with_a_reason(
 
 
 async def test_expired_link_says_so_in_the_signers_language(
-    browser: Browser, served: Any, tenant: Tenant, container: Container, smtp_server: SmtpServer,
+    browser: Browser, api: Any, tenant: Tenant, container: Container, smtp_server: SmtpServer,
     clock: FrozenClock,
 ) -> None:
-    _, link = await _invite(served, tenant, container, smtp_server, expires_in_days=1, language="en")
+    _, link = await _invite(api, tenant, container, smtp_server, expires_in_days=1, language="en")
     clock.advance(days=1, seconds=1)
-    context = await browser.new_context(viewport=PHONE)
-    page = await context.new_page()
-    response = await page.goto(link)
+    context, page, response = await _open(browser, link, PHONE)
     assert response is not None and response.status == 410
     assert "This signing link has expired" in await page.locator('[data-state="expired"]').inner_text()
     await _shot(page, "sign-6-expired-phone")
@@ -156,12 +143,10 @@ async def test_expired_link_says_so_in_the_signers_language(
 
 
 async def test_language_switch_and_keyboard_only_flow(
-    browser: Browser, served: Any, tenant: Tenant, container: Container, smtp_server: SmtpServer
+    browser: Browser, api: Any, tenant: Tenant, container: Container, smtp_server: SmtpServer
 ) -> None:
-    _, link = await _invite(served, tenant, container, smtp_server)
-    context = await browser.new_context(viewport=DESKTOP)
-    page = await context.new_page()
-    await page.goto(link)
+    _, link = await _invite(api, tenant, container, smtp_server)
+    context, page, _ = await _open(browser, link, DESKTOP)
     await page.get_by_role("link", name="SK").click()
     assert await page.locator("html").get_attribute("lang") == "sk"
     assert await page.get_by_role("button", name="Poslať SMS kód").is_visible()

@@ -25,7 +25,7 @@ from esign_gateway.bootstrap import build_container, close_db, init_db
 from esign_gateway.config import Settings
 from esign_gateway.container import Container
 from esign_gateway.http.app import create_app
-from tests.api.conftest import Ceremony, Tenant
+from tests.api.conftest import Ceremony
 from tests.conftest import SmtpServer, _Shared
 from tests.fakes import FrozenClock
 from tests.fakes.digisign import FakeDigiSign
@@ -172,8 +172,3 @@ def signers(provider_name: str, api: TestClient, container: Container, smtp_serv
             fake_digisign: FakeDigiSign) -> Signers:
     return Signers(provider_name, api, container, smtp_server, fake_digisign)
 
-
-@pytest.fixture
-async def tenant(container: Container) -> Tenant:
-    info, key = await container.tenants.create_tenant("Dodavatel s.r.o.", paid=True, plan_code="l")
-    return Tenant(info.id, key.secret)

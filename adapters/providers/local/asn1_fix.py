@@ -4,11 +4,11 @@
 again for the header. For a structure built in memory (not parsed), ``contents`` re-encodes every
 child each time it is read — the "mutated" flag is never cleared — so each nesting level doubles
 the work. A CMS signed-attribute set is ~10 levels deep: dumping one ``signing-certificate-v2``
-attribute made 1 248 ``dump`` calls where 40 suffice, and asn1crypto was about half of a signature's
+attribute made 673 calls of ``Asn1Value.dump`` (17 with this fix), and asn1crypto was about half of a signature's
 CPU time. Upstream: https://github.com/wbond/asn1crypto/issues/256 (open).
 
 :func:`install` replaces ``Asn1Value.dump`` with the same code reading ``contents`` once. The bytes
-are identical (nothing changes between the two reads); ``tests/adapters/test_asn1_fix.py`` checks
+are identical (nothing changes between the two reads); ``tests/unit/test_asn1_fix.py`` checks
 that on the gateway's own CMS structures and that the call count drops. Installed in the signing
 worker processes only, where pyHanko builds CMS structures.
 """

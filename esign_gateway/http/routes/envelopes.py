@@ -145,7 +145,6 @@ async def _idempotent(
         if claim is not None:
             await asyncio.shield(idem.abandon(claim))
         raise
-    request.app[CONTAINER].worker.wake()
     resp = render(EnvelopeOut.from_domain(env), status=status)
     if status == 201:
         resp.headers["Location"] = f"/v1/envelopes/{env.id}"
@@ -215,7 +214,6 @@ async def cancel_envelope(request: web.Request) -> web.Response:
     except ValidationError as exc:
         raise ValidationFailedError(errors=from_validation_error(exc)) from None
     env = await request.app[CONTAINER].envelopes.cancel_envelope(tenant, request.match_info["id"], body.reason)
-    request.app[CONTAINER].worker.wake()
     return render(EnvelopeOut.from_domain(env))
 
 
@@ -233,7 +231,6 @@ async def extend_envelope(request: web.Request) -> web.Response:
 async def remind(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     signers = await request.app[CONTAINER].envelopes.remind_now(tenant, request.match_info["id"])
-    request.app[CONTAINER].worker.wake()
     return render(RemindOut(reminded=[s.id for s in signers]), status=202)
 
 

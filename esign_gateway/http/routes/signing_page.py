@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -148,55 +149,64 @@ async def page(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/sign/{token}/code")
-async def page_code(request: web.Request) -> web.Response:
+FormAction = Callable[[str, Any, str], Awaitable[web.StreamResponse]]
+
+
+async def _form_post(
+    request: web.Request, act: FormAction, *, back_with: dict[str, str] | None = None
+) -> web.StreamResponse:
+    """A form post from the page: origin and CSRF checked, then ``act(token, form, lang)``. A dead
+    link (403/404/410) is a page; with ``back_with`` any other refusal goes back to the page with
+    its reason and those query fields from the error (``{"wait": "retry_after"}``), without it
+    every refusal is a page."""
     token = request.match_info["token"]
     lang = "cs"
     try:
         form = await _checked_form(request, token)
         lang = str(form.get("lang", "cs"))
-        await request.app[CONTAINER].ceremony.request_code(token, client_of(request))
+        return await act(token, form, lang)
     except GatewayError as err:
-        if err.status in (403, 404, 410):
+        if back_with is None or err.status in (403, 404, 410):
             return _dead(request, err, token)
-        raise _back(token, lang, error=_error_word(err), wait=err.extra.get("retry_after")) from None
-    raise _back(token, lang, notice="code_sent")
+        extra = {field: err.extra.get(key) for field, key in back_with.items()}
+        raise _back(token, lang, error=_error_word(err), **extra) from None
+
+
+@routes.post("/sign/{token}/code")
+async def page_code(request: web.Request) -> web.StreamResponse:
+    async def act(token: str, form: Any, lang: str) -> web.StreamResponse:
+        await request.app[CONTAINER].ceremony.request_code(token, client_of(request))
+        raise _back(token, lang, notice="code_sent")
+
+    return await _form_post(request, act, back_with={"wait": "retry_after"})
 
 
 @routes.post("/sign/{token}/sign")
-async def page_sign(request: web.Request) -> web.Response:
-    token = request.match_info["token"]
-    lang = "cs"
-    try:
-        form = await _checked_form(request, token)
-        lang = str(form.get("lang", "cs"))
+async def page_sign(request: web.Request) -> web.StreamResponse:
+    async def act(token: str, form: Any, lang: str) -> web.StreamResponse:
         code = str(form.get("code", "")).strip()
         if not (len(code) == 6 and code.isdigit()):
             raise _back(token, lang, error="invalid_code")
         if form.get("agree") != "yes":
             raise _back(token, lang, error="agree_required")
         await request.app[CONTAINER].ceremony.sign(token, code, True, client_of(request))
-    except GatewayError as err:
-        if err.status in (403, 404, 410):
-            return _dead(request, err, token)
-        raise _back(token, lang, error=_error_word(err), left=err.extra.get("attempts_left")) from None
-    raise _back(token, lang, notice="signed")
+        raise _back(token, lang, notice="signed")
+
+    return await _form_post(request, act, back_with={"left": "attempts_left"})
 
 
 @routes.post("/sign/{token}/decline")
-async def page_decline(request: web.Request) -> web.Response:
-    token = request.match_info["token"]
-    lang = "cs"
-    try:
-        form = await _checked_form(request, token)
-        lang = str(form.get("lang", "cs"))
-        env = await request.app[CONTAINER].ceremony.decline(token, str(form.get("reason", "")), client_of(request))
-    except ValidationFailedError:
-        raise _back(token, lang, error="reason_required") from None
-    except GatewayError as err:
-        return _dead(request, err, token)
-    return _page("sign_error.html", _lang(request, lang if lang in LANGUAGES else env.language),
-                 detail=TEXT[lang if lang in LANGUAGES else "cs"]["declined"], reason="declined_by_you")
+async def page_decline(request: web.Request) -> web.StreamResponse:
+    async def act(token: str, form: Any, lang: str) -> web.StreamResponse:
+        try:
+            env = await request.app[CONTAINER].ceremony.decline(token, str(form.get("reason", "")),
+                                                                client_of(request))
+        except ValidationFailedError:
+            raise _back(token, lang, error="reason_required") from None
+        return _page("sign_error.html", _lang(request, lang if lang in LANGUAGES else env.language),
+                     detail=TEXT[lang if lang in LANGUAGES else "cs"]["declined"], reason="declined_by_you")
+
+    return await _form_post(request, act)
 
 
 @routes.get("/download/{token}")
