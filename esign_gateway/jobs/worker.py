@@ -48,15 +48,19 @@ class Worker:
     async def run_once(self, stop: asyncio.Event | None = None) -> int:
         """Run every job that is due now, up to ``concurrency`` at a time; return how many ran.
 
-        A slow job (a hanging webhook endpoint) holds one slot, not the queue: the other slots go
-        on claiming and running. On ``stop``, claimed-but-unstarted jobs are given back and the
-        running ones are finished. If this coroutine is cancelled (the worker dies), its running
-        jobs die with it and their leases bring them back later.
+        A slow job (a hanging webhook endpoint, a long report) holds one slot, not the queue: while
+        it runs, a wake-up (a job enqueued in this process) claims again at once into the free
+        slots. On ``stop``, claimed-but-unstarted jobs are given back and the running ones are
+        finished. If this coroutine is cancelled (the worker dies), its running jobs die with it
+        and their leases bring them back later.
         """
         ran = 0
         in_flight: set[asyncio.Task[None]] = set()
         try:
             while stop is None or not stop.is_set():
+                # Cleared before the claim, so a wake-up during the claim's query (a commit the
+                # query did not see) is kept and leads to another claim, never to a lost poll.
+                self._wake.clear()
                 free = self.concurrency - len(in_flight)
                 jobs = (
                     await queue.claim(self.id, self.clock.now(), limit=min(free, self.batch), lease=self.lease)
@@ -70,8 +74,7 @@ class Worker:
                     else:
                         in_flight.add(asyncio.create_task(self._run(job)))
                 if in_flight and (not jobs or len(in_flight) >= self.concurrency):
-                    done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                    ran += len(done)
+                    ran += await self._wait_for_slot(in_flight)
             if in_flight:
                 done, _ = await asyncio.wait(in_flight)
                 ran += len(done)
@@ -81,6 +84,21 @@ class Worker:
             await asyncio.gather(*in_flight, return_exceptions=True)
             raise
         return ran
+
+    async def _wait_for_slot(self, in_flight: set[asyncio.Task[None]]) -> int:
+        """Wait until a running job ends or, with a slot free, until something is enqueued; drop
+        the finished jobs from ``in_flight`` and return how many finished."""
+        woken = asyncio.ensure_future(self._wake.wait()) if len(in_flight) < self.concurrency else None
+        try:
+            done, _ = await asyncio.wait(
+                in_flight if woken is None else {*in_flight, woken}, return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            if woken is not None:
+                woken.cancel()
+        finished = {task for task in done if task is not woken}
+        in_flight -= finished
+        return len(finished)
 
     async def _run(self, job: queue.ClaimedJob) -> None:
         handler = self.handlers.get(job.kind)
@@ -108,7 +126,6 @@ class Worker:
                 raise
             except Exception:
                 log.exception("worker_poll_failed")
-            self._wake.clear()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
             await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
             for w in waiters:

@@ -138,3 +138,67 @@ async def test_a_dedupe_key_makes_a_second_enqueue_a_no_op_inside_the_same_trans
             await uow.jobs.enqueue("work", {"n": 1}, container.clock.now(), dedupe_key="work:1")
         await uow.jobs.enqueue("work", {"n": 2}, container.clock.now())  # the transaction is still usable
     assert sorted(j.payload["n"] for j in await Job.filter(kind="work")) == [1, 2]
+
+
+async def test_a_job_enqueued_while_a_slow_one_runs_starts_without_waiting_for_it(container: Container) -> None:
+    release_slow = asyncio.Event()
+    slow_started = asyncio.Event()
+    quick_ran = asyncio.Event()
+
+    async def slow(payload: dict[str, Any]) -> None:
+        slow_started.set()
+        await release_slow.wait()
+
+    async def quick(payload: dict[str, Any]) -> None:
+        quick_ran.set()
+
+    worker = Worker({"slow": slow, "quick": quick}, container.clock, poll_seconds=3600)
+    previous, UnitOfWork.on_jobs_committed = UnitOfWork.on_jobs_committed, worker.wake
+    await _enqueue(container, "slow", {})
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(slow_started.wait(), timeout=10)
+        async with UnitOfWork() as uow:
+            await uow.jobs.enqueue("quick", {}, container.clock.now())
+        await asyncio.wait_for(quick_ran.wait(), timeout=10)  # the slow job still holds its slot
+        assert not release_slow.is_set()
+    finally:
+        release_slow.set()
+        stop.set()
+        await running
+        UnitOfWork.on_jobs_committed = previous
+    assert sorted(j.status for j in await Job.all()) == ["done", "done"]
+
+
+async def test_a_wake_up_during_a_claim_that_found_nothing_is_not_lost(
+    container: Container, monkeypatch: Any,
+) -> None:
+    """A job committed while the claim's query runs is not in its result; the wake-up its commit
+    sent must bring another claim, not wait for the next poll (an hour here)."""
+    ran = asyncio.Event()
+
+    async def handler(payload: dict[str, Any]) -> None:
+        ran.set()
+
+    worker = Worker({"work": handler}, container.clock, poll_seconds=3600)
+    real_claim = queue.claim
+    calls = 0
+
+    async def claim_racing_a_commit(*args: Any, **kwargs: Any) -> list[queue.ClaimedJob]:
+        nonlocal calls
+        calls += 1
+        found = await real_claim(*args, **kwargs)
+        if calls == 1:  # the query has run; the job commits and wakes the worker only now
+            await _enqueue(container, "work", {})
+            worker.wake()
+        return found
+
+    monkeypatch.setattr(queue, "claim", claim_racing_a_commit)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(ran.wait(), timeout=10)
+    finally:
+        stop.set()
+        await running
