@@ -6,10 +6,11 @@ thread and holds one connection lock for a whole transaction. Each statement is 
 hops, and between them the event loop runs whatever else is ready, so a transaction of ten
 statements held the lock for ten turns of a busy loop. Measured under the signing bench, the lock
 was held 20 s of a 23 s run (2.1 ms per hold) while SQLite's own work was ~0.1 ms per statement:
-the lock, not the CPU, capped throughput, with a third of the two cores idle. Here a statement is a plain ``sqlite3`` call (tens of microseconds on a local file),
-so a transaction that awaits nothing else runs to its commit in one go. The price: a slow query
-holds up the loop for its duration. The queries here are indexed look-ups of a few rows; a
-deployment with big tables uses PostgreSQL (README: Databases).
+the lock, not the CPU, capped throughput, with a third of the two cores idle. Here a statement is
+a plain ``sqlite3`` call (tens of microseconds on a local file), so a transaction that awaits
+nothing else runs to its commit in one go. The price: a slow query holds up the loop for its
+duration. The queries here are indexed look-ups of a few rows; a deployment with big tables uses
+PostgreSQL (README: Architecture, Performance).
 
 **Immediate transactions.** Tortoise opens SQLite transactions with a plain (deferred)
 ``BEGIN``: the write lock is taken only at the first write, and when another process committed
@@ -23,7 +24,7 @@ the loop. The connection's is 0 instead; a statement refused with ``SQLITE_BUSY`
 transaction (``BEGIN IMMEDIATE`` itself, or an autocommit statement: it did nothing) is retried
 after an ``asyncio.sleep`` backoff until the configured ``busy_timeout`` has passed. Inside a
 transaction nothing is retried (the write lock is already ours, so ``BUSY`` means a stale
-snapshot, which only a rollback cures).
+snapshot, which only a rollback cures). Migration scripts wait inside SQLite, before serving.
 """
 
 from __future__ import annotations
@@ -56,24 +57,10 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 class _Cursor:
-    """What tortoise does with a cursor aiosqlite returns: fetch it, close it."""
+    """All tortoise does with a cursor aiosqlite's ``execute`` returns: close it."""
 
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
-
-    @property
-    def lastrowid(self) -> int | None:
-        return self._cursor.lastrowid
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
-
-    async def fetchall(self) -> list[sqlite3.Row]:
-        return self._cursor.fetchall()
-
-    async def fetchone(self) -> sqlite3.Row | None:
-        return self._cursor.fetchone()
 
     async def close(self) -> None:
         self._cursor.close()
@@ -96,10 +83,6 @@ class InlineConnection:
     @property
     def total_changes(self) -> int:
         return self._conn.total_changes
-
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         deadline: float | None = None
@@ -130,10 +113,16 @@ class InlineConnection:
         return cursor.fetchall()
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> _Cursor:
-        return _Cursor(await self._run(self._conn.executemany, sql, parameters))
+        return _Cursor(await self._run(self._conn.executemany, sql, list(parameters)))
 
     async def executescript(self, script: str) -> _Cursor:
-        return _Cursor(await self._run(self._conn.executescript, script))
+        """A script commits statement by statement, so it cannot be retried as a whole: it waits
+        inside SQLite instead (migrations, run before the gateway serves)."""
+        self._conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        try:
+            return _Cursor(self._conn.executescript(script))
+        finally:
+            self._conn.execute("PRAGMA busy_timeout=0")
 
     async def commit(self) -> None:
         self._conn.commit()
