@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from pyhanko.keys import load_cert_from_pemder
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pypdf import PdfReader
@@ -178,13 +179,21 @@ async def test_the_stamp_embeds_the_prepared_stamp_font_whole(shared_parts: dict
     assert programs == [pades.FONT_PATH.read_bytes()] * 2
 
 
-async def test_a_corrupted_signature_container_is_reported_invalid_not_raised(shared_parts: dict[str, Any]) -> None:
+@pytest.mark.parametrize("damage", ["container headers", "signer certificate"])
+async def test_a_corrupted_signature_container_is_reported_invalid_not_raised(
+    shared_parts: dict[str, Any], damage: str,
+) -> None:
     pdf = (await shared_parts["provider"].sign(_request(make_pdf(), "Jana Nováková", 0))).pdf
-    start = pdf.rindex(b"/Contents <") + len(b"/Contents <")
+    if damage == "container headers":  # the container cannot even be parsed
+        at = pdf.rindex(b"/Contents <") + len(b"/Contents <")
+    else:  # it parses, but the signer's certificate inside is garbage (found by its own bytes)
+        cert = load_cert_from_pemder(str(shared_parts["material"].cert_pem_path)).dump().hex().encode()
+        at = pdf.lower().rindex(cert) + len(cert) // 2
     broken = bytearray(pdf)
-    broken[start + 400:start + 600] = b"0" * 200  # 100 bytes of the CMS structure (certificates) zeroed
+    broken[at:at + 40] = b"0" * 40
     checks = await _validate(bytes(broken), shared_parts["material"])
     assert len(checks) == 1 and not checks[0].intact and not checks[0].valid and not checks[0].bottom_line
+    assert checks[0].field_name == "Signature-s0"
 
 
 def test_the_validation_context_is_reused_for_five_minutes_then_made_anew(shared_parts: dict[str, Any]) -> None:

@@ -316,6 +316,24 @@ class SignatureCheck:
     timestamp: datetime | None
 
 
+def _embedded_signatures(reader: PdfFileReader) -> tuple[list[Any], list[tuple[str, Any]]]:
+    """``reader.embedded_signatures`` (in signing order), except that a signature whose container
+    cannot even be parsed does not fail the whole document: it comes back in the second list, as
+    its field name and signature dictionary."""
+    from pyhanko.sign.fields import enumerate_sig_fields
+    from pyhanko.sign.general import CMSExtractionError
+    from pyhanko.sign.validation.errors import SignatureValidationError
+    from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+
+    readable, unreadable = [], []
+    for field_name, sig_object, sig_field in enumerate_sig_fields(reader, filled_status=True):
+        try:
+            readable.append(EmbeddedPdfSignature(reader, sig_field, field_name))
+        except (SignatureValidationError, CMSExtractionError, ValueError):
+            unreadable.append((field_name, sig_object.get_object()))
+    return sorted(readable, key=lambda sig: sig.signed_revision), unreadable
+
+
 def validate(pdf: bytes, trust_roots: list[asn1_x509.Certificate]) -> list[SignatureCheck]:
     """Validate every signature with pyHanko (sync; for worker threads, tests and tools).
     Document timestamps are checked by :func:`validate_timestamps` and :func:`long_term_check`."""
@@ -323,22 +341,25 @@ def validate(pdf: bytes, trust_roots: list[asn1_x509.Certificate]) -> list[Signa
     from pyhanko.sign.validation import async_validate_pdf_signature
     from pyhanko.sign.validation.errors import SignatureValidationError
 
+    def broken(field_name: str, name: object) -> SignatureCheck:
+        return SignatureCheck(
+            field_name=field_name, signer_name=str(name) if name is not None else None, intact=False,
+            valid=False, trusted=False, coverage="", modification_level=None, bottom_line=False, timestamp=None,
+        )
+
     async def run() -> list[SignatureCheck]:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
         checks = []
-        for sig in reader.embedded_signatures:
+        signatures, unreadable = _embedded_signatures(reader)
+        for sig in signatures:
             if sig.sig_object.get("/Type") == "/DocTimeStamp":
                 continue
             vc = ValidationContext(trust_roots=trust_roots, allow_fetching=False)
             name = sig.sig_object.get("/Name")
             try:
                 status = await async_validate_pdf_signature(sig, vc)
-            except (SignatureValidationError, CMSExtractionError, ValueError):  # a broken signature container
-                checks.append(SignatureCheck(
-                    field_name=sig.field_name, signer_name=str(name) if name is not None else None, intact=False,
-                    valid=False, trusted=False, coverage="", modification_level=None, bottom_line=False,
-                    timestamp=None,
-                ))
+            except (SignatureValidationError, CMSExtractionError, ValueError):  # a damaged signature container
+                checks.append(broken(sig.field_name, name))
                 continue
             ts = status.timestamp_validity.timestamp if status.timestamp_validity else None
             checks.append(SignatureCheck(
@@ -348,6 +369,8 @@ def validate(pdf: bytes, trust_roots: list[asn1_x509.Certificate]) -> list[Signa
                 modification_level=status.modification_level.name if status.modification_level else None,
                 bottom_line=status.bottom_line, timestamp=ts,
             ))
+        checks.extend(broken(field_name, sig_object.get("/Name")) for field_name, sig_object in unreadable
+                      if sig_object.get("/Type") != "/DocTimeStamp")
         return checks
 
     return asyncio.run(run())
