@@ -9,7 +9,7 @@ Prints, on the same 1-page PDF and RSA-2048 key:
   (3) completed one-signer ceremonies/s through the HTTP API of a real ``esign-gateway serve``
       process (create → e-mail → code → SMS → sign → completed), and the ratio (3)/(2); (3') the
       same until the post-completion jobs are done; CPU per ceremony by process; jobs per ceremony;
-      the latency of a ``/readyz`` request meanwhile;
+      the latency of a ``/readyz`` request meanwhile and the web process's own event-loop lag;
   (4) event-loop lag p99 while 4 signatures of a 100-page PDF run through ``LocalProvider``.
 """
 
@@ -186,6 +186,8 @@ class CeremonyRun:
     probe_ms: tuple[float, float]
     """p50 and p99 of a ``/readyz`` request (one ``SELECT 1``) sent every 50 ms during the run: how
     long any request waits for the web process's event loop and its database connection."""
+    web_loop_lag: dict[str, float]
+    """The web process's own event-loop lag over the last 10 s of the run (from ``/readyz``)."""
 
 
 async def ceremonies_per_second(n: int, concurrency: int, workers: int = 0) -> CeremonyRun:
@@ -310,6 +312,8 @@ async def ceremonies_per_second(n: int, concurrency: int, workers: int = 0) -> C
             await asyncio.gather(*(bounded(i) for i in range(n)))
             elapsed = time.perf_counter() - t0
             prober.cancel()
+            async with http.get(f"{base}/readyz") as r:
+                web_loop_lag = (await r.json())["event_loop_lag"]
             await drained()
             elapsed_drained = time.perf_counter() - t0
             cpu1, client1 = _cpu_seconds_by_process(roots), time.process_time()
@@ -326,7 +330,7 @@ async def ceremonies_per_second(n: int, concurrency: int, workers: int = 0) -> C
     cpu_ms["bench client"] = (client1 - client0) * 1000 / n
     q = statistics.quantiles(probes, n=100)
     return CeremonyRun(n / elapsed, elapsed, n / elapsed_drained, elapsed_drained, cpu_ms,
-                       {k: v / (n + 1) for k, v in sorted(jobs.items())}, (q[49], q[98]))
+                       {k: v / (n + 1) for k, v in sorted(jobs.items())}, (q[49], q[98]), web_loop_lag)
 
 
 def main() -> None:
@@ -366,6 +370,9 @@ def main() -> None:
     print("     jobs per ceremony: " + ", ".join(f"{k} {v:.1f}" for k, v in run.jobs.items()))
     print(f"     a /readyz request meanwhile (web loop + database): p50 {run.probe_ms[0]:.1f} ms, "
           f"p99 {run.probe_ms[1]:.1f} ms")
+    lag3 = run.web_loop_lag
+    print(f"     the web process's event-loop lag, last {lag3['window_s']:.0f} s of (3): p50 {lag3['p50_ms']:.1f} ms, "
+          f"p99 {lag3['p99_ms']:.1f} ms, max {lag3['max_ms']:.1f} ms")
     lag, took = asyncio.run(loop_lag_p99(material))
     print(f"(4)  event-loop lag p99 while 4 x 100-page signatures run: {lag:6.1f} ms  (goal < 50; took {took:.2f} s)")
 

@@ -6,6 +6,9 @@ from aiohttp import web
 
 from esign_gateway.container import Container
 
-__all__ = ["CONTAINER"]
+from .loop_lag import LoopLagMonitor
+
+__all__ = ["CONTAINER", "LOOP_LAG"]
 
 CONTAINER = web.AppKey("esign.container", Container)
+LOOP_LAG = web.AppKey("esign.loop_lag", LoopLagMonitor)
