@@ -115,3 +115,18 @@ async def test_a_unit_of_work_runs_to_its_commit_without_yielding_to_the_loop(cl
 
     await asyncio.gather(unit_of_work(), other_task())
     assert interleaved[:5] == ["statement"] * 5
+
+
+async def test_a_bulk_insert_outside_a_transaction_takes_the_lock_first_and_waits_for_it(
+    client: ImmediateSqliteClient,
+) -> None:
+    other = _other_process(client)
+    other.execute("BEGIN IMMEDIATE")
+    inserting = asyncio.create_task(client.execute_many("INSERT INTO item (name) VALUES (?)", [["a"], ["b"]]))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not inserting.done()
+    other.execute("COMMIT")
+    await asyncio.wait_for(inserting, timeout=5)
+    assert [r["name"] for r in await client.execute_query_dict("SELECT name FROM item ORDER BY id")] == ["a", "b"]
+    other.close()
