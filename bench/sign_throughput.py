@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 from adapters.providers.local import pades  # noqa: E402
 from adapters.providers.local.dev_pki import ensure_dev_pki  # noqa: E402
 from adapters.providers.local.provider import LocalProvider  # noqa: E402
+from esign_gateway.http.loop_lag import LoopLagMonitor  # noqa: E402
 from esign_gateway.ports import SignatureRequest  # noqa: E402
 from tests.factories import make_pdf  # noqa: E402
 
@@ -104,23 +105,16 @@ async def loop_lag_p99(material: pades.SigningMaterial) -> tuple[float, float]:
     provider = LocalProvider(material, max_workers=2)
     await provider.start()
     await provider.sign(request(big))  # warm the workers
-    lags: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        while not stop.is_set():
-            t = time.perf_counter()
-            await asyncio.sleep(0.005)
-            lags.append((time.perf_counter() - t - 0.005) * 1000)
-
-    task = asyncio.create_task(ticker())
+    monitor = LoopLagMonitor(interval=0.005, window=3600)  # the gateway's own measure (/readyz)
+    monitor.start()
     t0 = time.perf_counter()
     await asyncio.gather(*(provider.sign(request(big, slot=i)) for i in range(4)))
     elapsed = time.perf_counter() - t0
-    stop.set()
-    await task
+    await monitor.close()
     await provider.close()
-    return statistics.quantiles(lags, n=100)[98], elapsed
+    lag = monitor.summary()
+    assert lag is not None, "the signatures ended before the monitor took two samples"
+    return lag.p99_ms, elapsed
 
 
 # ----------------------------------------------------------------------------- (3) through HTTP

@@ -34,8 +34,9 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
-from pyhanko.sign.general import get_pyca_cryptography_hash, load_cert_from_pemder
+from pyhanko.sign.general import CMSExtractionError, get_pyca_cryptography_hash, load_cert_from_pemder
 from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
 
@@ -316,20 +317,22 @@ class SignatureCheck:
     timestamp: datetime | None
 
 
+_UNREADABLE = (SignatureValidationError, CMSExtractionError, ValueError)
+"""What pyHanko raises for a signature container it cannot read (asn1crypto raises ValueError)."""
+
+
 def _embedded_signatures(reader: PdfFileReader) -> tuple[list[Any], list[tuple[str, Any]]]:
     """``reader.embedded_signatures`` (in signing order), except that a signature whose container
     cannot even be parsed does not fail the whole document: it comes back in the second list, as
     its field name and signature dictionary."""
     from pyhanko.sign.fields import enumerate_sig_fields
-    from pyhanko.sign.general import CMSExtractionError
-    from pyhanko.sign.validation.errors import SignatureValidationError
     from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
     readable, unreadable = [], []
     for field_name, sig_object, sig_field in enumerate_sig_fields(reader, filled_status=True):
         try:
             readable.append(EmbeddedPdfSignature(reader, sig_field, field_name))
-        except (SignatureValidationError, CMSExtractionError, ValueError):
+        except _UNREADABLE:
             unreadable.append((field_name, sig_object.get_object()))
     return sorted(readable, key=lambda sig: sig.signed_revision), unreadable
 
@@ -337,9 +340,7 @@ def _embedded_signatures(reader: PdfFileReader) -> tuple[list[Any], list[tuple[s
 def validate(pdf: bytes, trust_roots: list[asn1_x509.Certificate]) -> list[SignatureCheck]:
     """Validate every signature with pyHanko (sync; for worker threads, tests and tools).
     Document timestamps are checked by :func:`validate_timestamps` and :func:`long_term_check`."""
-    from pyhanko.sign.general import CMSExtractionError
     from pyhanko.sign.validation import async_validate_pdf_signature
-    from pyhanko.sign.validation.errors import SignatureValidationError
 
     def broken(field_name: str, name: object) -> SignatureCheck:
         return SignatureCheck(
@@ -358,7 +359,7 @@ def validate(pdf: bytes, trust_roots: list[asn1_x509.Certificate]) -> list[Signa
             name = sig.sig_object.get("/Name")
             try:
                 status = await async_validate_pdf_signature(sig, vc)
-            except (SignatureValidationError, CMSExtractionError, ValueError):  # a damaged signature container
+            except _UNREADABLE:  # a damaged signature container
                 checks.append(broken(sig.field_name, name))
                 continue
             ts = status.timestamp_validity.timestamp if status.timestamp_validity else None
