@@ -57,7 +57,7 @@ from .services.tenants import TenantService
 
 __all__ = ["build_container", "close_db", "init_db", "migrate", "store_webhook_secret"]
 
-REPORT_FONT = Path(__file__).resolve().parent.parent / "adapters" / "providers" / "local" / "fonts" / "DejaVuSans.ttf"
+REPORT_FONT = Path(__file__).resolve().parent.parent / "adapters" / "_pdf" / "fonts" / "DejaVuSans.ttf"
 DIGISIGN_WEBHOOK_SECRET = "digisign_webhook:"  # noqa: S105  (a name prefix, not a secret)
 
 

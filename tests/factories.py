@@ -13,7 +13,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
-FONT = Path(__file__).parent.parent / "adapters" / "providers" / "local" / "fonts" / "DejaVuSans.ttf"
+FONT = Path(__file__).parent.parent / "adapters" / "_pdf" / "fonts" / "DejaVuSans.ttf"
 
 
 @functools.cache

@@ -30,22 +30,21 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.pdf_utils.text import TextBoxStyle
-from pyhanko.sign import fields, signers
+from pyhanko.sign import signers
 from pyhanko.sign.general import CMSExtractionError, get_pyca_cryptography_hash, load_cert_from_pemder
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.sign.validation.errors import SignatureValidationError
-from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
 
+from adapters._pdf.signature import FONT_DIR, SignatureSpec, add_signature, stamp_box
+from adapters._pdf.stamp_font import StampFontFactory
+from adapters._pdf.update import UpdateIntegrityError
 from adapters._process import name_process
 from esign_gateway.errors import ProviderError
 from esign_gateway.ports import SignatureRequest
 
 from . import asn1_fix
-from .stamp_font import StampFontFactory
 from .tsa import DevTimeStamper
 
 __all__ = [
@@ -53,12 +52,7 @@ __all__ = [
     "renew", "sign", "stamp_box", "validate", "validate_timestamps",
 ]
 
-FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans-Stamp.ttf"
-BYTES_RESERVED = 32 * 1024
-STAMP_W, STAMP_H, MARGIN, GAP = 170, 62, 36, 8
-
-_SIGNED_WORD = {"cs": "Elektronicky podepsal(a)", "sk": "Elektronicky podpísal(a)", "en": "Signed electronically by"}
-_ENVELOPE_WORD = {"cs": "ID obálky", "sk": "ID obálky", "en": "Envelope ID"}
+FONT_PATH = FONT_DIR / "DejaVuSans-Stamp.ttf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,16 +165,6 @@ def _in_running_loop() -> bool:
     return True
 
 
-def stamp_box(page_box: tuple[float, float, float, float], slot: int) -> tuple[int, int, int, int]:
-    """Stamps in rows of up to three from the bottom of the last page; slots never overlap."""
-    x0, y0, x1, _y1 = page_box
-    per_row = max(1, int((x1 - x0 - 2 * MARGIN + GAP) // (STAMP_W + GAP)))
-    row, col = divmod(slot, per_row)
-    left = int(x0 + MARGIN + col * (STAMP_W + GAP))
-    bottom = int(y0 + MARGIN + row * (STAMP_H + GAP))
-    return left, bottom, left + STAMP_W, bottom + STAMP_H
-
-
 def sign(request: SignatureRequest) -> tuple[bytes, datetime | None]:
     """Sign ``request.pdf`` for one signer. Sync: run it in a worker process or thread."""
     if _state is None:
@@ -194,53 +178,27 @@ def sign(request: SignatureRequest) -> tuple[bytes, datetime | None]:
         return _state.loop.run_until_complete(_sign(_state, request))
     except ProviderError:
         raise
+    except UpdateIntegrityError as exc:
+        raise ProviderError(f"Signing would change the original document: {exc}.") from None
     except Exception as exc:
-        raise ProviderError(f"Signing failed: {type(exc).__name__}.") from None
+        raise ProviderError(f"Signing failed: {type(exc).__name__}: {_short(exc)}") from None
+
+
+def _short(exc: BaseException) -> str:
+    """The cause of a failure, for the log: pyHanko's messages name structures, never content."""
+    return str(exc)[:300]
 
 
 async def _sign(state: _Worker, request: SignatureRequest) -> tuple[bytes, datetime | None]:
-    reader_writer = IncrementalPdfFileWriter(io.BytesIO(request.pdf), strict=False)
-    if reader_writer.prev.encrypted:
-        raise ProviderError("Encrypted documents cannot be signed.")
-    pages = reader_writer.root["/Pages"]
-    page_count = int(pages["/Count"])
-    last_page = reader_writer.find_page_for_modification(page_count - 1)[0].get_object()
-    media_box = tuple(float(v) for v in last_page.get("/MediaBox", [0, 0, 595, 842]))
-    box = stamp_box(media_box, request.slot)  # type: ignore[arg-type]
-    lang = request.language if request.language in _SIGNED_WORD else "en"
-    stamp = TextStampStyle(
-        stamp_text=(
-            f"{_SIGNED_WORD[lang]}\n%(signer)s\n%(ts)s\n{_ENVELOPE_WORD[lang]}:\n{request.envelope_id}"
-        ),
-        text_box_style=TextBoxStyle(font=state.font, font_size=6.5, leading=8),
-        timestamp_format="%Y-%m-%d %H:%M:%S UTC",
-        border_width=1,
-    )
-    long_term: dict[str, Any] = {}
-    if request.final:  # B-LTA: validation data in the DSS, then a document timestamp
-        long_term = {"embed_validation_info": True, "use_pades_lta": True,
-                     "validation_context": _validation_context()}
-    meta = signers.PdfSignatureMetadata(
-        field_name=request.field_name,
-        subfilter=fields.SigSeedSubFilter.PADES,
-        name=request.signer_name,
+    spec = SignatureSpec(
+        field_name=request.field_name, signer_name=request.signer_name,
         reason=f"Signed by {request.signer_name}; verified by {request.verification}",
-        location=None,
-        md_algorithm="sha256",
-        **long_term,
+        envelope_id=request.envelope_id, slot=request.slot, language=request.language, visible=request.visible,
+        long_term=_validation_context() if request.final else None,
     )
-    pdf_signer = signers.PdfSigner(
-        meta, signer=state.signer, timestamper=state.timestamper, stamp_style=stamp,
-        new_field_spec=fields.SigFieldSpec(sig_field_name=request.field_name, on_page=page_count - 1,
-                                           box=box if request.visible else None),
-    )
-    out = io.BytesIO()
     state.timestamper.last_time = None
-    await pdf_signer.async_sign_pdf(
-        reader_writer, output=out, bytes_reserved=BYTES_RESERVED,
-        appearance_text_params={"signer": request.signer_name} if request.visible else None,
-    )
-    return out.getvalue(), state.timestamper.last_time
+    pdf = await add_signature(request.pdf, spec, signer=state.signer, timestamper=state.timestamper, font=state.font)
+    return pdf, state.timestamper.last_time
 
 
 CONTEXT_TTL_SECONDS = 300.0
