@@ -171,7 +171,9 @@ def build_container(
     shutdown: list = []
     if inspector is None:
         pdf_inspector = ProcessPdfInspector(
-            memory_limit_bytes=settings.pdf_parse_memory_bytes, timeout_seconds=settings.pdf_parse_timeout_seconds
+            workers=settings.pdf_inspectors, memory_limit_bytes=settings.pdf_parse_memory_bytes,
+            cpu_seconds=settings.pdf_parse_cpu_seconds, timeout_seconds=settings.pdf_parse_timeout_seconds,
+            wait_seconds=settings.pdf_inspect_wait_seconds,
         )
         startup.append(pdf_inspector.start)
         shutdown.append(pdf_inspector.close)

@@ -70,8 +70,16 @@ class Settings(BaseSettings):
 
     max_document_bytes: int = 20 * MB
     max_request_bytes: int = 50 * MB
+    pdf_inspectors: int = 2
+    """Upload inspector processes (each checks one document at a time by trial-signing it)."""
     pdf_parse_memory_bytes: int = 1024 * MB
-    pdf_parse_timeout_seconds: float = 20.0
+    """Address-space limit of each inspector process."""
+    pdf_parse_cpu_seconds: int = 20
+    """CPU budget of one inspection (per document, not per process)."""
+    pdf_parse_timeout_seconds: float = 30.0
+    """Wall-clock limit of one inspection; past it the inspector process is killed and replaced."""
+    pdf_inspect_wait_seconds: float = 20.0
+    """How long an upload waits for a free inspector before ``503 inspector_busy``."""
 
     retention_years: int = 3
     """Completed envelopes are kept this long after completion (``retained_until``), then purged."""

@@ -5,6 +5,8 @@
     ├── MalformedRequestError        400 malformed_request
     ├── PdfInvalidError              422 pdf_invalid
     ├── PdfEncryptedError            422 pdf_encrypted
+    ├── PdfCertifiedError            422 pdf_certified     (certified "no changes allowed")
+    ├── InspectorBusyError           503 inspector_busy    (retry_after)
     ├── DocumentTooLargeError        413 document_too_large
     ├── UnauthorizedError            401 unauthorized
     ├── ForbiddenError               403 forbidden
@@ -36,10 +38,12 @@ __all__ = [
     "GoneError",
     "IdempotencyConflictError",
     "IdempotencyInProgressError",
+    "InspectorBusyError",
     "InstanceNotPaidError",
     "InvalidStateError",
     "MalformedRequestError",
     "NotFoundError",
+    "PdfCertifiedError",
     "PdfEncryptedError",
     "PdfInvalidError",
     "ProviderError",
@@ -87,6 +91,20 @@ class PdfInvalidError(GatewayError):
 
 class PdfEncryptedError(GatewayError):
     code, status, title = "pdf_encrypted", 422, "The document is encrypted"
+
+
+class PdfCertifiedError(GatewayError):
+    code, status, title = "pdf_certified", 422, "The document is certified against any change"
+
+
+class InspectorBusyError(GatewayError):
+    code, status, title = "inspector_busy", 503, "Every document inspector is busy"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "Every document inspector is busy; send the request again in a few seconds.",
+            headers={"Retry-After": str(retry_after)}, extra={"retry_after": retry_after},
+        )
 
 
 class DocumentTooLargeError(GatewayError):

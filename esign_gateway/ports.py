@@ -60,15 +60,21 @@ class PdfInfo:
     """What the gateway needs to know about an uploaded PDF."""
 
     pages: int
+    prepared: bytes | None = None
+    """The repaired file every signer signs, when the upload had to be normalised (it carried no
+    signature); None when the upload is signed as it is."""
+    repairs: tuple[str, ...] = ()
+    """What was wrong with the upload, in words (empty when ``prepared`` is None)."""
 
 
 class PdfInspector(Protocol):
     """Parse an untrusted PDF with bounded memory and time, off the event loop.
 
-    ``inspect`` returns :class:`PdfInfo` or raises
-    ``esign_gateway.errors.PdfInvalidError`` (not a PDF, truncated, structurally broken,
-    too expensive to parse: a decompression bomb) or ``PdfEncryptedError``.
-    It never raises anything else for bad input.
+    ``inspect`` returns :class:`PdfInfo` for a file that can be signed, or raises
+    ``esign_gateway.errors.PdfInvalidError`` (not a PDF, truncated, beyond repair, cannot take a
+    signature, too expensive to parse: a decompression bomb), ``PdfEncryptedError`` or
+    ``PdfCertifiedError`` (certified "no changes allowed"). It never raises anything else for bad
+    input; ``InspectorBusyError`` (503) means no inspector was free in time — the file was not judged.
     """
 
     async def inspect(self, data: bytes) -> PdfInfo: ...

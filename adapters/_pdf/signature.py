@@ -27,10 +27,10 @@ from typing import Any
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
+from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.sign import fields, signers
-from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.sign.general import CMSExtractionError, SigningError
 from pyhanko.sign.signers import cms_embedder, pdf_signer
 from pyhanko.sign.timestamps import TimeStamper
@@ -113,7 +113,16 @@ if not getattr(cms_embedder.ensure_sig_flags, "__wrapped_by_esign__", False):
 
 
 def _page_box(page: generic.DictionaryObject) -> tuple[float, float, float, float]:
-    box = page.get("/MediaBox", [0, 0, 595, 842])
+    """The page's MediaBox (inherited from the page tree when the page has none), corners ordered."""
+    node: Any = page
+    box: Any = [0, 0, 595, 842]
+    for _ in range(64):
+        if "/MediaBox" in node:
+            box = node["/MediaBox"]
+            break
+        if "/Parent" not in node:
+            break
+        node = node["/Parent"]
     x0, y0, x1, y1 = (float(v) for v in box)
     return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 

@@ -1,131 +1,370 @@
-"""ProcessPdfInspector: parse untrusted uploads in a worker process with memory and time limits.
+"""ProcessPdfInspector: every upload is checked by signing it, in bounded worker processes.
 
-pyHanko inflates streams without a cap, so a small "PDF bomb" can ask for gigabytes. Parsing
-happens in a separate process whose address space is capped (``RLIMIT_AS``) and whose CPU time
-is capped (``RLIMIT_CPU``); every page's content is decoded there, so a bomb fails inside the
-worker (MemoryError) instead of in the gateway. A parse that runs past the timeout kills the
-pool, which is then rebuilt. Results cross the process boundary as plain tuples.
+**What an inspection does** (:func:`examine`, in a worker process): it reads the file with pyHanko,
+refuses encrypted files (``pdf_encrypted``) and files certified "no changes allowed"
+(``pdf_certified``), repairs an *unsigned* file whose structure is broken (:mod:`adapters._pdf.repair`:
+the prepared file is what every signer signs; a file that carries a signature is never rewritten),
+decodes every page's content, and finally makes the two signatures a two-signer envelope would get
+with a throwaway identity (:mod:`adapters._pdf.trial`), proves the original untouched and validates
+them. A file that passes is signable; one that does not is refused now, with the reason, instead
+of failing after a signer typed the SMS code.
+
+**Bounds.** Each worker process has an address-space limit (``RLIMIT_AS``) and, for each document,
+its own CPU budget: before every inspection the soft ``RLIMIT_CPU`` is set to the CPU the process
+has used so far plus the budget, so a long-lived worker never runs out of it (the limit used to be
+counted over the process's whole life, and after ~21 s of inspections valid files were refused).
+Over the budget ``SIGXCPU`` ends that inspection alone; a wall-clock timeout kills a worker that is
+stuck in C code. A worker that was killed, ran out of memory or served ``jobs_per_worker`` files is
+replaced; the others go on. A request waits for a free worker at most ``wait_seconds`` and then gets
+``503 inspector_busy`` with ``Retry-After`` — a busy gateway never answers ``422`` for a good file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import logging
 import multiprocessing
 import resource
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
+import structlog
+
 from adapters._process import name_process
-from esign_gateway.errors import PdfEncryptedError, PdfInvalidError
+from esign_gateway.errors import InspectorBusyError, PdfCertifiedError, PdfEncryptedError, PdfInvalidError
 from esign_gateway.ports import PdfInfo
 
-__all__ = ["ProcessPdfInspector", "inspect_bytes"]
+__all__ = ["ProcessPdfInspector", "examine"]
+
+log = structlog.get_logger(__name__)
 
 MAX_PAGES = 5000
+EXPORT_AGAIN = "Export the document again from the program that made it (Print or Save as PDF) and upload the new file."
 
 
-def _limit(memory_bytes: int, cpu_seconds: int) -> None:
+class _OverBudget(BaseException):
+    """SIGXCPU: this document used up its CPU budget (a BaseException: nothing may swallow it)."""
+
+
+# ------------------------------------------------------------------------------ in the worker
+
+
+def _read(data: bytes) -> tuple[Any, str | None]:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    try:
+        reader = PdfFileReader(io.BytesIO(data), strict=False)
+        if not reader.encrypted:
+            _ = reader.root["/Pages"]["/Count"]
+        return reader, None
+    except (MemoryError, _OverBudget):
+        raise
+    except Exception as exc:  # PdfReadError, KeyError, TypeError, AssertionError, RecursionError…
+        return None, _cause(exc)
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _certified_no_changes(reader: Any) -> bool:
+    """DocMDP P=1: the author certified the document against every change, signatures included."""
+    try:
+        docmdp = reader.root["/Perms"]["/DocMDP"]
+        for ref in docmdp.get("/Reference", []):
+            if ref.get("/TransformMethod") == "/DocMDP" and int(ref["/TransformParams"].get("/P", 2)) == 1:
+                return True
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return False
+
+
+def _resolve(obj: Any) -> Any:
+    return obj.get_object() if hasattr(obj, "get_object") else obj
+
+
+def _pages(reader: Any) -> int:
+    """The page count, after walking the page tree and decoding every page's content."""
+    from pyhanko.pdf_utils import generic
+
+    pages = int(reader.root["/Pages"]["/Count"])
+    if not 1 <= pages <= MAX_PAGES:
+        raise ValueError(f"The PDF has {pages} pages; 1 to {MAX_PAGES} are accepted.")
+    seen = 0
+    stack = [(reader.root["/Pages"], 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > 64:
+            raise ValueError("The PDF page tree is nested too deeply.")
+        kids = node.get("/Kids")
+        if kids is not None:
+            stack.extend((_resolve(kid), depth + 1) for kid in reversed(list(kids)))
+            continue
+        seen += 1
+        contents = _resolve(node.raw_get("/Contents")) if "/Contents" in node else None
+        for stream in contents if isinstance(contents, generic.ArrayObject) else [contents]:
+            stream = _resolve(stream)
+            if isinstance(stream, generic.StreamObject):
+                _ = stream.data  # decoded here, under this process's memory limit and pyHanko's decode limits
+    if seen != pages:
+        raise ValueError("The PDF page tree is inconsistent.")
+    return pages
+
+
+def examine(data: bytes, identity: Any) -> tuple[str, Any]:
+    """("ok", {pages, prepared, repairs}) | ("encrypted" | "certified" | "invalid", detail).
+    ``prepared`` is the repaired file, or None when the upload is signed as it is."""
+    from adapters._pdf import repair, trial
+
+    if repair.header_offset(data) < 0:
+        return "invalid", "The file does not start like a PDF."
+    signed = repair.is_signed(data)
+    reader, error = _read(data)
+    if reader is not None and reader.encrypted:
+        return "encrypted", "The PDF is encrypted; upload it without a password."
+    if signed:
+        if reader is None:
+            return "invalid", (f"The PDF carries a signature but its structure cannot be read ({error}). "
+                               "A signed file cannot be repaired without breaking that signature.")
+        if _certified_no_changes(reader):
+            return "certified", ("The PDF is certified by its author against any change, so no signature "
+                                 "can be added to it. Ask the author for a copy that is not certified.")
+    repairs = [] if signed else _faults(data, reader)
+    candidate = data
+    for attempt in range(2):
+        if repairs and candidate is data:
+            try:
+                candidate = repair.normalise(data)
+            except repair.RepairError as exc:
+                return "invalid", f"The PDF could not be read or repaired ({exc}). {EXPORT_AGAIN}"
+            reader, error = _read(candidate)
+            if reader is None:
+                return "invalid", f"The PDF could not be read even after repair ({error}). {EXPORT_AGAIN}"
+            if reader.encrypted:
+                return "encrypted", "The PDF is encrypted; upload it without a password."
+        try:
+            pages = _pages(reader)
+        except (MemoryError, _OverBudget):
+            raise
+        except ValueError as exc:
+            return "invalid", str(exc)
+        except Exception as exc:
+            return "invalid", f"The PDF's pages could not be read ({_cause(exc)}). {EXPORT_AGAIN}"
+        try:
+            trial.trial_sign(identity, candidate)
+        except (MemoryError, _OverBudget):
+            raise
+        except Exception as exc:
+            cause = _cause(exc)
+            if not signed and candidate is data and attempt == 0:
+                repairs = [f"a signature could not be added as it was ({cause})"]
+                continue
+            if signed:
+                return "invalid", (f"The PDF is already signed, and another signature cannot be added to it "
+                                   f"without breaking the earlier ones ({cause}). Ask the sender for the "
+                                   "unsigned original.")
+            return "invalid", f"The PDF cannot be signed ({cause}). {EXPORT_AGAIN}"
+        return "ok", {"pages": pages, "prepared": None if candidate is data else candidate, "repairs": repairs}
+    raise AssertionError("unreachable")
+
+
+def _faults(data: bytes, reader: Any) -> list[str]:
+    from adapters._pdf import repair
+
+    try:
+        return repair.faults(data, reader)
+    except (MemoryError, _OverBudget):
+        raise
+    except Exception as exc:
+        return [f"the document structure could not be read ({_cause(exc)})"]
+
+
+def _on_sigxcpu(signum: int, frame: Any) -> None:
+    raise _OverBudget
+
+
+def _cpu_used() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _serve(conn: Connection, memory_bytes: int, cpu_seconds: int) -> None:
+    """A worker process: one document at a time, each with its own CPU budget."""
+    from adapters._pdf.trial import TrialIdentity
+
     name_process("esign-inspect")
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+    signal.signal(signal.SIGXCPU, _on_sigxcpu)
+    for noisy in ("pyhanko", "pyhanko_certvalidator", "fontTools", "pikepdf"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    identity = TrialIdentity.create()
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    conn.send(("ready", None))
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        finish = False
+        resource.setrlimit(resource.RLIMIT_CPU, (int(_cpu_used()) + cpu_seconds + 1, hard))
+        try:
+            verdict = examine(data, identity)
+        except _OverBudget:
+            verdict = ("invalid", f"The PDF needs more than {cpu_seconds} s of processing to read. {EXPORT_AGAIN}")
+        except MemoryError:
+            verdict, finish = ("invalid", "The PDF needs too much memory to read (a compressed bomb?)."), True
+        finally:
+            resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, hard))
+        del data
+        conn.send((*verdict, finish))
+        if finish:  # the heap may be left fragmented after a MemoryError: start afresh
+            return
 
 
-def inspect_bytes(data: bytes) -> tuple[str, int | str]:
-    """("ok", pages) | ("encrypted", detail) | ("invalid", detail). Never raises for bad input."""
-    if not data.lstrip()[:5].startswith(b"%PDF-") or b"%PDF-" not in data[:1024]:
-        return "invalid", "The file does not start like a PDF."
-    try:
-        from pyhanko.pdf_utils.reader import PdfFileReader
-
-        reader = PdfFileReader(io.BytesIO(data), strict=False)
-        if reader.encrypted:
-            return "encrypted", "The PDF is encrypted; upload it without a password."
-        pages = int(reader.root["/Pages"]["/Count"])
-        if not 1 <= pages <= MAX_PAGES:
-            return "invalid", f"The PDF has {pages} pages; 1 to {MAX_PAGES} are accepted."
-        seen = 0
-        for page in _pages(reader.root["/Pages"], depth=0):
-            seen += 1
-            contents = page.get("/Contents")
-            if contents is None:
-                continue
-            streams = contents if isinstance(contents, list) else [contents]
-            for ref in streams:
-                stream = ref.get_object() if hasattr(ref, "get_object") else ref
-                _ = stream.data  # decoding happens here, under the memory limit
-        if seen != pages:
-            return "invalid", "The PDF page tree is inconsistent."
-        return "ok", pages
-    except MemoryError:
-        return "invalid", "The PDF needs too much memory to read (a compressed bomb?)."
-    except RecursionError:
-        return "invalid", "The PDF is nested too deeply."
-    except Exception as exc:  # pyHanko raises PdfReadError, KeyError, TypeError, AssertionError…
-        return "invalid", f"The PDF could not be read ({type(exc).__name__})."
+# ------------------------------------------------------------------------------ in the gateway
 
 
-def _pages(node: Any, depth: int) -> Iterator[Any]:
-    if depth > 64:
-        raise RecursionError("page tree too deep")
-    kids = node.get("/Kids")
-    if kids is None:
-        yield node
-        return
-    for kid in kids:
-        yield from _pages(kid.get_object() if hasattr(kid, "get_object") else kid, depth + 1)
+@dataclass(eq=False)
+class _Worker:
+    process: Any
+    conn: Connection
+    jobs: int = 0
+    healthy: bool = True
 
 
 class ProcessPdfInspector:
     def __init__(
-        self, *, max_workers: int = 1, memory_limit_bytes: int = 1 << 30, timeout_seconds: float = 20.0
+        self, *, workers: int = 2, memory_limit_bytes: int = 1 << 30, cpu_seconds: int = 20,
+        timeout_seconds: float = 30.0, wait_seconds: float = 20.0, jobs_per_worker: int = 1000,
+        start_timeout_seconds: float = 60.0,
     ) -> None:
-        self.max_workers = max_workers
+        self.workers = workers
         self.memory_limit_bytes = memory_limit_bytes
+        self.cpu_seconds = cpu_seconds
         self.timeout_seconds = timeout_seconds
-        self._pool: ProcessPoolExecutor | None = None
+        self.wait_seconds = wait_seconds
+        self.jobs_per_worker = jobs_per_worker
+        self.start_timeout_seconds = start_timeout_seconds
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._all: set[_Worker] = set()
+        self._starting: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.replaced = 0
+        """Workers replaced after a kill, a memory error or their job quota (for tests and /readyz)."""
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.max_workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_limit, initargs=(self.memory_limit_bytes, int(self.timeout_seconds) + 1),
-        )
-
+    # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        if self._pool is None:
-            self._pool = self._new_pool()
+        if self._idle is not None:
+            return
+        self._idle = asyncio.Queue()
+        self._closed = False
+        await asyncio.gather(*(self._add_worker() for _ in range(self.workers)))
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self._closed = True
+        for task in list(self._starting):
+            task.cancel()
+        for worker in list(self._all):
+            self._kill(worker)
+        self._all.clear()
+        self._idle = None
 
-    def _kill(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
+    def _spawn(self) -> _Worker:
+        """Start a worker process and wait until it is ready (blocking: run in a thread)."""
+        ctx = multiprocessing.get_context("spawn")  # the gateway holds a loop and DB connections: never fork
+        parent, child = ctx.Pipe(duplex=True)
+        process = ctx.Process(target=_serve, args=(child, self.memory_limit_bytes, self.cpu_seconds),
+                              name="esign-inspect", daemon=True)
+        process.start()
+        child.close()
+        worker = _Worker(process, parent)
+        if not parent.poll(self.start_timeout_seconds):
+            self._kill(worker)
+            raise RuntimeError("a PDF inspector process did not start")
+        parent.recv()
+        return worker
+
+    async def _add_worker(self) -> None:
+        while not self._closed:
+            try:
+                worker = await asyncio.to_thread(self._spawn)
+            except (OSError, EOFError, RuntimeError) as exc:
+                log.error("pdf_inspector_start_failed", error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            if self._closed or self._idle is None:
+                self._kill(worker)
+                return
+            self._all.add(worker)
+            self._idle.put_nowait(worker)
+            return
+
+    def _replace(self, worker: _Worker, reason: str) -> None:
+        self._kill(worker)
+        self._all.discard(worker)
+        self.replaced += 1
+        log.info("pdf_inspector_replaced", reason=reason)
+        if not self._closed:
+            task = asyncio.get_running_loop().create_task(self._add_worker())
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    @staticmethod
+    def _kill(worker: _Worker) -> None:
+        worker.healthy = False
+        with contextlib.suppress(Exception):
+            worker.process.kill()
+            worker.process.join(timeout=5)
+        with contextlib.suppress(Exception):
+            worker.conn.close()
+
+    # -------------------------------------------------------------- one inspection
+    def _call(self, worker: _Worker, data: bytes) -> tuple[str, Any]:
+        """Send one document and wait for its verdict (blocking: run in a thread)."""
+        worker.jobs += 1
+        try:
+            worker.conn.send_bytes(data)
+            if not worker.conn.poll(self.timeout_seconds):
+                worker.healthy = False
+                return "invalid", f"The PDF took more than {self.timeout_seconds:.0f} s to read. {EXPORT_AGAIN}"
+            kind, value, finishing = worker.conn.recv()
+        except (EOFError, OSError):
+            worker.healthy = False  # killed by a limit (memory, CPU) in C code
+            return "invalid", "The PDF could not be read within the resource limits."
+        if finishing:
+            worker.healthy = False
+        return kind, value
 
     async def inspect(self, data: bytes) -> PdfInfo:
-        if self._pool is None:
+        if self._idle is None:
             await self.start()
-        assert self._pool is not None
-        loop = asyncio.get_running_loop()
+        assert self._idle is not None
         try:
-            verdict, value = await asyncio.wait_for(
-                loop.run_in_executor(self._pool, inspect_bytes, data), timeout=self.timeout_seconds
-            )
+            worker = await asyncio.wait_for(self._idle.get(), timeout=self.wait_seconds)
         except TimeoutError:
-            self._kill()
-            raise PdfInvalidError("The PDF took too long to read.") from None
-        except BrokenProcessPool:
-            self._kill()  # the worker died (killed by a limit): the next call gets a fresh pool
-            raise PdfInvalidError("The PDF could not be read within the resource limits.") from None
-        if verdict == "ok":
-            return PdfInfo(pages=int(value))
-        if verdict == "encrypted":
+            raise InspectorBusyError(retry_after=max(1, int(self.wait_seconds // 4))) from None
+        verdict: tuple[str, Any] | None = None
+        try:
+            verdict = await asyncio.to_thread(self._call, worker, data)
+        finally:
+            if verdict is None:  # cancelled mid-call: the worker's state is unknown
+                worker.healthy = False
+            if not worker.healthy or not worker.process.is_alive():
+                self._replace(worker, "killed" if verdict is None or verdict[0] != "ok" else "died")
+            elif worker.jobs >= self.jobs_per_worker:
+                self._replace(worker, "job quota")
+            elif self._idle is not None:
+                self._idle.put_nowait(worker)
+        kind, value = verdict
+        if kind == "ok":
+            return PdfInfo(pages=int(value["pages"]), prepared=value["prepared"], repairs=tuple(value["repairs"]))
+        if kind == "encrypted":
             raise PdfEncryptedError(str(value))
+        if kind == "certified":
+            raise PdfCertifiedError(str(value))
         raise PdfInvalidError(str(value))

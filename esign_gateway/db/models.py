@@ -111,6 +111,7 @@ class DocumentRow(Model):
     sha256 = fields.CharField(max_length=64)
     current_sha256 = fields.CharField(max_length=64)
     signed_sha256 = fields.CharField(max_length=64, null=True)
+    prepared_sha256 = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "document"

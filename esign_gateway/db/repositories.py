@@ -69,6 +69,7 @@ def _to_domain(row: EnvelopeRow, docs: list[DocumentRow], signers: list[SignerRo
             Document(
                 id=d.id, name=d.name, pages=d.pages, size=d.size, sha256=d.sha256,
                 current_sha256=d.current_sha256, signed_sha256=d.signed_sha256, position=d.position,
+                prepared_sha256=d.prepared_sha256,
             )
             for d in sorted(docs, key=lambda d: d.position)
         ],
@@ -144,6 +145,7 @@ class EnvelopeRepository:
             await DocumentRow.create(
                 using_db=self.conn, id=d.id, envelope_id=env.id, position=d.position, name=d.name,
                 pages=d.pages, size=d.size, sha256=d.sha256, current_sha256=d.current_sha256,
+                prepared_sha256=d.prepared_sha256,
             )
         for s in env.signers:
             await SignerRow.create(

@@ -42,6 +42,9 @@ class Document:
     signed_sha256: str | None = None
     """Set at completion: the final signed version."""
     position: int = 0
+    prepared_sha256: str | None = None
+    """Set when the upload had to be repaired before signing (it carried no signature): the repaired
+    file, which every signer signs. ``sha256`` stays the upload's."""
 
 
 @dataclass(slots=True)

@@ -188,6 +188,10 @@ class DocumentOut(BaseModel):
     pages: int
     size: int
     sha256: str
+    """SHA-256 of the upload, byte for byte."""
+    prepared_sha256: str | None = None
+    """Set when the upload was structurally broken and carried no signature: it was repaired once
+    (audit event ``document.normalised``) and this repaired file is what the signers sign."""
     signed_sha256: str | None
 
 
@@ -242,7 +246,7 @@ class EnvelopeOut(BaseModel):
             completed_at=env.completed_at, retained_until=env.retained_until,
             documents=[
                 DocumentOut(id=d.id, name=d.name, pages=d.pages, size=d.size, sha256=d.sha256,
-                            signed_sha256=d.signed_sha256)
+                            prepared_sha256=d.prepared_sha256, signed_sha256=d.signed_sha256)
                 for d in env.documents
             ],
             signers=[

@@ -73,7 +73,8 @@ GC_INTERVAL = timedelta(days=1)
 async def _referenced(key: str) -> bool:
     """Does any live envelope (not purged) still point at this blob?"""
     return await DocumentRow.filter(
-        Q(sha256=key) | Q(current_sha256=key) | Q(signed_sha256=key), envelope__purged_at__isnull=True
+        Q(sha256=key) | Q(prepared_sha256=key) | Q(current_sha256=key) | Q(signed_sha256=key),
+        envelope__purged_at__isnull=True,
     ).exists() or await EnvelopeRow.filter(audit_report_sha256=key).exists()
 
 
@@ -251,7 +252,8 @@ class ArchiveService:
             if now < due:
                 return  # retention moved (nothing moves it today, but never purge early)
             row = await EnvelopeRow.get(id=env.id).using_db(uow.conn)
-            keys = {k for d in env.documents for k in (d.sha256, d.current_sha256, d.signed_sha256) if k}
+            keys = {k for d in env.documents
+                    for k in (d.sha256, d.prepared_sha256, d.current_sha256, d.signed_sha256) if k}
             keys |= {row.audit_report_sha256} if row.audit_report_sha256 else set()
             await EnvelopeRow.filter(id=env.id).using_db(uow.conn).update(purged_at=now, audit_report_sha256=None)
             await _erase_signers(uow, SignerRow.filter(envelope_id=env.id))

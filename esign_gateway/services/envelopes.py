@@ -136,9 +136,10 @@ class EnvelopeService:
         documents = []
         for i, (doc, info) in enumerate(zip(cmd.documents, infos, strict=True)):
             key = await self.store.put(doc.content)
+            prepared = await self.store.put(info.prepared) if info.prepared is not None else None
             documents.append(
                 Document(id=str(uuid7()), name=doc.name, pages=info.pages, size=len(doc.content), sha256=key,
-                         current_sha256=key, position=i)
+                         current_sha256=prepared or key, position=i, prepared_sha256=prepared)
             )
         env = Envelope(
             id=str(uuid7()), tenant_id=tenant.id, record_type=cmd.record_type, record_id=cmd.record_id,
@@ -154,7 +155,13 @@ class EnvelopeService:
         )
         env.note("envelope.created", now, actor="api",
                  data={"documents": [{"id": d.id, "sha256": d.sha256, "pages": d.pages} for d in documents]})
-        files = [(d.name, d.content) for d in cmd.documents]
+        for d, info in zip(documents, infos, strict=True):
+            if d.prepared_sha256 is not None:
+                env.note("document.normalised", now, actor="gateway",
+                         data={"document_id": d.id, "sha256": d.sha256, "prepared_sha256": d.prepared_sha256,
+                               "repairs": list(info.repairs)})
+        files = [(d.name, info.prepared or upload.content)
+                 for d, upload, info in zip(documents, cmd.documents, infos, strict=True)]
         handle = await self._prepare_remote(env, files, now) if cmd.send else None
         try:
             async with UnitOfWork() as uow:
@@ -274,7 +281,7 @@ class EnvelopeService:
             draft = await self.get_envelope(tenant, envelope_id)
             if draft.status != EnvelopeStatus.DRAFT:
                 raise InvalidStateError(f"The envelope is {draft.status.value}.")
-            files = [(d.name, await self.store.get(d.sha256)) for d in draft.documents]
+            files = [(d.name, await self.store.get(d.current_sha256)) for d in draft.documents]
             handle = await self._prepare_remote(draft, files, now)
         try:
             async with UnitOfWork() as uow:
@@ -367,14 +374,22 @@ class EnvelopeService:
         return env
 
     async def document_content(
-        self, tenant: TenantInfo, envelope_id: str, document_id: str, *, original: bool
+        self, tenant: TenantInfo, envelope_id: str, document_id: str, *, version: str = "current"
     ) -> tuple[Document, bytes]:
+        """``version``: ``current`` (as it stands), ``original`` (the upload) or ``prepared`` (what the
+        first signer signs: the repaired file when the upload was repaired, else the upload)."""
         env = await self.get_envelope(tenant, envelope_id)
         try:
             doc = env.document(document_id)
         except KeyError:
             raise NotFoundError(f"No document {document_id} in envelope {envelope_id}.") from None
-        return doc, await self.store.get(doc.sha256 if original else doc.current_sha256)
+        if version == "original":
+            key = doc.sha256
+        elif version == "prepared":
+            key = doc.prepared_sha256 or doc.sha256
+        else:
+            key = doc.current_sha256
+        return doc, await self.store.get(key)
 
     async def signed_result(self, tenant: TenantInfo, envelope_id: str) -> tuple[str, str, bytes]:
         return await self.result_of(await self.get_envelope(tenant, envelope_id))

@@ -40,6 +40,7 @@ from pyhanko_certvalidator import ValidationContext
 from adapters._pdf.signature import FONT_DIR, SignatureSpec, add_signature, stamp_box
 from adapters._pdf.stamp_font import StampFontFactory
 from adapters._pdf.update import UpdateIntegrityError
+from adapters._pdf.validation_fix import install as _install_validation_fix
 from adapters._process import name_process
 from esign_gateway.errors import ProviderError
 from esign_gateway.ports import SignatureRequest
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 FONT_PATH = FONT_DIR / "DejaVuSans-Stamp.ttf"
+_install_validation_fix()
 
 
 @dataclass(frozen=True, slots=True)

@@ -250,10 +250,10 @@ def attachment(name: str) -> str:
 async def get_document(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     version = request.query.get("version", "current")
-    if version not in ("current", "original"):
-        raise ValidationFailedError(errors=[{"field": "version", "message": "current or original"}])
+    if version not in ("current", "original", "prepared"):
+        raise ValidationFailedError(errors=[{"field": "version", "message": "current, original or prepared"}])
     doc, data = await request.app[CONTAINER].envelopes.document_content(
-        tenant, request.match_info["id"], request.match_info["document_id"], original=version == "original"
+        tenant, request.match_info["id"], request.match_info["document_id"], version=version
     )
     return web.Response(body=data, content_type="application/pdf",
                         headers={"Content-Disposition": attachment(doc.name)})

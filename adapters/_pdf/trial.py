@@ -1,0 +1,148 @@
+"""A trial signature at upload: the inspector signs each file the way the signers will.
+
+"Accepted means signable" cannot be checked by reading a file: what fails is pyHanko's incremental
+writer meeting the file's form tree, its earlier signatures and their DocMDP rules, its DSS, its
+document timestamps, its page tree. So the inspector runs :func:`.signature.add_signature` itself
+— a B-T signature and then the final B-LTA signature on top, exactly the revisions a two-signer
+envelope gets — with a throwaway identity made in memory per inspector process (its own root,
+seal and TSA certificates; nothing of it is ever kept), checks the result with
+:func:`.update.check_update`, and validates both trial signatures with pyHanko's validator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import signers
+from pyhanko.sign.fields import enumerate_sig_fields
+from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+from pyhanko.sign.validation import async_validate_pdf_signature
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from .signature import FONT_DIR, SignatureSpec, add_signature
+from .stamp_font import StampFontFactory
+from .validation_fix import install as _install_validation_fix
+
+__all__ = ["TrialFailed", "TrialIdentity", "trial_sign"]
+
+_install_validation_fix()
+
+
+class TrialFailed(Exception):
+    """The trial signature could not be made, or does not validate (the message says why)."""
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _asn1_key(key: rsa.RSAPrivateKey) -> asn1_keys.PrivateKeyInfo:
+    return asn1_keys.PrivateKeyInfo.load(key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
+@dataclass
+class TrialIdentity:
+    signer: signers.SimpleSigner
+    timestamper: DummyTimeStamper
+    root: asn1_x509.Certificate
+    font: StampFontFactory = field(
+        default_factory=lambda: StampFontFactory(str(FONT_DIR / "DejaVuSans-Stamp.ttf"), font_size=8))
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+
+    @classmethod
+    def create(cls) -> TrialIdentity:
+        now = datetime.now(UTC) - timedelta(minutes=5)
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ca = (
+            x509.CertificateBuilder().subject_name(_name("esign-gateway upload trial root"))
+            .issuer_name(_name("esign-gateway upload trial root")).public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+            ), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+
+        def issue(cn: str, *, tsa: bool) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            builder = (
+                x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(
+                    digital_signature=True, content_commitment=not tsa, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                    encipher_only=False, decipher_only=False,
+                ), critical=True)
+            )
+            if tsa:
+                builder = builder.add_extension(
+                    x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+            return key, builder.sign(ca_key, hashes.SHA256())
+
+        seal_key, seal = issue("esign-gateway upload trial seal", tsa=False)
+        tsa_key, tsa = issue("esign-gateway upload trial TSA", tsa=True)
+        root = _asn1_cert(ca)
+        signer = signers.SimpleSigner(
+            signing_cert=_asn1_cert(seal), signing_key=_asn1_key(seal_key),
+            cert_registry=SimpleCertificateStore.from_certs([root]),
+        )
+        return cls(signer=signer, timestamper=DummyTimeStamper(tsa_cert=_asn1_cert(tsa), tsa_key=_asn1_key(tsa_key)),
+                   root=root)
+
+    def context(self) -> ValidationContext:
+        return ValidationContext(trust_roots=[self.root], allow_fetching=False)
+
+
+def _spec(slot: int, long_term: ValidationContext | None) -> SignatureSpec:
+    return SignatureSpec(
+        field_name=f"Signature-upload-trial-{slot}", signer_name="Upload Trial Signer",
+        reason="Upload check", envelope_id="00000000-0000-7000-8000-000000000000", slot=slot,
+        language="cs", visible=True, long_term=long_term,
+    )
+
+
+async def _trial(identity: TrialIdentity, data: bytes) -> None:
+    first = await add_signature(data, _spec(0, None), signer=identity.signer,
+                                timestamper=identity.timestamper, font=identity.font)
+    final = await add_signature(first, _spec(1, identity.context()), signer=identity.signer,
+                                timestamper=identity.timestamper, font=identity.font)
+    reader = PdfFileReader(io.BytesIO(final), strict=False)
+    ours = [  # only ours: an earlier signature may be too damaged to even parse, and stays as it is
+        EmbeddedPdfSignature(reader, sig_field, name)
+        for name, _value, sig_field in enumerate_sig_fields(reader, filled_status=True)
+        if name.startswith("Signature-upload-trial-")
+    ]
+    if len(ours) != 2:
+        raise TrialFailed(f"the trial signatures are not where they were put ({len(ours)} of 2 found)")
+    for sig in ours:
+        status = await async_validate_pdf_signature(sig, identity.context())
+        if not (status.intact and status.valid):
+            raise TrialFailed("a trial signature does not validate")
+        if status.modification_level is not None and status.modification_level.name == "OTHER":
+            raise TrialFailed("pyHanko's validator sees the trial signature as modified after signing")
+
+
+def trial_sign(identity: TrialIdentity, data: bytes) -> None:
+    """Raise :class:`TrialFailed` (or what pyHanko raises) unless ``data`` takes our signatures."""
+    identity.loop.run_until_complete(_trial(identity, data))
