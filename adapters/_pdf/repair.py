@@ -22,13 +22,17 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 
 from .update import highest_object_number
 
-__all__ = ["RepairError", "faults", "header_offset", "is_signed", "normalise"]
+__all__ = ["EncryptedError", "RepairError", "faults", "header_offset", "is_signed", "normalise"]
 
 MAX_FIELD_DEPTH = 32
 
 
 class RepairError(Exception):
     """qpdf could not read the file either."""
+
+
+class EncryptedError(RepairError):
+    """qpdf needs a password for the file."""
 
 
 def header_offset(data: bytes) -> int:
@@ -39,6 +43,11 @@ def header_offset(data: bytes) -> int:
 def is_signed(data: bytes) -> bool:
     """Conservative: a byte range anywhere means a signature (or a document timestamp) to keep."""
     return b"/ByteRange" in data
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """``obj[key]`` resolved (pyHanko's ``dict.get`` returns indirect references unresolved)."""
+    return obj[key] if isinstance(obj, generic.DictionaryObject) and key in obj else default
 
 
 def faults(data: bytes, reader: PdfFileReader | None) -> list[str]:
@@ -56,7 +65,7 @@ def faults(data: bytes, reader: PdfFileReader | None) -> list[str]:
         found.append("the trailer /Size is smaller than the number of objects")
     root = reader.root
     found.extend(_page_faults(root["/Pages"], depth=0))
-    form = root.get("/AcroForm")
+    form = _get(root, "/AcroForm")
     if isinstance(form, generic.DictionaryObject):
         found.extend(_form_faults(form))
     return found
@@ -65,7 +74,7 @@ def faults(data: bytes, reader: PdfFileReader | None) -> list[str]:
 def _page_faults(node: Any, depth: int) -> list[str]:
     if depth > 64:
         return ["the page tree is nested too deeply"]
-    kids = node.get("/Kids")
+    kids = _get(node, "/Kids")
     if kids is None:
         annots = node.raw_get("/Annots") if "/Annots" in node else None
         if annots is None:
@@ -89,9 +98,9 @@ def _page_faults(node: Any, depth: int) -> list[str]:
 
 def _form_faults(form: generic.DictionaryObject) -> list[str]:
     found = []
-    if form.get("/NeedAppearances") and form.get("/Fields"):
+    if _get(form, "/NeedAppearances") and _get(form, "/Fields"):
         found.append("form values are shown only through /NeedAppearances")
-    fields = form.get("/Fields")
+    fields = _get(form, "/Fields")
     if fields is None:
         return found
     if not isinstance(fields, generic.ArrayObject):
@@ -110,7 +119,7 @@ def _form_faults(form: generic.DictionaryObject) -> list[str]:
             field = raw.get_object()
             if not isinstance(field, generic.DictionaryObject):
                 return [*found, "the form's field list holds a value that is not a field"]
-            kids = field.get("/Kids")
+            kids = _get(field, "/Kids")
             if isinstance(kids, generic.ArrayObject):
                 stack.append((kids, depth + 1))
     return found
@@ -124,6 +133,8 @@ def normalise(data: bytes) -> bytes:
             _fix_form(pdf)
             out = io.BytesIO()
             pdf.save(out, fix_metadata_version=False, deterministic_id=True)
+    except pikepdf.PasswordError:
+        raise EncryptedError("the file is encrypted") from None
     except (pikepdf.PdfError, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise RepairError(str(exc)[:200]) from None
     return out.getvalue()

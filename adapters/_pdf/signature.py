@@ -129,7 +129,7 @@ def _page_box(page: generic.DictionaryObject) -> tuple[float, float, float, floa
 
 async def add_signature(
     data: bytes, spec: SignatureSpec, *, signer: signers.Signer, timestamper: TimeStamper,
-    font: GlyphAccumulatorFactory,
+    font: GlyphAccumulatorFactory, bytes_reserved: int = BYTES_RESERVED,
 ) -> bytes:
     """Sign ``data`` (see the module docs); raises what pyHanko raises, or ``UpdateIntegrityError``."""
     writer = open_writer(data)
@@ -159,7 +159,7 @@ async def add_signature(
     )
     out = io.BytesIO()
     await pdf_signer_.async_sign_pdf(
-        writer, output=out, bytes_reserved=BYTES_RESERVED,
+        writer, output=out, bytes_reserved=bytes_reserved,
         appearance_text_params={"signer": spec.signer_name} if spec.visible else None,
     )
     signed = out.getvalue()

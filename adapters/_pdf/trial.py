@@ -3,10 +3,12 @@
 "Accepted means signable" cannot be checked by reading a file: what fails is pyHanko's incremental
 writer meeting the file's form tree, its earlier signatures and their DocMDP rules, its DSS, its
 document timestamps, its page tree. So the inspector runs :func:`.signature.add_signature` itself
-— a B-T signature and then the final B-LTA signature on top, exactly the revisions a two-signer
-envelope gets — with a throwaway identity made in memory per inspector process (its own root,
-seal and TSA certificates; nothing of it is ever kept), checks the result with
-:func:`.update.check_update`, and validates both trial signatures with pyHanko's validator.
+— the final B-LTA signature: the signature revision every signer adds, then the DSS and the
+document timestamp revisions — with a throwaway identity made in memory per inspector process
+(its own root, seal and TSA certificates; nothing of it is ever kept), checks the result with
+:func:`.update.check_update`, and validates the trial signature with pyHanko's validator (and, on
+a certified file, that the author's certification still holds). Later signers sign on top of our
+own clean revisions, which this already exercises.
 """
 
 from __future__ import annotations
@@ -22,26 +24,33 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pyhanko.pdf_utils.generic import IndirectObject
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign import signers
 from pyhanko.sign.fields import enumerate_sig_fields
-from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from .keys import CachedKeySigner, CachedKeyTimeStamper
 from .signature import FONT_DIR, SignatureSpec, add_signature
 from .stamp_font import StampFontFactory
 from .validation_fix import install as _install_validation_fix
 
-__all__ = ["TrialFailed", "TrialIdentity", "trial_sign"]
+__all__ = ["CertificationForbids", "TrialFailed", "TrialIdentity", "trial_sign"]
+
+TRIAL_BYTES_RESERVED = 16 * 1024
+"""Enough for the trial's short chain (pyHanko parses the reserved hex in Python: smaller is faster)."""
 
 _install_validation_fix()
 
 
 class TrialFailed(Exception):
     """The trial signature could not be made, or does not validate (the message says why)."""
+
+
+class CertificationForbids(TrialFailed):
+    """The author's certification (DocMDP) does not allow a new signature field."""
 
 
 def _name(cn: str) -> x509.Name:
@@ -59,8 +68,8 @@ def _asn1_key(key: rsa.RSAPrivateKey) -> asn1_keys.PrivateKeyInfo:
 
 @dataclass
 class TrialIdentity:
-    signer: signers.SimpleSigner
-    timestamper: DummyTimeStamper
+    signer: CachedKeySigner
+    timestamper: CachedKeyTimeStamper
     root: asn1_x509.Certificate
     font: StampFontFactory = field(
         default_factory=lambda: StampFontFactory(str(FONT_DIR / "DejaVuSans-Stamp.ttf"), font_size=8))
@@ -103,12 +112,12 @@ class TrialIdentity:
         seal_key, seal = issue("esign-gateway upload trial seal", tsa=False)
         tsa_key, tsa = issue("esign-gateway upload trial TSA", tsa=True)
         root = _asn1_cert(ca)
-        signer = signers.SimpleSigner(
+        signer = CachedKeySigner(
             signing_cert=_asn1_cert(seal), signing_key=_asn1_key(seal_key),
             cert_registry=SimpleCertificateStore.from_certs([root]),
         )
-        return cls(signer=signer, timestamper=DummyTimeStamper(tsa_cert=_asn1_cert(tsa), tsa_key=_asn1_key(tsa_key)),
-                   root=root)
+        timestamper = CachedKeyTimeStamper(tsa_cert=_asn1_cert(tsa), tsa_key=_asn1_key(tsa_key))
+        return cls(signer=signer, timestamper=timestamper, root=root)
 
     def context(self) -> ValidationContext:
         return ValidationContext(trust_roots=[self.root], allow_fetching=False)
@@ -122,25 +131,55 @@ def _spec(slot: int, long_term: ValidationContext | None) -> SignatureSpec:
     )
 
 
+async def _certification_kept(identity: TrialIdentity, reader: PdfFileReader) -> bool | None:
+    """None without a certification; else whether it still allows what the file now holds."""
+    certification = _certification(reader)
+    if certification is None:
+        return None
+    status = await async_validate_pdf_signature(certification, identity.context())
+    return not (status.docmdp_ok is False or (status.modification_level and status.modification_level.name == "OTHER"))
+
+
 async def _trial(identity: TrialIdentity, data: bytes) -> None:
-    first = await add_signature(data, _spec(0, None), signer=identity.signer,
-                                timestamper=identity.timestamper, font=identity.font)
-    final = await add_signature(first, _spec(1, identity.context()), signer=identity.signer,
-                                timestamper=identity.timestamper, font=identity.font)
+    kept_before = await _certification_kept(identity, PdfFileReader(io.BytesIO(data), strict=False))
+    final = await add_signature(data, _spec(0, identity.context()), signer=identity.signer,
+                                timestamper=identity.timestamper, font=identity.font,
+                                bytes_reserved=TRIAL_BYTES_RESERVED)
     reader = PdfFileReader(io.BytesIO(final), strict=False)
     ours = [  # only ours: an earlier signature may be too damaged to even parse, and stays as it is
         EmbeddedPdfSignature(reader, sig_field, name)
         for name, _value, sig_field in enumerate_sig_fields(reader, filled_status=True)
         if name.startswith("Signature-upload-trial-")
     ]
-    if len(ours) != 2:
-        raise TrialFailed(f"the trial signatures are not where they were put ({len(ours)} of 2 found)")
+    if len(ours) != 1:
+        raise TrialFailed("the trial signature is not where it was put")
+    # P=2 allows filling fields and signing *existing* fields: a new visible signature field breaks the
+    # author's certification (pyHanko and Acrobat agree). Only a certification that held before is
+    # checked; approval signatures allow further signatures by definition.
+    if kept_before and not await _certification_kept(identity, reader):
+        raise CertificationForbids("the author's certification does not allow a new signature field")
     for sig in ours:
         status = await async_validate_pdf_signature(sig, identity.context())
         if not (status.intact and status.valid):
             raise TrialFailed("a trial signature does not validate")
         if status.modification_level is not None and status.modification_level.name == "OTHER":
             raise TrialFailed("pyHanko's validator sees the trial signature as modified after signing")
+
+
+def _certification(reader: PdfFileReader) -> EmbeddedPdfSignature | None:
+    try:
+        perms = reader.root["/Perms"]
+        docmdp = perms.raw_get("/DocMDP")
+    except KeyError:
+        return None
+    for name, _value, sig_field in enumerate_sig_fields(reader, filled_status=True):
+        value = sig_field.get_object().raw_get("/V")
+        if isinstance(value, IndirectObject) and value.reference == getattr(docmdp, "reference", None):
+            try:
+                return EmbeddedPdfSignature(reader, sig_field, name)
+            except Exception:  # a certification too damaged to read: nothing to keep valid
+                return None
+    return None
 
 
 def trial_sign(identity: TrialIdentity, data: bytes) -> None:

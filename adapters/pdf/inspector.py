@@ -22,12 +22,15 @@ replaced; the others go on. A request waits for a free worker at most ``wait_sec
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import io
 import logging
 import multiprocessing
 import resource
 import signal
+import threading
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -72,12 +75,17 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """``obj[key]`` resolved (pyHanko's ``dict.get`` returns indirect references unresolved)."""
+    return obj[key] if hasattr(obj, "raw_get") and key in obj else default
+
+
 def _certified_no_changes(reader: Any) -> bool:
     """DocMDP P=1: the author certified the document against every change, signatures included."""
     try:
         docmdp = reader.root["/Perms"]["/DocMDP"]
-        for ref in docmdp.get("/Reference", []):
-            if ref.get("/TransformMethod") == "/DocMDP" and int(ref["/TransformParams"].get("/P", 2)) == 1:
+        for ref in _get(docmdp, "/Reference", []):
+            if _get(ref, "/TransformMethod") == "/DocMDP" and int(_get(ref["/TransformParams"], "/P", 2)) == 1:
                 return True
     except (KeyError, TypeError, ValueError, AttributeError):
         return False
@@ -101,7 +109,7 @@ def _pages(reader: Any) -> int:
         node, depth = stack.pop()
         if depth > 64:
             raise ValueError("The PDF page tree is nested too deeply.")
-        kids = node.get("/Kids")
+        kids = _get(node, "/Kids")
         if kids is not None:
             stack.extend((_resolve(kid), depth + 1) for kid in reversed(list(kids)))
             continue
@@ -140,6 +148,8 @@ def examine(data: bytes, identity: Any) -> tuple[str, Any]:
         if repairs and candidate is data:
             try:
                 candidate = repair.normalise(data)
+            except repair.EncryptedError:
+                return "encrypted", "The PDF is encrypted; upload it without a password."
             except repair.RepairError as exc:
                 return "invalid", f"The PDF could not be read or repaired ({exc}). {EXPORT_AGAIN}"
             reader, error = _read(candidate)
@@ -159,6 +169,10 @@ def examine(data: bytes, identity: Any) -> tuple[str, Any]:
             trial.trial_sign(identity, candidate)
         except (MemoryError, _OverBudget):
             raise
+        except trial.CertificationForbids:
+            return "certified", ("The PDF is certified by its author to allow filling in its form only; a new "
+                                 "signature would break that certification. Ask the author for a copy that is "
+                                 "not certified, or certified to allow annotations.")
         except Exception as exc:
             cause = _cause(exc)
             if not signed and candidate is data and attempt == 0:
@@ -195,9 +209,11 @@ def _cpu_used() -> float:
 
 def _serve(conn: Connection, memory_bytes: int, cpu_seconds: int) -> None:
     """A worker process: one document at a time, each with its own CPU budget."""
+    from adapters._pdf import asn1_fix
     from adapters._pdf.trial import TrialIdentity
 
     name_process("esign-inspect")
+    asn1_fix.install()
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     signal.signal(signal.SIGXCPU, _on_sigxcpu)
     for noisy in ("pyhanko", "pyhanko_certvalidator", "fontTools", "pikepdf"):
@@ -218,6 +234,9 @@ def _serve(conn: Connection, memory_bytes: int, cpu_seconds: int) -> None:
             verdict = ("invalid", f"The PDF needs more than {cpu_seconds} s of processing to read. {EXPORT_AGAIN}")
         except MemoryError:
             verdict, finish = ("invalid", "The PDF needs too much memory to read (a compressed bomb?)."), True
+        except Exception as exc:  # a fault of ours or of a library: this file is refused, the worker goes on
+            log.error("pdf_inspection_failed", error=_cause(exc))
+            verdict, finish = ("invalid", f"The PDF could not be read ({_cause(exc)}). {EXPORT_AGAIN}"), True
         finally:
             resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, hard))
         del data
@@ -238,6 +257,9 @@ class _Worker:
 
 
 class ProcessPdfInspector:
+    """The pool is not bound to an event loop: idle workers sit in a lock-guarded list, a waiting
+    request holds a future of its own loop, and a replacement worker is started in a thread."""
+
     def __init__(
         self, *, workers: int = 2, memory_limit_bytes: int = 1 << 30, cpu_seconds: int = 20,
         timeout_seconds: float = 30.0, wait_seconds: float = 20.0, jobs_per_worker: int = 1000,
@@ -250,29 +272,30 @@ class ProcessPdfInspector:
         self.wait_seconds = wait_seconds
         self.jobs_per_worker = jobs_per_worker
         self.start_timeout_seconds = start_timeout_seconds
-        self._idle: asyncio.Queue[_Worker] | None = None
+        self._lock = threading.Lock()
+        self._free: list[_Worker] = []
         self._all: set[_Worker] = set()
-        self._starting: set[asyncio.Task[None]] = set()
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._started = False
         self._closed = False
         self.replaced = 0
-        """Workers replaced after a kill, a memory error or their job quota (for tests and /readyz)."""
+        """Workers replaced after a kill, a memory error or their job quota."""
 
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        if self._idle is not None:
+        if self._started:
             return
-        self._idle = asyncio.Queue()
-        self._closed = False
-        await asyncio.gather(*(self._add_worker() for _ in range(self.workers)))
+        self._started, self._closed = True, False
+        workers = await asyncio.gather(*(asyncio.to_thread(self._spawn) for _ in range(self.workers)))
+        for worker in workers:
+            self._release(worker)
 
     async def close(self) -> None:
-        self._closed = True
-        for task in list(self._starting):
-            task.cancel()
-        for worker in list(self._all):
+        with self._lock:
+            self._closed, self._started = True, False
+            workers, self._free, self._all = list(self._all), [], set()
+        for worker in workers:
             self._kill(worker)
-        self._all.clear()
-        self._idle = None
 
     def _spawn(self) -> _Worker:
         """Start a worker process and wait until it is ready (blocking: run in a thread)."""
@@ -287,32 +310,27 @@ class ProcessPdfInspector:
             self._kill(worker)
             raise RuntimeError("a PDF inspector process did not start")
         parent.recv()
+        with self._lock:
+            self._all.add(worker)
         return worker
 
-    async def _add_worker(self) -> None:
+    def _respawn(self) -> None:
+        """Thread body: start a replacement, retrying (with the cause logged) until it runs."""
         while not self._closed:
             try:
-                worker = await asyncio.to_thread(self._spawn)
+                self._release(self._spawn())
+                return
             except (OSError, EOFError, RuntimeError) as exc:
                 log.error("pdf_inspector_start_failed", error=str(exc))
-                await asyncio.sleep(1.0)
-                continue
-            if self._closed or self._idle is None:
-                self._kill(worker)
-                return
-            self._all.add(worker)
-            self._idle.put_nowait(worker)
-            return
+                time.sleep(1.0)
 
     def _replace(self, worker: _Worker, reason: str) -> None:
         self._kill(worker)
-        self._all.discard(worker)
-        self.replaced += 1
+        with self._lock:
+            self._all.discard(worker)
+            self.replaced += 1
         log.info("pdf_inspector_replaced", reason=reason)
-        if not self._closed:
-            task = asyncio.get_running_loop().create_task(self._add_worker())
-            self._starting.add(task)
-            task.add_done_callback(self._starting.discard)
+        threading.Thread(target=self._respawn, name="esign-inspect-respawn", daemon=True).start()
 
     @staticmethod
     def _kill(worker: _Worker) -> None:
@@ -322,6 +340,46 @@ class ProcessPdfInspector:
             worker.process.join(timeout=5)
         with contextlib.suppress(Exception):
             worker.conn.close()
+
+    # -------------------------------------------------------------- the free list
+    def _release(self, worker: _Worker) -> None:
+        """Give a worker back (from any thread) and wake the oldest waiting request."""
+        with self._lock:
+            if self._closed:
+                closed = True
+            else:
+                closed = False
+                self._free.append(worker)
+                while self._waiters:
+                    waiter = self._waiters.popleft()
+                    if not waiter.done():
+                        waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+                        break
+        if closed:
+            self._kill(worker)
+
+    async def _acquire(self) -> _Worker:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_seconds
+        while True:
+            with self._lock:
+                if self._free:
+                    return self._free.pop()
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiters.append(waiter)
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(waiter, timeout=remaining)
+            except TimeoutError:
+                with self._lock:
+                    if self._free:  # released just as we gave up
+                        return self._free.pop()
+                raise InspectorBusyError(retry_after=max(1, int(self.wait_seconds // 4))) from None
+            finally:
+                with self._lock, contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
 
     # -------------------------------------------------------------- one inspection
     def _call(self, worker: _Worker, data: bytes) -> tuple[str, Any]:
@@ -341,13 +399,9 @@ class ProcessPdfInspector:
         return kind, value
 
     async def inspect(self, data: bytes) -> PdfInfo:
-        if self._idle is None:
+        if not self._started:
             await self.start()
-        assert self._idle is not None
-        try:
-            worker = await asyncio.wait_for(self._idle.get(), timeout=self.wait_seconds)
-        except TimeoutError:
-            raise InspectorBusyError(retry_after=max(1, int(self.wait_seconds // 4))) from None
+        worker = await self._acquire()
         verdict: tuple[str, Any] | None = None
         try:
             verdict = await asyncio.to_thread(self._call, worker, data)
@@ -358,8 +412,8 @@ class ProcessPdfInspector:
                 self._replace(worker, "killed" if verdict is None or verdict[0] != "ok" else "died")
             elif worker.jobs >= self.jobs_per_worker:
                 self._replace(worker, "job quota")
-            elif self._idle is not None:
-                self._idle.put_nowait(worker)
+            else:
+                self._release(worker)
         kind, value = verdict
         if kind == "ok":
             return PdfInfo(pages=int(value["pages"]), prepared=value["prepared"], repairs=tuple(value["repairs"]))
@@ -368,3 +422,8 @@ class ProcessPdfInspector:
         if kind == "certified":
             raise PdfCertifiedError(str(value))
         raise PdfInvalidError(str(value))
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -10,7 +10,7 @@ import pytest
 from asn1crypto import cms, core
 from pyhanko.sign.general import as_signing_certificate, as_signing_certificate_v2, simple_cms_attribute
 
-from adapters.providers.local import asn1_fix
+from adapters._pdf import asn1_fix
 from adapters.providers.local.dev_pki import DevPki, ensure_dev_pki
 
 

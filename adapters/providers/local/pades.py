@@ -26,17 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from asn1crypto import x509 as asn1_x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import signers
-from pyhanko.sign.general import CMSExtractionError, get_pyca_cryptography_hash, load_cert_from_pemder
+from pyhanko.sign.general import CMSExtractionError, load_cert_from_pemder
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko_certvalidator import ValidationContext
 
+from adapters._pdf import asn1_fix
+from adapters._pdf.keys import CachedKeySigner
 from adapters._pdf.signature import FONT_DIR, SignatureSpec, add_signature, stamp_box
 from adapters._pdf.stamp_font import StampFontFactory
 from adapters._pdf.update import UpdateIntegrityError
@@ -45,7 +44,6 @@ from adapters._process import name_process
 from esign_gateway.errors import ProviderError
 from esign_gateway.ports import SignatureRequest
 
-from . import asn1_fix
 from .tsa import DevTimeStamper
 
 __all__ = [
@@ -75,18 +73,7 @@ class SigningMaterial:
     fetch_revocation: bool = False
 
 
-class _CachedKeySigner(signers.SimpleSigner):
-    """``SimpleSigner`` that keeps the parsed private key instead of re-parsing it per signature."""
-
-    _pyca_key: Any = None
-
-    def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
-        if self._pyca_key is None:
-            self._pyca_key = serialization.load_der_private_key(self.signing_key.dump(), password=None)
-        mechanism = self.get_signature_mechanism_for_digest(digest_algorithm).signature_algo
-        if mechanism == "rsassa_pkcs1v15" and isinstance(self._pyca_key, RSAPrivateKey):
-            return self._pyca_key.sign(data, PKCS1v15(), get_pyca_cryptography_hash(digest_algorithm))
-        return super().sign_raw(data, digest_algorithm)
+_CachedKeySigner = CachedKeySigner
 
 
 class _RecordsTime:
