@@ -637,3 +637,9 @@ def fields_with_non_dict_entries() -> bytes:
                        b"/Type /XObject /Subtype /Form /BBox [0 0 248 22] /Resources " + _RESOURCES % 5),
         },
     )
+
+
+def tiny_contract() -> bytes:
+    """A valid one-page contract of 1 KB (Helvetica, nothing embedded): the cheapest file to inspect,
+    for load and soak tests."""
+    return _one_page()

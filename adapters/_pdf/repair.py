@@ -2,13 +2,19 @@
 
 Files that every viewer opens are often not what a strict writer expects: bytes before ``%PDF-``,
 a trailer ``/Size`` below the highest object number, a damaged xref, pages or annotations stored
-as direct objects, a form whose field list holds numbers or loops back on itself, filled fields
-that rely on ``/NeedAppearances``. pyHanko (rightly) does not guess; qpdf is the field's tool for
-reading such files the way viewers do and writing them out cleanly.
+as direct objects, a form whose field list holds numbers or loops back on itself. pyHanko (rightly)
+does not guess; qpdf is the field's tool for reading such files the way viewers do and writing
+them out cleanly.
 
 :func:`faults` names what is wrong (cheap: no stream is decoded); :func:`normalise` rewrites the file
 once with qpdf and fixes what qpdf keeps as it found it. Only files without any signature are ever
 rewritten: a rewrite breaks every signature in the file.
+
+Filled fields that rely on ``/NeedAppearances`` are *not* given appearance streams here: qpdf's
+generator draws text fields only roughly and drops check marks and radio dots (the corpus check
+showed "✓" and "●" vanish and "÷" become "??"), so what the signer saw would not be what was
+signed. The flag is kept instead, in the repaired file and through every signature
+(:mod:`.signature`), and viewers draw the values as they did before.
 """
 
 from __future__ import annotations
@@ -97,9 +103,7 @@ def _page_faults(node: Any, depth: int) -> list[str]:
 
 
 def _form_faults(form: generic.DictionaryObject) -> list[str]:
-    found = []
-    if _get(form, "/NeedAppearances") and _get(form, "/Fields"):
-        found.append("form values are shown only through /NeedAppearances")
+    found: list[str] = []
     fields = _get(form, "/Fields")
     if fields is None:
         return found
@@ -182,5 +186,3 @@ def _fix_form(pdf: pikepdf.Pdf) -> None:
         return kept
 
     form["/Fields"] = clean(fields, 0)
-    if form.get("/NeedAppearances"):
-        pdf.generate_appearance_streams()

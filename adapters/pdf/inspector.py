@@ -273,13 +273,21 @@ class ProcessPdfInspector:
         self.jobs_per_worker = jobs_per_worker
         self.start_timeout_seconds = start_timeout_seconds
         self._lock = threading.Lock()
-        self._free: list[_Worker] = []
+        self._free: collections.deque[_Worker] = collections.deque()
         self._all: set[_Worker] = set()
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[_Worker]] = collections.deque()
         self._started = False
         self._closed = False
         self.replaced = 0
         """Workers replaced after a kill, a memory error or their job quota."""
+        self.replacements: collections.Counter[str] = collections.Counter()
+        """The same, by reason."""
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the live workers (for /readyz and tests)."""
+        with self._lock:
+            return [w.process.pid for w in self._all if w.process.is_alive()]
 
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -293,7 +301,7 @@ class ProcessPdfInspector:
     async def close(self) -> None:
         with self._lock:
             self._closed, self._started = True, False
-            workers, self._free, self._all = list(self._all), [], set()
+            workers, self._free, self._all = list(self._all), collections.deque(), set()
         for worker in workers:
             self._kill(worker)
 
@@ -329,6 +337,7 @@ class ProcessPdfInspector:
         with self._lock:
             self._all.discard(worker)
             self.replaced += 1
+            self.replacements[reason] += 1
         log.info("pdf_inspector_replaced", reason=reason)
         threading.Thread(target=self._respawn, name="esign-inspect-respawn", daemon=True).start()
 
@@ -343,50 +352,52 @@ class ProcessPdfInspector:
 
     # -------------------------------------------------------------- the free list
     def _release(self, worker: _Worker) -> None:
-        """Give a worker back (from any thread) and wake the oldest waiting request."""
+        """Give a worker back (from any thread): straight to the oldest waiting request, if any."""
         with self._lock:
-            if self._closed:
-                closed = True
-            else:
-                closed = False
-                self._free.append(worker)
+            closed = self._closed
+            if not closed:
                 while self._waiters:
                     waiter = self._waiters.popleft()
                     if not waiter.done():
-                        waiter.get_loop().call_soon_threadsafe(_wake, waiter)
-                        break
+                        waiter.get_loop().call_soon_threadsafe(self._hand, waiter, worker)
+                        return
+                self._free.append(worker)
         if closed:
             self._kill(worker)
 
+    def _hand(self, waiter: asyncio.Future[_Worker], worker: _Worker) -> None:
+        """On the waiter's loop: it takes the worker, or — if it gave up meanwhile — the next one does."""
+        if waiter.done():
+            self._release(worker)
+        else:
+            waiter.set_result(worker)
+
     async def _acquire(self) -> _Worker:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.wait_seconds
-        while True:
-            with self._lock:
-                if self._free:
-                    return self._free.pop()
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._waiters.append(waiter)
-            remaining = deadline - loop.time()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                await asyncio.wait_for(waiter, timeout=remaining)
-            except TimeoutError:
-                with self._lock:
-                    if self._free:  # released just as we gave up
-                        return self._free.pop()
-                raise InspectorBusyError(retry_after=max(1, int(self.wait_seconds // 4))) from None
-            finally:
-                with self._lock, contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
+        with self._lock:
+            if self._free:
+                return self._free.popleft()
+            waiter: asyncio.Future[_Worker] = loop.create_future()
+            self._waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, timeout=self.wait_seconds)
+        except TimeoutError:
+            raise InspectorBusyError(retry_after=max(1, int(self.wait_seconds // 4))) from None
+        finally:
+            with self._lock, contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
 
     # -------------------------------------------------------------- one inspection
-    def _call(self, worker: _Worker, data: bytes) -> tuple[str, Any]:
-        """Send one document and wait for its verdict (blocking: run in a thread)."""
+    def _call(self, worker: _Worker, data: bytes) -> tuple[str, Any] | None:
+        """Send one document and wait for its verdict (blocking: run in a thread). None: the worker
+        was already dead before it got the document (the document is not to blame)."""
         worker.jobs += 1
         try:
             worker.conn.send_bytes(data)
+        except OSError:
+            worker.healthy = False
+            return None
+        try:
             if not worker.conn.poll(self.timeout_seconds):
                 worker.healthy = False
                 return "invalid", f"The PDF took more than {self.timeout_seconds:.0f} s to read. {EXPORT_AGAIN}"
@@ -401,19 +412,25 @@ class ProcessPdfInspector:
     async def inspect(self, data: bytes) -> PdfInfo:
         if not self._started:
             await self.start()
-        worker = await self._acquire()
         verdict: tuple[str, Any] | None = None
-        try:
-            verdict = await asyncio.to_thread(self._call, worker, data)
-        finally:
-            if verdict is None:  # cancelled mid-call: the worker's state is unknown
-                worker.healthy = False
-            if not worker.healthy or not worker.process.is_alive():
-                self._replace(worker, "killed" if verdict is None or verdict[0] != "ok" else "died")
-            elif worker.jobs >= self.jobs_per_worker:
-                self._replace(worker, "job quota")
-            else:
-                self._release(worker)
+        while verdict is None:
+            worker = await self._acquire()
+            if not worker.process.is_alive():  # died while idle (e.g. the OOM killer): not this file's fault
+                self._replace(worker, "died while idle")
+                continue
+            done = False
+            try:
+                verdict = await asyncio.to_thread(self._call, worker, data)
+                done = True
+            finally:
+                if not done:  # cancelled mid-call: the worker's state is unknown
+                    worker.healthy = False
+                if not worker.healthy or not worker.process.is_alive():
+                    self._replace(worker, "killed" if verdict is not None else "died while idle")
+                elif worker.jobs >= self.jobs_per_worker:
+                    self._replace(worker, "job quota")
+                else:
+                    self._release(worker)
         kind, value = verdict
         if kind == "ok":
             return PdfInfo(pages=int(value["pages"]), prepared=value["prepared"], repairs=tuple(value["repairs"]))
@@ -424,6 +441,3 @@ class ProcessPdfInspector:
         raise PdfInvalidError(str(value))
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
