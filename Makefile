@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint migrate bench clean
+.PHONY: run test lint migrate bench corpus clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON)"; exit 1; }
@@ -30,6 +30,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/sign_throughput.py
+
+# The real-world PDF corpus (../shared/pdf-corpus) through the HTTP API, checked with poppler, qpdf,
+# pikepdf and pyHanko; exits non-zero on any failure class. CORPUS_ARGS="--files issue --jobs 2 …"
+corpus: $(STAMP)
+	@.ci/ensure-pdf-tools
+	$(BIN)/python bench/corpus.py $(CORPUS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -62,6 +62,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except GatewayError as err:
+        if err.status >= 500:  # a fault of ours or of a provider: its cause must be findable in the log
+            log.error("request_failed", code=err.code, status=err.status, cause=err.detail)
         return problem_response(err)
     except ValidationError as exc:
         return problem_response(ValidationFailedError(errors=from_validation_error(exc)))

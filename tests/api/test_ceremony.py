@@ -8,9 +8,12 @@ import re
 import zipfile
 from typing import Any
 
+import structlog.testing
+
 from adapters.providers.local import pades
 from esign_gateway.db.models import AuditEvent
 from esign_gateway.db.repositories import verify_chain
+from esign_gateway.errors import ProviderError
 from tests.api.conftest import Ceremony, Tenant, envelope_body, signer
 from tests.factories import signature_kinds
 
@@ -321,3 +324,26 @@ async def test_audit_chain_verifies_and_one_edited_event_is_caught(
     signed.data = {**signed.data, "tsa_time": "2020-01-01T00:00:00+00:00"}
     await signed.save()
     assert await verify_chain(env["id"]) == signed.seq
+
+
+async def test_a_signing_failure_after_the_code_is_a_502_problem_whose_cause_is_logged(
+    api: Any, tenant: Tenant, ceremony: Ceremony, container: Any, monkeypatch: Any
+) -> None:
+    env = await _create(api, tenant, envelope_body())
+    await ceremony.run_jobs()
+    token = ceremony.link_token("jana@example.cz")
+
+    async def broken_sign(request: Any) -> Any:
+        raise ProviderError("Signing failed: SigningError: the TSA answered 503.")
+
+    monkeypatch.setattr(container.ceremony.providers["local"], "sign", broken_sign)
+    await ceremony.request_code(token)
+    with structlog.testing.capture_logs() as logs:
+        resp = await api.post(f"/api/sign/{token}/sign",
+                              json={"code": ceremony.last_code("+420601123456"), "agree": True})
+    assert resp.status == 502 and (await resp.json())["code"] == "provider_error"
+    failed = [entry for entry in logs if entry["event"] == "request_failed"]
+    assert failed and "the TSA answered 503" in failed[0]["cause"]
+    assert ceremony.last_code("+420601123456") not in str(logs)  # the code never reaches the log
+    state = await (await api.get(f"/v1/envelopes/{env['id']}", headers=tenant.auth)).json()
+    assert state["status"] == "sent" and state["signers"][0]["status"] == "verified"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
 
@@ -11,6 +12,7 @@ from aiohttp import FormData
 
 from esign_gateway.container import Container
 from esign_gateway.db.models import DocumentRow, EnvelopeRow
+from tests import pdf_reproducers as repro
 from tests.api.conftest import Tenant, envelope_body, signer
 from tests.factories import make_encrypted_pdf, make_pdf, make_pdf_bomb
 
@@ -207,8 +209,6 @@ async def test_document_download_original_and_current(api: Any, tenant: Tenant) 
     doc = env["documents"][0]
     resp = await api.get(f"/v1/envelopes/{env['id']}/documents/{doc['id']}?version=original", headers=tenant.auth)
     assert resp.status == 200 and await resp.read() == pdf
-    import hashlib
-
     assert hashlib.sha256(pdf).hexdigest() == doc["sha256"]
     assert (await api.get(f"/v1/envelopes/{env['id']}/download", headers=tenant.auth)).status == 409
 
@@ -228,3 +228,48 @@ async def test_wrong_method_is_a_problem_with_a_matching_status(api: Any, tenant
     assert (await resp.json())["status"] == 405
     missing = await api.get("/v1/nothing-here", headers=tenant.auth)
     assert missing.status == 404 and (await missing.json())["code"] == "not_found"
+
+
+async def test_a_broken_upload_is_repaired_once_and_both_hashes_and_the_audit_event_say_so(
+    api: Any, tenant: Tenant
+) -> None:
+    upload = repro.leading_junk(b"\xef\xbb\xbf")
+    body = envelope_body()
+    body["documents"][0]["content"] = _b64(upload)
+    resp = await api.post("/v1/envelopes", json=body, headers=tenant.auth)
+    assert resp.status == 201, await resp.text()
+    env = await resp.json()
+    doc = env["documents"][0]
+    assert doc["sha256"] == hashlib.sha256(upload).hexdigest()
+    assert doc["prepared_sha256"] not in (None, doc["sha256"])
+    base = f"/v1/envelopes/{env['id']}/documents/{doc['id']}"
+    original = await (await api.get(f"{base}?version=original", headers=tenant.auth)).read()
+    prepared = await (await api.get(f"{base}?version=prepared", headers=tenant.auth)).read()
+    current = await (await api.get(base, headers=tenant.auth)).read()
+    assert original == upload
+    assert hashlib.sha256(prepared).hexdigest() == doc["prepared_sha256"] and prepared.startswith(b"%PDF-")
+    assert current == prepared  # what the first signer signs
+    trail = await (await api.get(f"/v1/envelopes/{env['id']}/audit", headers={
+        **tenant.auth, "Accept": "application/json"})).json()
+    events = trail["events"] if isinstance(trail, dict) else trail
+    normalised = [e for e in events if e["type"] == "document.normalised"]
+    assert len(normalised) == 1
+    assert normalised[0]["data"]["prepared_sha256"] == doc["prepared_sha256"]
+    assert "bytes before the %PDF- header" in normalised[0]["data"]["repairs"]
+
+
+async def test_a_file_that_signs_as_it_is_has_no_prepared_copy(api: Any, tenant: Tenant) -> None:
+    env = await (await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)).json()
+    assert env["documents"][0]["prepared_sha256"] is None
+
+
+async def test_a_certified_upload_is_422_pdf_certified_and_nothing_is_stored(
+    api: Any, tenant: Tenant, container: Container
+) -> None:
+    body = envelope_body()
+    body["documents"][0]["content"] = _b64(repro.certified_no_changes())
+    resp = await api.post("/v1/envelopes", json=body, headers=tenant.auth)
+    assert resp.status == 422 and resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert problem["code"] == "pdf_certified" and "certified" in problem["detail"]
+    assert await _count_stored(container) == (0, 0, 0)

@@ -1,0 +1,1659 @@
+"""Real-world PDF corpus through the gateway's HTTP API, checked with tools we did not write.
+
+Run: ``make corpus`` (or ``.venv/bin/python bench/corpus.py [--files SUBSTR …] [--jobs N] [--limit N]
+[--keep DIR] [--out FILE]``).
+
+Every PDF of ``../shared/pdf-corpus/files`` goes through a real ``esign-gateway serve`` process
+(temporary data directory, dev PKI, outbox e-mail and SMS): multipart upload → invitation e-mail →
+SMS code → sign, for one signer (three signers for every tenth file, alternately sequential and
+parallel) → download. The result is compared with the upload by
+
+- ``pdfsig -nocert`` (poppler): our signatures say "Signature is Valid."; a signature that was valid
+  in the upload is still valid; our document timestamps are valid or of a type poppler cannot check;
+- pyHanko's validator (``adapters.providers.local.pades.validate`` with the dev CA as trust root, in a
+  worker process): our signatures intact, valid, allowed modifications only; our document timestamps
+  intact and valid;
+- ``pdftotext`` per page, minus what our stamps print: the same words (in another order or, for
+  mixed-direction text, regrouped characters: a remark, since pdftotext's layout analysis sees the
+  stamp as a new block);
+- ``pdftoppm -r 30 -gray`` per page (MediaBox, as pdftoppm renders by default), our stamp boxes masked
+  with a margin: identical but for antialiasing (at most 0.1 % of the pixels differ, by at most 8 of
+  255 levels); documents of more than 60 pages: the first 30, the last 10 and the stamped pages;
+- ``pdfinfo`` page count; ``qpdf --check``: no new error and no new kind of warning;
+- pikepdf (qpdf): the result starts with the uploaded bytes, and every object of the upload (its
+  xref entries) is where it was or has the same content in the result, except the ones an
+  incremental signature update rewrites (catalog, pages that got an annotation and their /Annots
+  arrays, AcroForm and its /Fields, /Perms, DSS, Info, Metadata, /Extensions); when pikepdf cannot
+  open the result at all (a destroyed page tree), qpdf's JSON of both files is compared instead;
+- pikepdf: a filled form field visible in the upload (by /NeedAppearances true or by an appearance
+  stream that draws it) is still visible in the result.
+
+The process exits 1 when any file falls in a failure class (see ``FAILURE_CLASSES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = ROOT.parent / "shared" / "pdf-corpus"
+EXE = ROOT / ".venv" / "bin" / "esign-gateway"
+THIS = Path(__file__).resolve()
+
+FAILURE_CLASSES = (
+    "accepted-then-unsignable", "changed-content", "overwritten-object", "lost-form-value",
+    "invalid-signature", "valid-refused", "5xx", "no-response", "qpdf-new-errors",
+)
+CHECKS = ("sig", "hanko", "text", "render", "pages", "qpdf", "objects", "form")
+"""Columns of a row: pdfsig, pyHanko, pdftotext, pdftoppm, pdfinfo, qpdf --check, pikepdf objects
+(and the byte prefix), pikepdf form values."""
+CHECK_CLASS = {
+    "sig": "invalid-signature", "hanko": "invalid-signature", "text": "changed-content",
+    "render": "changed-content", "pages": "changed-content", "qpdf": "qpdf-new-errors",
+    "objects": "overwritten-object", "form": "lost-form-value",
+}
+MARK = {"ok": "✓", "fail": "✗", "n/a": "n/a", "-": "·"}
+
+SIGNER_NAMES = ("Jana Nováková", "Petr Šťastný", "Ľubomír Kováč")
+LANGUAGE = "cs"
+STAMP_TEXT = re.compile(
+    r"(?:(?<!\S)\))?Elektronicky\s+pod(?:epsal|písal)\s*\(?\s*a?\s*\)?"  # cs/sk; ")Elektronicky podepsal(a" after bidi
+    r"|Signed\s+electronically\s+by"
+    r"|ID\s+obálky\s*:?|Envelope\s+ID\s*:?"
+    r"|\d{4}-\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}\s+UTC"
+)
+"""What our stamp prints besides the signer's name and the envelope ID (pades.py's stamp text)."""
+BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+RENDER_DPI = 30
+RENDER_MASK_MARGIN_PX = 3
+RENDER_MAX_LEVEL_DIFF = 8
+RENDER_MAX_DIFF_SHARE = 0.001
+FULL_RENDER_MAX_PAGES = 60
+RENDER_HEAD, RENDER_TAIL = 30, 10
+TOOL_TIMEOUT = 180.0
+"""Seconds for one external tool or one worker check (a hang is a failed check, not a hung run)."""
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    index: int
+    """Position in the sorted corpus: stable, whatever ``--files`` selects (every tenth: 3 signers)."""
+    path: Path
+    observed: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def short_class(self) -> str:
+        o = self.observed
+        if "signs cleanly" in o:
+            return "guard"
+        if "wrongly refused" in o:
+            return "must-accept"
+        if m := re.match(r"refused by the gateway today \((\w+)\)", o):
+            return f"refused:{m.group(1).removeprefix('pdf_')}"
+        codes = re.findall(r"\bD\d+\b|text\?", o)
+        return ",".join(dict.fromkeys(codes)) or (o[:12] or "?")
+
+    @property
+    def must_accept(self) -> bool:
+        """Valid files refused on 2026-12-01 (D6, D13, …), and the regression guard: files that signed
+        cleanly then must not start being refused."""
+        return ("valid PDF wrongly refused" in self.observed or "signs cleanly" in self.observed
+                or bool(re.search(r"\bD(6|13)\b", self.observed)))
+
+    def signers(self, count: int | None = None) -> list[dict[str, Any]]:
+        """One signer; three for every tenth file (sequential 1, 2, 3 and parallel, alternately)."""
+        count = count or (3 if self.index % 10 == 0 else 1)
+        sequential = (self.index // 10) % 2 == 0
+        return [
+            {"name": SIGNER_NAMES[k], "email": f"corpus{self.index}s{k}@example.cz",
+             "phone": f"+420601{self.index * 3 + k:06d}", "order": k + 1 if sequential else 1}
+            for k in range(count)
+        ]
+
+
+def load_corpus(corpus: Path) -> list[CorpusFile]:
+    observed: dict[str, str] = {}
+    sources = corpus / "SOURCES.csv"
+    if sources.exists():
+        with sources.open(newline="", encoding="utf-8") as fh:
+            observed = {row["file"]: row.get("observed_today", "") for row in csv.DictReader(fh)}
+    paths = sorted(p for p in (corpus / "files").iterdir() if p.is_file())
+    return [CorpusFile(i, p, observed.get(p.name, "")) for i, p in enumerate(paths)]
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    file: CorpusFile
+    upload: str = "-"
+    accepted: bool = False
+    signers: list[str] = field(default_factory=list)
+    checks: dict[str, str] = field(default_factory=lambda: dict.fromkeys(CHECKS, "-"))
+    notes: list[str] = field(default_factory=list)
+    failures: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+    envelope_id: str | None = None
+    completed: bool = False
+
+    def fail(self, cls: str, note: str) -> None:
+        self.failures.add(cls)
+        self.notes.append(f"[{cls}] {note}")
+
+    def check(self, name: str, ok: bool | None, note: str = "") -> None:
+        """``ok`` None: not applicable."""
+        if ok is None:
+            self.checks[name] = "n/a"
+            if note:
+                self.notes.append(f"({name} n/a: {note})")
+        elif ok:
+            self.checks[name] = "ok"
+        else:
+            self.checks[name] = "fail"
+            self.fail(CHECK_CLASS[name], f"{name}: {note}" if note else name)
+
+    @property
+    def outcome(self) -> str:
+        if self.failures:
+            return "FAILED"
+        if self.accepted:
+            return "signed, all checks pass"
+        return "refused (ok)"
+
+
+# ----------------------------------------------------------------------------- external tools
+
+
+@dataclass(frozen=True)
+class Run:
+    rc: int | None
+    """None: timed out (killed)."""
+    out: bytes
+    err: bytes
+
+
+async def run_tool(*argv: str, seconds: float = TOOL_TIMEOUT) -> Run:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), seconds)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return Run(None, b"", b"timeout")
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        raise
+    return Run(proc.returncode, out, err)
+
+
+def tool_error(run: Run) -> str:
+    if run.rc is None:
+        return "timed out"
+    lines = run.err.decode("utf-8", "replace").strip().splitlines()
+    return f"exit {run.rc}" + (f": {lines[-1][:120]}" if lines else "")
+
+
+async def page_count(pdf: Path) -> int | None:
+    run = await run_tool("pdfinfo", str(pdf))
+    if m := re.search(rb"^Pages:\s+(\d+)", run.out, re.MULTILINE):
+        return int(m.group(1))
+    return None
+
+
+@dataclass(frozen=True)
+class PdfSig:
+    field: str
+    validation: str
+    kind: str
+    signer: str
+
+
+async def pdfsig(pdf: Path) -> list[PdfSig] | str:
+    """Per-signature blocks of ``pdfsig -nocert`` (only the signature's own validity matters: the dev
+    CA is untrusted by design), or the error."""
+    run = await run_tool("pdfsig", "-nocert", str(pdf))
+    text = run.out.decode("utf-8", "replace")
+    if "does not contain any signatures" in text + run.err.decode("utf-8", "replace"):
+        return []
+    sigs: list[dict[str, str]] = []
+    for line in text.splitlines():
+        if re.match(r"^Signature #\d+:", line):
+            sigs.append({})
+        elif sigs and (m := re.match(r"^\s+- ([^:]+): (.*)$", line)):
+            sigs[-1][m.group(1).strip()] = m.group(2).strip()
+    if run.rc != 0 and not sigs:
+        return tool_error(run)
+    return [PdfSig(s.get("Signature Field Name", "?"), s.get("Signature Validation", "?"),
+                   s.get("Signature Type", "?"), s.get("Signer Certificate Common Name", "?")) for s in sigs]
+
+
+async def pdftotext_pages(pdf: Path) -> list[str] | str:
+    run = await run_tool("pdftotext", "-enc", "UTF-8", str(pdf), "-")
+    if run.rc != 0:
+        return tool_error(run)
+    pages = run.out.decode("utf-8", "replace").split("\f")
+    if pages and not pages[-1].strip():
+        pages.pop()
+    return pages
+
+
+async def qpdf_check(pdf: Path) -> tuple[int | None, set[str]]:
+    """Exit code (0 fine, 2 errors, 3 warnings) and the normalised messages (the file name, offsets
+    and object numbers replaced, so that the same problem before and after compares equal)."""
+    run = await run_tool("qpdf", "--check", str(pdf))
+    msgs = set()
+    for raw in (run.out + b"\n" + run.err).decode("utf-8", "replace").splitlines():
+        line = raw.replace(str(pdf), "FILE").strip()
+        if line.startswith(("WARNING:", "ERROR:", "qpdf:")) and "operation succeeded with warnings" not in line:
+            msgs.add(re.sub(r"\d+", "#", line))
+    return run.rc, msgs
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def parse_pgm(data: bytes) -> tuple[int, int, bytes]:
+    """Binary PGM (P5, 8 bit) as pdftoppm -gray writes it: width, height, pixels."""
+    tokens: list[bytes] = []
+    pos = 0
+    while len(tokens) < 4:
+        while data[pos:pos + 1].isspace():
+            pos += 1
+        if data[pos:pos + 1] == b"#":
+            pos = data.index(b"\n", pos) + 1
+            continue
+        start = pos
+        while not data[pos:pos + 1].isspace():
+            pos += 1
+        tokens.append(data[start:pos])
+    if tokens[0] != b"P5" or int(tokens[3]) > 255:
+        raise ValueError("not an 8-bit binary PGM")
+    w, h = int(tokens[1]), int(tokens[2])
+    pixels = data[pos + 1: pos + 1 + w * h]
+    if len(pixels) != w * h:
+        raise ValueError("truncated PGM")
+    return w, h, pixels
+
+
+def page_pixel_boxes(geom: dict[str, Any], width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Our widgets' /Rect on a page rendered by pdftoppm (MediaBox, /Rotate applied) → pixel boxes
+    (x0, y0, x1, y1), widened by the mask margin."""
+    mx0, my0, mx1, my1 = geom["media"]
+    mw, mh = mx1 - mx0, my1 - my0
+    rot = int(geom.get("rotate", 0)) % 360
+    disp_w, disp_h = (mh, mw) if rot in (90, 270) else (mw, mh)
+    if disp_w <= 0 or disp_h <= 0:
+        return []
+    sx, sy = width / disp_w, height / disp_h
+    boxes = []
+    for rect in geom["rects"]:
+        corners = []
+        for x, y in ((rect[0], rect[1]), (rect[2], rect[3]), (rect[0], rect[3]), (rect[2], rect[1])):
+            u, v = x - mx0, y - my0
+            if rot == 90:
+                px, py = v, u
+            elif rot == 180:
+                px, py = mw - u, v
+            elif rot == 270:
+                px, py = mh - v, mw - u
+            else:
+                px, py = u, mh - v
+            corners.append((px * sx, py * sy))
+        m = RENDER_MASK_MARGIN_PX
+        boxes.append((int(min(c[0] for c in corners)) - m, int(min(c[1] for c in corners)) - m,
+                      int(max(c[0] for c in corners)) + 1 + m, int(max(c[1] for c in corners)) + 1 + m))
+    return boxes
+
+
+def compare_pgm(before: bytes, after: bytes, geom: dict[str, Any] | None) -> str | None:
+    """None when equal outside the masks (within the antialiasing tolerance), else what differs."""
+    w0, h0, p0 = parse_pgm(before)
+    w1, h1, p1 = parse_pgm(after)
+    if (w0, h0) != (w1, h1):
+        return f"size {w0}x{h0} → {w1}x{h1}"
+    if p0 == p1:
+        return None
+    a, b = bytearray(p0), bytearray(p1)
+    for x0, y0, x1, y1 in page_pixel_boxes(geom, w0, h0) if geom else []:
+        x0, x1 = max(0, x0), min(w0, x1)
+        for y in range(max(0, y0), min(h0, y1)):
+            if x1 > x0:
+                a[y * w0 + x0: y * w0 + x1] = bytes(x1 - x0)
+                b[y * w0 + x0: y * w0 + x1] = bytes(x1 - x0)
+    if a == b:
+        return None
+    small = big = 0
+    for pa, pb in zip(a, b, strict=True):
+        if pa != pb:
+            if abs(pa - pb) > RENDER_MAX_LEVEL_DIFF:
+                big += 1
+            else:
+                small += 1
+    if big == 0 and small <= RENDER_MAX_DIFF_SHARE * w0 * h0:
+        return None
+    return f"{big + small} of {w0 * h0} px differ ({big} by > {RENDER_MAX_LEVEL_DIFF} levels)"
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    return a.read_bytes() == b.read_bytes()
+
+
+def repair_render_changes(upload: dict[int, Path], repaired: dict[int, Path]) -> tuple[str, bool] | None:
+    """What a repair changed in poppler's rendering: None if nothing, else (description, too much).
+    Up to RENDER_MAX_DIFF_SHARE of a page's pixels may change, by any amount."""
+    notes, too_much = [], False
+    for page, p0 in sorted(upload.items()):
+        p1 = repaired.get(page)
+        if p1 is None:
+            return f"page {page} not rendered", True
+        w0, h0, a = parse_pgm(p0.read_bytes())
+        w1, h1, b = parse_pgm(p1.read_bytes())
+        if (w0, h0) != (w1, h1) or w0 * h0 <= 4:
+            continue  # poppler could not size the broken page: the text check covers it
+        changed = sum(1 for x, y in zip(a, b, strict=True) if x != y)
+        if changed:
+            notes.append(f"page {page}: {changed} of {w0 * h0} px")
+            too_much = too_much or changed > RENDER_MAX_DIFF_SHARE * w0 * h0
+    return ("; ".join(notes[:3]), too_much) if notes else None
+
+
+def render_ranges(pages: int | None, stamped: Iterable[int]) -> list[tuple[int, int]]:
+    """1-based inclusive page ranges to render (bounded for long documents)."""
+    if pages is None:
+        return [(1, RENDER_HEAD)]
+    if pages <= FULL_RENDER_MAX_PAGES:
+        return [(1, pages)] if pages else []
+    wanted = set(range(1, RENDER_HEAD + 1)) | set(range(pages - RENDER_TAIL + 1, pages + 1))
+    wanted |= {p + 1 for p in stamped if 0 <= p < pages}
+    ranges: list[tuple[int, int]] = []
+    for p in sorted(wanted):
+        if ranges and ranges[-1][1] == p - 1:
+            ranges[-1] = (ranges[-1][0], p)
+        else:
+            ranges.append((p, p))
+    return ranges
+
+
+def _rendered(out_dir: Path) -> dict[int, Path]:
+    return {int(m.group(1)): p for p in out_dir.glob("r*-*.pgm") if (m := re.search(r"-(\d+)\.pgm$", p.name))}
+
+
+async def render(pdf: Path, out_dir: Path, ranges: list[tuple[int, int]]) -> dict[int, Path] | str:
+    """Page number (1-based) → PGM file."""
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+    errors = []
+    for i, (first, last) in enumerate(ranges):
+        run = await run_tool("pdftoppm", "-r", str(RENDER_DPI), "-gray", "-f", str(first), "-l", str(last),
+                             str(pdf), str(out_dir / f"r{i}"))
+        if run.rc != 0:
+            errors.append(tool_error(run))
+    pages = await asyncio.to_thread(_rendered, out_dir)
+    if not pages and errors:
+        return errors[0]
+    return pages
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def page_words(text: str, extra: Iterable[str]) -> list[str]:
+    """A page's words without what our stamps print. Words, not lines: a new text block on the page
+    (the stamp) may make pdftotext break or order the page's lines differently."""
+    text = BIDI_CONTROLS.sub("", text)
+    for phrase in sorted(extra, key=len, reverse=True):
+        text = text.replace(phrase, " ")
+    text = STAMP_TEXT.sub(" ", text)
+    words = text.split()
+    names = {w for phrase in extra for w in phrase.split()}  # a name printed in another order (RTL)
+    return [w for w in words if w not in names]
+
+
+def compare_text(before: list[str], after: list[str], extra: list[str]) -> tuple[str | None, str]:
+    """(what differs or None, a remark)."""
+    if len(before) != len(after):
+        return f"{len(before)} → {len(after)} text pages", ""
+    remark = ""
+    for i, (b, a) in enumerate(zip(before, after, strict=True)):
+        wb, wa = page_words(b, extra), page_words(a, extra)
+        if wb == wa:
+            continue
+        if Counter(wb) == Counter(wa):
+            remark = f"page {i + 1}: same words, another order"
+            continue
+        if Counter("".join(wb)) == Counter("".join(wa)):  # mixed-direction runs regrouped by the bidi pass
+            remark = f"page {i + 1}: same characters, another order (bidi)"
+            continue
+        gone, new = Counter(wb) - Counter(wa), Counter(wa) - Counter(wb)
+        return (f"page {i + 1}: {len(wb)} → {len(wa)} words; gone {' '.join(list(gone.elements())[:8])!r}, "
+                f"new {' '.join(list(new.elements())[:8])!r}")[:240], remark
+    return None, remark
+
+
+# ----------------------------------------------------------------------------- worker process
+# pikepdf and pyHanko run in worker processes (JSON lines over stdin/stdout): the event loop that
+# drives the HTTP ceremonies keeps going, and a crash or a hang costs one check of one file.
+
+
+def _pikepdf_fingerprint(obj: Any) -> tuple[Any, ...]:
+    import pikepdf
+
+    if not isinstance(obj, pikepdf.Object):
+        return ("scalar", repr(obj))
+    if isinstance(obj, pikepdf.Stream):
+        try:
+            raw = obj.read_raw_bytes()
+        except Exception as exc:
+            raw = f"unreadable: {exc}".encode()
+        return ("stream", obj.stream_dict.unparse(), hashlib.sha256(raw).hexdigest())
+    return ("object", obj.unparse(resolved=True))
+
+
+def _describe(obj: Any) -> str:
+    import pikepdf
+
+    if obj is None or not isinstance(obj, pikepdf.Object):
+        return type(obj).__name__
+    try:
+        if isinstance(obj, pikepdf.Stream):
+            d = obj.stream_dict
+            return f"stream {d.get('/Type', '')}{d.get('/Subtype', '')}".strip()
+        if isinstance(obj, pikepdf.Dictionary):
+            return f"dict {obj.get('/Type', '')}{obj.get('/Subtype', '')}{obj.get('/FT', '')}".strip()
+        return obj._type_name if hasattr(obj, "_type_name") else type(obj).__name__
+    except Exception:
+        return "?"
+
+
+def _inherited(page: Any, key: str) -> Any:
+    """A page attribute, inherited through /Parent (ISO 32000 §7.7.3.4); cycles end the walk."""
+    import pikepdf
+
+    node, seen = page, set()
+    while isinstance(node, pikepdf.Dictionary) and node.objgen not in seen:
+        if node.objgen != (0, 0):
+            seen.add(node.objgen)
+        if key in node:
+            return node[key]
+        node = node.get("/Parent")
+    return None
+
+
+def _box(value: Any) -> list[float] | None:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in value)
+    except Exception:
+        return None
+    return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+
+
+def _field_name(annot: Any) -> str | None:
+    """A widget's fully qualified field name (the /T of it and its parents)."""
+    import pikepdf
+
+    node, seen, parts = annot, set(), []
+    while isinstance(node, pikepdf.Dictionary) and node.objgen not in seen and len(parts) < 50:
+        if node.objgen != (0, 0):
+            seen.add(node.objgen)
+        if "/T" in node:
+            parts.append(str(node["/T"]))
+        node = node.get("/Parent")
+    return ".".join(reversed(parts)) if parts else None
+
+
+def _annots(page: Any) -> list[Any]:
+    annots = page.get("/Annots")
+    try:
+        return list(annots) if annots is not None else []
+    except Exception:
+        return []
+
+
+def _qpdf_json_objects(path: str) -> dict[str, str]:
+    """``obj:N G R`` → a digest of qpdf's JSON of the object (streams: dictionary and raw data)."""
+    run = subprocess.run(["qpdf", "--json=2", "--json-key=qpdf", "--json-stream-data=inline", "--decode-level=none",
+                          path], capture_output=True, timeout=TOOL_TIMEOUT, check=False)
+    if not run.stdout:
+        raise RuntimeError(f"qpdf --json: exit {run.returncode} {run.stderr[-200:]!r}")
+    objects = json.loads(run.stdout)["qpdf"][1]
+    return {k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest() for k, v in objects.items()}
+
+
+def _op_objects(req: dict[str, Any]) -> dict[str, Any]:
+    """Stamp geometry of the result, overwritten objects of the base, lost form values."""
+    import pikepdf
+
+    out: dict[str, Any] = {"geometry": {}, "signed_error": None}
+    try:
+        signed = pikepdf.open(req["signed"], inherit_page_attributes=False)
+    except Exception as exc:  # e.g. "unable to find page tree": the page tree was overwritten
+        signed = None
+        out["signed_error"] = f"pikepdf cannot open the result: {exc}".replace(req["signed"], "signed.pdf")
+    ours = set(req["fields"])
+    geometry: dict[int, dict[str, Any]] = out["geometry"]
+    stamped_pages: set[tuple[int, int]] = set()
+    signed_page_annots: dict[tuple[int, int], set[tuple[int, int]]] = {}
+    try:
+        for i, page in enumerate(signed.pages if signed is not None else []):
+            po = page.obj
+            annots = _annots(po)
+            signed_page_annots[po.objgen] = {a.objgen for a in annots}
+            for a in annots:
+                name = _field_name(a)
+                if name in ours and (rect := _box(a.get("/Rect"))) is not None:
+                    g = geometry.setdefault(i, {
+                        "rotate": int(_inherited(po, "/Rotate") or 0),
+                        "media": _box(_inherited(po, "/MediaBox")) or [0, 0, 612, 792],
+                        "rects": [],
+                    })
+                    g["rects"].append(rect)
+                    stamped_pages.add(po.objgen)
+    except Exception as exc:
+        out["signed_error"] = f"pikepdf cannot list the result's pages: {type(exc).__name__}: {exc}"
+
+    if req.get("base") is None:
+        return out
+    base_bytes, signed_bytes = Path(req["base"]).read_bytes(), Path(req["signed"]).read_bytes()
+    out["prefix_ok"] = signed_bytes.startswith(base_bytes)
+    if not out["prefix_ok"]:
+        out["first_difference"] = next(
+            (i for i, (a, b) in enumerate(zip(base_bytes, signed_bytes, strict=False)) if a != b),
+            min(len(base_bytes), len(signed_bytes)))
+    base = pikepdf.open(req["base"], inherit_page_attributes=False)
+
+    # What an incremental signature update legitimately rewrites.
+    allowed: set[tuple[int, int]] = set()
+
+    def allow(obj: Any) -> None:
+        if isinstance(obj, pikepdf.Object) and obj.objgen != (0, 0):
+            allowed.add(obj.objgen)
+
+    root = base.trailer.get("/Root")
+    allow(root)
+    allow(base.trailer.get("/Info"))
+    if isinstance(root, pikepdf.Dictionary):
+        for key in ("/AcroForm", "/Perms", "/DSS", "/Metadata", "/Extensions"):
+            allow(root.get(key))
+        acro = root.get("/AcroForm")
+        if isinstance(acro, pikepdf.Dictionary):
+            allow(acro.get("/Fields"))
+    with contextlib.suppress(Exception):
+        for page in base.pages:
+            po = page.obj
+            before = {a.objgen for a in _annots(po)}
+            # a page that got a new annotation (our stamp, the document timestamp's widget)
+            if po.objgen in stamped_pages or signed_page_annots.get(po.objgen, before) - before:
+                allow(po)
+                allow(po.get("/Annots"))
+
+    # The objects of the upload are its cross-reference entries (pikepdf's ``objects`` also lists
+    # objects qpdf makes up while opening a file, and gives indirect scalars without a number).
+    base_xref = _xref_places(req["base"])
+    if not base_xref:  # qpdf could not list it: pikepdf's view of the same table
+        with contextlib.suppress(Exception):
+            base_xref = {og: (e.type, e.offset or e.obj_stream_number or 0, e.obj_stream_index or 0)
+                         for og, e in base.get_xref_table().items() if e.type != 0}
+    signed_xref = _xref_places(req["signed"])
+    xref = [og for og in sorted(base_xref) if og not in allowed and og != (0, 0)]
+
+    def same_place(og: tuple[int, int], depth: int = 0) -> bool:
+        """The result's xref points at the very bytes of the upload for this object (the upload is
+        a prefix): unchanged, however a reader recovers a damaged object there."""
+        a, b = base_xref.get(og), signed_xref.get(og)
+        if not out["prefix_ok"] or a is None or a != b:
+            return False
+        return a[0] == 1 or (depth < 2 and same_place((a[1], 0), depth + 1))
+
+    xref = [og for og in xref if not same_place(og)]
+    changed: list[str] = []
+    if signed is not None:
+        for og in xref:
+            try:
+                obj = base.get_object(og)
+                if obj is None or (isinstance(obj, pikepdf.Object) and obj._type_code == pikepdf.ObjectType.null):
+                    continue
+                fp = _pikepdf_fingerprint(obj)
+            except Exception as exc:
+                obj, fp = None, ("error", type(exc).__name__)
+            try:
+                now = signed.get_object(og)
+                fp2 = _pikepdf_fingerprint(now)
+            except Exception as exc:
+                now, fp2 = None, ("error", type(exc).__name__)
+            if fp != fp2:
+                now_kind = _describe(now) if now is not None else "gone"
+                changed.append(f"{og[0]} {og[1]} R ({_describe(obj)} → {now_kind})")
+        out["form"] = _form_values(base, signed)
+    else:  # the same comparison through qpdf's JSON of both files
+        before, after = _qpdf_json_objects(req["base"]), _qpdf_json_objects(req["signed"])
+        for og in xref:
+            key = f"obj:{og[0]} {og[1]} R"
+            if key in before and before[key] != after.get(key):
+                now_kind = "changed" if key in after else "gone"
+                changed.append(f"{og[0]} {og[1]} R ({_describe(base.get_object(og))} → {now_kind})")
+        out["form"] = {"error": "the result cannot be opened", "filled": 0, "lost": []}
+    out["overwritten"] = changed
+    out["base_objects"] = len(base_xref)
+    return out
+
+
+def _xref_places(path: str) -> dict[tuple[int, int], tuple[int, int, int]]:
+    """Where each object lives by the file's (newest) cross-reference data, as qpdf reads it:
+    (1, offset, 0) or (2, object stream, index)."""
+    run = subprocess.run(["qpdf", "--show-xref", path], capture_output=True, text=True, timeout=TOOL_TIMEOUT,
+                         check=False)
+    places: dict[tuple[int, int], tuple[int, int, int]] = {}
+    for line in run.stdout.splitlines():
+        if m := re.match(r"(\d+)/(\d+): uncompressed; offset = (\d+)", line):
+            places[(int(m[1]), int(m[2]))] = (1, int(m[3]), 0)
+        elif m := re.match(r"(\d+)/(\d+): compressed; stream = (\d+), (?:offset|index) = (\d+)", line):
+            places[(int(m[1]), int(m[2]))] = (2, int(m[3]), int(m[4]))
+    return places
+
+
+def _need_appearances(pdf: Any) -> bool:
+    try:
+        return bool(pdf.Root.AcroForm.get("/NeedAppearances", False))
+    except Exception:
+        return False
+
+
+def _shows_value(widget: Any, ft: str) -> bool:
+    """The widget's normal appearance draws something (a text field's value needs a text operator)."""
+    import pikepdf
+
+    try:
+        ap = widget.get("/AP")
+        n = ap.get("/N") if ap is not None else None
+        if n is None:
+            return False
+        if ft in ("/Tx", "/Ch"):
+            if not isinstance(n, pikepdf.Stream):
+                return False
+            content = n.read_bytes()
+            return bool(re.search(rb"T[jJ]\b|\bDo\b|\)\s*['\"]", content))
+        return True
+    except Exception:
+        return False
+
+
+def _form_values(base: Any, signed: Any) -> dict[str, Any]:
+    import pikepdf
+
+    base_na, signed_na = _need_appearances(base), _need_appearances(signed)
+    filled: list[tuple[str, str, Any]] = []  # name, FT, widget (base)
+
+    def walk(node: Any, inherited_ft: str | None, inherited_v: Any, seen: set[tuple[int, int]], depth: int) -> None:
+        if depth > 30 or node.objgen in seen:
+            return
+        if node.objgen != (0, 0):
+            seen.add(node.objgen)
+        ft = str(node.get("/FT", inherited_ft)) if node.get("/FT", inherited_ft) is not None else None
+        v = node.get("/V", inherited_v)
+        kids = node.get("/Kids")
+        if kids is not None and isinstance(kids, pikepdf.Array):
+            for k in kids:
+                if isinstance(k, pikepdf.Dictionary):
+                    walk(k, ft, v, seen, depth + 1)
+        if "/Rect" not in node or ft in (None, "/Sig"):
+            return
+        if v is None or (isinstance(v, pikepdf.String) and not str(v)) or (ft == "/Btn" and str(v) == "/Off"):
+            return
+        try:
+            flags = int(node.get("/F", 0))
+        except (TypeError, ValueError):
+            flags = 0
+        rect = _box(node.get("/Rect"))
+        if flags & (2 | 32) or rect is None or rect[2] - rect[0] <= 0 or rect[3] - rect[1] <= 0:
+            return
+        filled.append((_field_name(node) or "?", ft, node))
+
+    try:
+        acro = base.Root.get("/AcroForm")
+        fields = acro.get("/Fields") if isinstance(acro, pikepdf.Dictionary) else None
+        seen: set[tuple[int, int]] = set()
+        for f in fields if isinstance(fields, pikepdf.Array) else []:
+            if isinstance(f, pikepdf.Dictionary):
+                walk(f, None, None, seen, 0)
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}", "filled": 0, "lost": []}
+    lost = []
+    for name, ft, widget in filled:
+        if not (base_na or _shows_value(widget, ft)):
+            continue  # not visible in the upload either
+        try:
+            now = signed.get_object(widget.objgen) if widget.objgen != (0, 0) else None
+        except Exception:
+            now = None
+        if signed_na or (now is not None and _shows_value(now, ft)):
+            continue
+        lost.append(name)
+    return {"filled": len(filled), "lost": lost, "base_need_appearances": base_na,
+            "signed_need_appearances": signed_na}
+
+
+def _embedded(pdf: bytes) -> list[tuple[str, Any, str | None]]:
+    """(field name, pyHanko's EmbeddedPdfSignature or None, why not) for every filled signature
+    field: one unreadable container (a foreign signature's) must not hide the others."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.fields import enumerate_sig_fields
+    from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    out: list[tuple[str, Any, str | None]] = []
+    for name, _sig_obj, field_ref in enumerate_sig_fields(reader, filled_status=True):
+        try:
+            out.append((name, EmbeddedPdfSignature(reader, field_ref, name), None))
+        except Exception as exc:
+            out.append((name, None, f"{type(exc).__name__}: {str(exc)[:100]}"))
+    return out
+
+
+def _pyhanko_direct(pdf: bytes, roots: list[Any]) -> list[dict[str, Any]]:
+    """The same verdict straight from pyHanko, for when the project's wrapper cannot be imported
+    (another engineer's work in progress must not blind this check)."""
+    from pyhanko.sign.validation import async_validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    async def run() -> list[dict[str, Any]]:
+        out = []
+        for name, sig, error in _embedded(pdf):
+            if sig is not None and sig.sig_object.get("/Type") == "/DocTimeStamp":
+                continue
+            try:
+                if sig is None:
+                    raise ValueError(error)
+                st = await async_validate_pdf_signature(sig, ValidationContext(trust_roots=roots, allow_fetching=False))
+            except Exception as exc:
+                out.append({"field": name, "intact": False, "valid": False, "trusted": False,
+                            "modification_level": None, "bottom_line": False, "coverage": "",
+                            "error": f"{type(exc).__name__}: {str(exc)[:100]}"})
+                continue
+            out.append({"field": sig.field_name, "intact": st.intact, "valid": st.valid, "trusted": st.trusted,
+                        "modification_level": st.modification_level.name if st.modification_level else None,
+                        "bottom_line": st.bottom_line, "coverage": st.coverage.name if st.coverage else ""})
+        return out
+
+    return asyncio.run(run())
+
+
+def _op_pyhanko(req: dict[str, Any]) -> dict[str, Any]:
+    """pyHanko's verdict on every signature (through the project's thin wrapper
+    ``adapters.providers.local.pades.validate``) and on the document timestamps the upload did not have."""
+    from pyhanko.keys import load_cert_from_pemder
+    from pyhanko.sign.validation import async_validate_pdf_timestamp
+    from pyhanko_certvalidator import ValidationContext
+
+    pdf = Path(req["signed"]).read_bytes()
+    roots = [load_cert_from_pemder(req["ca"])]
+    crash = None
+    try:
+        if str(ROOT) not in sys.path:
+            sys.path.append(str(ROOT))
+        from adapters.providers.local import pades
+
+        checks = pades.validate(pdf, pades.load_roots((Path(req["ca"]),)))
+        sigs = [
+            {"field": c.field_name, "intact": c.intact, "valid": c.valid, "trusted": c.trusted,
+             "modification_level": c.modification_level, "bottom_line": c.bottom_line, "coverage": c.coverage}
+            for c in checks
+        ]
+        via = "pades.validate"
+    except (ImportError, AttributeError, TypeError) as exc:
+        sigs, via = _pyhanko_direct(pdf, roots), f"pyHanko directly ({type(exc).__name__} from pades)"
+    except Exception as exc:  # the validator gave up on the file: which signature does pyHanko fail on?
+        via, crash = "pades.validate", f"{type(exc).__name__}: {str(exc)[:120]}"
+        try:
+            sigs = _pyhanko_direct(pdf, roots)
+        except Exception as exc2:
+            sigs, crash = [], f"{crash}; per signature too: {type(exc2).__name__}: {str(exc2)[:120]}"
+
+    # Signature fields of the upload (pdfsig's list and pyHanko's): the rest is ours.
+    base_fields = set(req["base_fields"])
+    with contextlib.suppress(Exception):
+        base_fields |= {name for name, _sig, _err in _embedded(Path(req["base"]).read_bytes())}
+
+    async def stamps() -> list[dict[str, Any]]:
+        out = []
+        for name, sig, error in _embedded(pdf):
+            if name in base_fields or name in req["fields"]:
+                continue  # a foreign signature, or one of our signers'
+            if sig is None:
+                out.append({"field": name, "intact": False, "valid": False, "error": error})
+                continue
+            if sig.sig_object.get("/Type") != "/DocTimeStamp":
+                out.append({"field": name, "intact": False, "valid": False, "error": "an unexpected new signature"})
+                continue
+            try:
+                st = await async_validate_pdf_timestamp(
+                    sig, validation_context=ValidationContext(trust_roots=roots, allow_fetching=False))
+                out.append({"field": name, "intact": st.intact, "valid": st.valid, "trusted": st.trusted})
+            except Exception as exc:
+                out.append({"field": name, "intact": False, "valid": False, "error": repr(exc)[:200]})
+        return out
+
+    try:
+        timestamps = asyncio.run(stamps())
+    except Exception as exc:
+        timestamps = [{"field": "?", "intact": False, "valid": False, "error": f"{type(exc).__name__}: {exc}"[:200]}]
+    return {"signatures": sigs, "timestamps": timestamps, "via": via, "crash": crash}
+
+
+WORKER_OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "objects": _op_objects, "pyhanko": _op_pyhanko,
+}
+
+
+def worker_main() -> None:
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # a library's print() must not break the protocol
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            reply = {"ok": True, "result": WORKER_OPS[req["op"]](req)}
+        except Exception as exc:
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+class WorkerPool:
+    """N long-lived ``corpus.py --worker`` processes; a crashed or hung one is replaced."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.idle: asyncio.Queue[asyncio.subprocess.Process] = asyncio.Queue()
+        self.all: set[asyncio.subprocess.Process] = set()
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(THIS), "--worker",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            limit=64 * 1024 * 1024,
+        )
+        self.all.add(proc)
+        return proc
+
+    async def start(self) -> None:
+        for _ in range(self.size):
+            self.idle.put_nowait(await self._spawn())
+
+    async def call(self, op: str, seconds: float = TOOL_TIMEOUT, **req: Any) -> dict[str, Any]:
+        proc = await self.idle.get()
+        healthy = False
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write((json.dumps({"op": op, **req}) + "\n").encode())
+            await proc.stdin.drain()
+            line = await asyncio.wait_for(proc.stdout.readline(), seconds)
+            if not line:
+                rc = await proc.wait()
+                return {"ok": False, "error": f"worker crashed (exit {rc})"}
+            healthy = True
+            return json.loads(line)
+        except TimeoutError:
+            return {"ok": False, "error": f"worker timed out after {seconds:.0f} s"}
+        except (BrokenPipeError, ConnectionResetError):
+            return {"ok": False, "error": f"worker crashed (exit {proc.returncode})"}
+        finally:
+            if not healthy:
+                self._kill(proc)
+                proc = await self._spawn()
+            self.idle.put_nowait(proc)
+
+    def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        self.all.discard(proc)
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+    async def close(self) -> None:
+        for proc in list(self.all):
+            if proc.stdin is not None:
+                proc.stdin.close()
+            self._kill(proc)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+
+
+# ----------------------------------------------------------------------------- the gateway
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Gateway:
+    """A real ``esign-gateway serve`` with its own data directory and a tenant for the run."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "ESIGN_DATA_DIR": str(data_dir), "ESIGN_ENV": "dev", "ESIGN_LOG_LEVEL": "WARNING",
+                    "ESIGN_LOG_JSON": "false", "ESIGN_PUBLIC_URL": self.base}
+        for key in ("ESIGN_DATABASE_URL", "ESIGN_SMTP_URL", "ESIGN_SMS_URL", "ESIGN_TSA_URL", "ESIGN_PROVIDER"):
+            self.env.pop(key, None)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.api_key = ""
+        self.log_path = data_dir / "gateway.log"
+
+    def _cli(self, *args: str) -> str:
+        try:
+            return subprocess.run([str(EXE), *args], env=self.env, check=True, capture_output=True, text=True,
+                                  timeout=120).stdout
+        except subprocess.CalledProcessError as exc:
+            tail = "\n".join((exc.stderr or "").strip().splitlines()[-15:])
+            raise RuntimeError(f"esign-gateway {args[0]} failed (exit {exc.returncode}):\n{tail}") from None
+
+    def start(self) -> None:
+        self._cli("migrate")
+        tenant = json.loads(self._cli("tenant", "create", "--name", "Corpus s.r.o.", "--paid", "--plan", "custom",
+                                      "--documents", "1000000", "--fee", "0", "--json"))
+        self.api_key = tenant["api_key"]
+        (self.data_dir / "outbox" / "email").mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "outbox" / "sms").mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([str(EXE), "serve", "--port", str(self.port)], env=self.env,
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+    @property
+    def ca_path(self) -> Path:
+        return self.data_dir / "pki" / "dev-ca.pem"  # ensure_dev_pki(settings.pki_dir)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            return "\n".join(self.log_path.read_text("utf-8", "replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Outbox:
+    """Watches the outbox folders: the first signer link per e-mail address, the SMS codes per phone."""
+
+    LINK = re.compile(rb"/sign/([A-Za-z0-9_\-]+)")
+    TO = re.compile(rb"^To:.*?([\w.+-]+@[\w.-]+)", re.MULTILINE)
+
+    def __init__(self, root: Path) -> None:
+        self.folders = (root / "email", root / "sms")
+        self.seen: set[str] = set()
+        self.links: dict[str, str] = {}
+        self.codes: dict[str, list[str]] = {}
+        self.changed = asyncio.Event()
+
+    def scan(self) -> None:
+        new = False
+        for folder in self.folders:
+            with os.scandir(folder) as entries:
+                paths = [e.path for e in entries if e.path not in self.seen and not e.name.startswith(".")]
+            for path in sorted(paths):
+                self.seen.add(path)
+                try:
+                    raw = Path(path).read_bytes()
+                except OSError:
+                    self.seen.discard(path)
+                    continue
+                if path.endswith(".json"):
+                    d = json.loads(raw)
+                    if m := re.search(r"\b(\d{6})\b", d.get("text", "")):
+                        self.codes.setdefault(d["to"], []).append(m.group(1))
+                        new = True
+                elif (link := self.LINK.search(raw.replace(b"=\r\n", b"").replace(b"=\n", b""))) and (
+                        to := self.TO.search(raw)):
+                    self.links.setdefault(to.group(1).decode().lower(), link.group(1).decode())
+                    new = True
+        if new:
+            self.changed.set()
+            self.changed = asyncio.Event()
+
+    async def watch(self) -> None:
+        while True:
+            self.scan()
+            await asyncio.sleep(0.05)
+
+    async def wait(self, get: Callable[[], str | None], seconds: float) -> str | None:
+        deadline = time.monotonic() + seconds
+        while (value := get()) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(left, 1.0))
+        return value
+
+    async def link(self, email: str, seconds: float) -> str | None:
+        return await self.wait(lambda: self.links.get(email.lower()), seconds)
+
+    async def code(self, phone: str, seconds: float) -> str | None:
+        return await self.wait(lambda: self.codes[phone].pop(0) if self.codes.get(phone) else None, seconds)
+
+
+# ----------------------------------------------------------------------------- one file
+
+
+class NoResponse(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A completed envelope's result, and what it must be compared with."""
+
+    path: Path
+    fields: list[str]
+    """Our signature fields, ``Signature-<signer id>``."""
+    envelope: dict[str, Any]
+    base: Path | None
+    """What the signatures were added to: the upload, the prepared (repaired) copy, or None when the
+    gateway prepared a copy that cannot be downloaded."""
+    base_note: str = ""
+
+
+class Http:
+    def __init__(self, session: Any, base: str, api_key: str, timeout: float) -> None:
+        self.session = session
+        self.base = base
+        self.auth = {"Authorization": f"Bearer {api_key}"}
+        self.timeout = timeout
+
+    async def request(self, method: str, path: str, *, auth: bool = True, **kw: Any) -> tuple[int, bytes, str]:
+        import aiohttp
+
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.session.request(method, self.base + path, headers=self.auth if auth else None,
+                                                **kw) as r:
+                    return r.status, await r.read(), r.content_type
+        except TimeoutError:
+            raise NoResponse(f"{method} {path.split('?')[0][:60]}: no response in {self.timeout:.0f} s") from None
+        except aiohttp.ClientError as exc:
+            raise NoResponse(f"{method} {path.split('?')[0][:60]}: {type(exc).__name__}") from None
+
+
+def problem_code(body: bytes) -> str:
+    try:
+        d = json.loads(body)
+        return str(d.get("code") or d.get("title") or "?")
+    except (ValueError, AttributeError):
+        return body[:60].decode("utf-8", "replace")
+
+
+def _keep(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace, gateway: Gateway, http: Http, outbox: Outbox,
+                 pool: WorkerPool, scratch: Path) -> None:
+        self.args = args
+        self.gateway = gateway
+        self.http = http
+        self.outbox = outbox
+        self.pool = pool
+        self.scratch = scratch
+
+    async def call(self, r: Result, method: str, path: str, **kw: Any) -> tuple[int, bytes, str]:
+        status, body, ctype = await self.http.request(method, path, **kw)
+        if status >= 500:
+            r.fail("5xx", f"{method} {path.split('?')[0][:50]} → {status} {problem_code(body)}")
+        return status, body, ctype
+
+    async def run(self, f: CorpusFile) -> Result:
+        r = Result(f)
+        t0 = time.perf_counter()
+        work = self.scratch / f"f{f.index}"
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            signed = await self.ceremony(f, r, work)
+            if signed is not None:
+                await self.checks(f, r, work, signed)
+        except NoResponse as exc:
+            r.fail("no-response", str(exc))
+            if r.accepted and not r.completed and "accepted-then-unsignable" not in r.failures:
+                r.fail("accepted-then-unsignable", "the ceremony did not finish")
+        except Exception as exc:  # a bug of this script must not hide the other files' results
+            r.notes.append(f"HARNESS ERROR {type(exc).__name__}: {exc}")
+            r.failures.add("harness-error")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        r.seconds = time.perf_counter() - t0
+        return r
+
+    async def ceremony(self, f: CorpusFile, r: Result, work: Path) -> Signed | None:
+        import aiohttp
+
+        data = await asyncio.to_thread(f.path.read_bytes)
+        signers = f.signers(self.args.signers)
+        envelope = {"record": {"type": "deal", "id": f"corpus-{f.index}", "name": f.name[:300]},
+                    "name": f"Corpus {f.index}: {f.name}"[:300], "language": LANGUAGE, "signers": signers,
+                    "send": True}
+        form = aiohttp.FormData()
+        form.add_field("envelope", json.dumps(envelope), content_type="application/json")
+        form.add_field("document", data, filename=f.name, content_type="application/pdf")
+        status, body, _ = await self.call(r, "POST", "/v1/envelopes", data=form)
+        if status != 201:
+            code = problem_code(body)
+            r.upload = f"{status} {code}"
+            if f.must_accept and code == "pdf_certified" and "signs cleanly" in f.observed:
+                # Decided (docs/pdf-intake.md): a certification that allows form filling only is kept
+                # intact; the 2026-12-01 gateway signed such files and broke the author's certification.
+                r.notes.append("refused as pdf_certified: the author's certification allows form filling only")
+            elif f.must_accept:
+                why = "signed cleanly on 2026-12-01" if "signs cleanly" in f.observed else "a valid PDF"
+                r.fail("valid-refused", f"refused ({status} {code}) but must be accepted ({why})")
+            if 400 <= status < 500 and not (code.startswith("pdf_") or code == "document_too_large"):
+                # not a verdict on the PDF: this script's request or the tenant is wrong
+                r.notes.append(f"HARNESS ERROR upload → {status} {code}: {body[:200]!r}")
+                r.failures.add("harness-error")
+            elif status < 400:
+                r.fail("accepted-then-unsignable", f"upload answered {status}, not 201")
+            return None
+        r.upload, r.accepted = "201", True
+        env = json.loads(body)
+        r.envelope_id = env_id = env["id"]
+        by_email = {s["email"].lower(): s for s in env["signers"]}
+        fields = [f"Signature-{by_email[s['email'].lower()]['id']}" for s in signers]
+
+        for order in sorted({s["order"] for s in signers}):
+            for s in (s for s in signers if s["order"] == order):
+                ok = await self.sign_one(r, s)
+                if not ok:
+                    return None
+        # completed?
+        for _ in range(60):
+            status, body, _ = await self.call(r, "GET", f"/v1/envelopes/{env_id}")
+            env = json.loads(body) if status == 200 else env
+            if env.get("status") == "completed":
+                break
+            await asyncio.sleep(0.5)
+        else:
+            r.fail("accepted-then-unsignable", f"envelope is {env.get('status')!r}, not completed, after signing")
+            return None
+        status, body, ctype = await self.call(r, "GET", f"/v1/envelopes/{env_id}/download")
+        r.completed = True
+        if status != 200 or b"%PDF-" not in body[:1024]:
+            r.fail("accepted-then-unsignable", f"download → {status} {ctype}")
+            return None
+        signed = work / "signed.pdf"
+        await asyncio.to_thread(signed.write_bytes, body)
+        if self.args.keep:
+            await asyncio.to_thread(_keep, Path(self.args.keep) / f"{f.path.stem}.signed.pdf", body)
+        base, note = await self.prepared_base(r, env, data, work)
+        return Signed(signed, fields, env, base, note)
+
+    async def sign_one(self, r: Result, s: dict[str, Any]) -> bool:
+        token = await self.outbox.link(s["email"], self.args.timeout)
+        if token is None:
+            r.signers.append("no-mail")
+            r.fail("accepted-then-unsignable", f"no invitation e-mail for {s['email']}")
+            return False
+        status, body, _ = await self.call(r, "POST", f"/api/sign/{token}/code", auth=False, json={})
+        if status != 202:
+            r.signers.append(f"code:{status}")
+            r.fail("accepted-then-unsignable", f"SMS code request → {status} {problem_code(body)}")
+            return False
+        code = await self.outbox.code(s["phone"], self.args.timeout)
+        if code is None:
+            r.signers.append("no-sms")
+            r.fail("accepted-then-unsignable", f"no SMS for {s['phone']}")
+            return False
+        status, body, _ = await self.call(r, "POST", f"/api/sign/{token}/sign", auth=False,
+                                          json={"code": code, "agree": True})
+        r.signers.append(str(status))
+        if status != 200:
+            r.fail("accepted-then-unsignable", f"sign → {status} {problem_code(body)}")
+            return False
+        return True
+
+    async def prepared_base(self, r: Result, env: dict[str, Any], data: bytes, work: Path) -> tuple[Path | None, str]:
+        """What the signature was added to: the upload, or the gateway's prepared (repaired) copy."""
+        base = work / "base.pdf"
+        doc = (env.get("documents") or [{}])[0]
+        upload_sha = hashlib.sha256(data).hexdigest()
+        if doc.get("sha256") and doc["sha256"] != upload_sha:
+            r.notes.append(f"documents[].sha256 {doc['sha256'][:12]}… is not the upload's {upload_sha[:12]}…")
+        prepared = doc.get("prepared_sha256")
+        if prepared and prepared != upload_sha:
+            status, body, _ = await self.call(
+                r, "GET", f"/v1/envelopes/{env['id']}/documents/{doc.get('id')}?version=prepared")
+            if status == 200 and hashlib.sha256(body).hexdigest() == prepared:
+                await asyncio.to_thread(base.write_bytes, body)
+                r.notes.append(f"(signed the prepared copy {prepared[:12]}…)")
+                return base, ""
+            return None, f"prepared copy {prepared[:12]}… not downloadable ({status}): prefix/object checks skipped"
+        await asyncio.to_thread(base.write_bytes, data)
+        return base, ""
+
+    # ------------------------------------------------------------------------- checks
+
+    async def checks(self, f: CorpusFile, r: Result, work: Path, result: Signed) -> None:
+        orig, signed, fields, base = f.path, result.path, result.fields, result.base
+        extra = [*SIGNER_NAMES, result.envelope["id"]]
+
+        (pages0, pages1), (sig0, sig1), (txt0, txt1), (q0, q1) = await asyncio.gather(
+            asyncio.gather(page_count(orig), page_count(signed)),
+            asyncio.gather(pdfsig(orig), pdfsig(signed)),
+            asyncio.gather(pdftotext_pages(orig), pdftotext_pages(signed)),
+            asyncio.gather(qpdf_check(orig), qpdf_check(signed)),
+        )
+        base_sig_fields = [s.field for s in sig0] if isinstance(sig0, list) else []
+        objects, hanko = await asyncio.gather(
+            self.pool.call("objects", signed=str(signed), base=str(base) if base else None, fields=fields),
+            self.pool.call("pyhanko", signed=str(signed), base=str(orig), ca=str(self.gateway.ca_path),
+                           base_fields=base_sig_fields, fields=fields),
+        )
+
+        # page count
+        if pages0 is None:
+            r.check("pages", None, "pdfinfo cannot read the upload")
+        else:
+            r.check("pages", pages1 == pages0, f"{pages0} → {pages1}")
+
+        # pdfsig
+        self.check_pdfsig(r, sig0, sig1, fields)
+
+        # pyHanko
+        self.check_pyhanko(r, hanko, fields)
+
+        # text
+        if isinstance(txt0, str):
+            r.check("text", None, f"pdftotext on the upload: {txt0}")
+        elif pages0 is not None and len(txt0) != pages0:  # poppler skips pages it cannot parse
+            r.check("text", None, f"pdftotext reads {len(txt0)} of the upload's {pages0} pages")
+        elif isinstance(txt1, str):
+            r.check("text", False, f"pdftotext on the result: {txt1}")
+        else:
+            diff, remark = await asyncio.to_thread(compare_text, txt0, txt1, extra)
+            r.check("text", diff is None, diff or "")
+            if remark:
+                r.notes.append(f"(text: {remark})")
+
+        # render
+        geometry: dict[int, dict[str, Any]] = {}
+        if objects.get("ok"):
+            geometry = {int(k): v for k, v in objects["result"]["geometry"].items()}
+        await self.check_render(r, orig, signed, work, pages0, geometry, result.base)
+
+        # qpdf --check
+        (rc0, m0), (rc1, m1) = q0, q1
+        if rc1 is None:
+            r.check("qpdf", False, "qpdf --check timed out on the result")
+        else:
+            new = sorted(m1 - m0)
+            bad = (rc1 == 2 and rc0 != 2) or bool(new)
+            r.check("qpdf", not bad, f"exit {rc0} → {rc1}; new: {'; '.join(new)[:200]}")
+
+        # objects + byte prefix, form values
+        self.check_objects(r, objects, result)
+
+    def check_pdfsig(self, r: Result, sig0: list[PdfSig] | str, sig1: list[PdfSig] | str, fields: list[str]) -> None:
+        if isinstance(sig1, str):
+            r.check("sig", False, f"pdfsig on the result: {sig1}")
+            return
+        problems = []
+        ours = {s.field: s for s in sig1 if s.field in fields}
+        for name in fields:
+            s = ours.get(name)
+            if s is None:
+                problems.append(f"{name} missing")
+            elif s.validation != "Signature is Valid.":
+                problems.append(f"ours {name[:20]}…: {s.validation}")
+        before = sig0 if isinstance(sig0, list) else []
+        after_by_name: dict[str, list[PdfSig]] = {}
+        for s in sig1:
+            after_by_name.setdefault(s.field, []).append(s)
+        used: Counter[str] = Counter()
+        for s in before:
+            match = after_by_name.get(s.field, [])
+            i = used[s.field]
+            used[s.field] += 1
+            now = match[i] if i < len(match) else None
+            if s.validation == "Signature is Valid." and (now is None or now.validation != s.validation):
+                problems.append(f"earlier {s.field!r} was valid, now {now.validation if now else 'missing'}")
+            elif now is not None and now.validation != s.validation:  # not valid before either: a remark
+                r.notes.append(f"(sig: earlier {s.field!r}: {s.validation!r} → {now.validation!r})")
+        known = {s.field for s in before} | set(fields)
+        for s in sig1:
+            if s.field not in known and s.validation != "Signature is Valid." and not (
+                    "not yet been verified" in s.validation and s.kind in ("unknown", "ETSI.RFC3161")):
+                problems.append(f"new {s.field!r} ({s.kind}): {s.validation}")
+        if isinstance(sig0, str):
+            r.notes.append(f"(pdfsig cannot read the upload: {sig0})")
+        r.check("sig", not problems, "; ".join(problems)[:300])
+
+    def check_pyhanko(self, r: Result, hanko: dict[str, Any], fields: list[str]) -> None:
+        if not hanko.get("ok"):
+            r.check("hanko", False, f"validator: {hanko.get('error')}")
+            return
+        res = hanko["result"]
+        if res.get("via") != "pades.validate":
+            r.notes.append(f"(validated with {res.get('via')})")
+        by_field = {s["field"]: s for s in res["signatures"]}
+        problems = []
+        if res.get("crash"):
+            problems.append(f"pades.validate raised {res['crash']}")
+        good_levels = {"NONE", "LTA_UPDATES", "FORM_FILLING", "ANNOTATIONS"}
+        for name in fields:
+            s = by_field.get(name)
+            if s is None:
+                problems.append(f"{name[:24]}… not found")
+            elif not (s["bottom_line"] or (s["intact"] and s["valid"] and s["modification_level"] in good_levels)):
+                problems.append(f"{name[:24]}…: " + (s["error"] if s.get("error") else
+                                f"intact={s['intact']} valid={s['valid']} trusted={s['trusted']} "
+                                f"mod={s['modification_level']}"))
+        for t in res["timestamps"]:
+            if not (t["intact"] and t["valid"]):
+                problems.append(f"doc timestamp {t['field']!r}: intact={t['intact']} valid={t['valid']}"
+                                + (f" {t['error']}" if t.get("error") else ""))
+        r.check("hanko", not problems, "; ".join(problems)[:400])
+
+    async def check_render(self, r: Result, orig: Path, signed: Path, work: Path, pages: int | None,
+                           geometry: dict[int, dict[str, Any]], base: Path | None = None) -> None:
+        ranges = render_ranges(pages, geometry)
+        if base is not None and base != orig and not await asyncio.to_thread(same_bytes, base, orig):
+            # A repaired upload: the signatures must change nothing of the repaired copy; the repair
+            # itself may make poppler draw a little differently (a form state it skipped in the broken
+            # file), within RENDER_MAX_DIFF_SHARE of a page, which is reported.
+            upload, repaired = await asyncio.gather(render(orig, work / "png-u", ranges),
+                                                    render(base, work / "png-p", ranges))
+            if isinstance(upload, dict) and isinstance(repaired, dict):
+                changed = await asyncio.to_thread(repair_render_changes, upload, repaired)
+                if changed is not None and changed[1]:
+                    r.check("render", False, f"the repair changed the rendering: {changed[0]}")
+                    return
+                if changed is not None:
+                    r.notes.append(f"(render: the repair changed {changed[0]})")
+            orig = base
+        before, after = await asyncio.gather(render(orig, work / "png0", ranges), render(signed, work / "png1", ranges))
+        if isinstance(before, str) or not before:
+            r.check("render", None, f"pdftoppm on the upload: {before or 'no pages'}")
+            return
+        if isinstance(after, str):
+            r.check("render", False, f"pdftoppm on the result: {after}")
+            return
+
+        def compare() -> tuple[list[str], list[int]]:
+            diffs, unreadable = [], []
+            for page, p0 in sorted(before.items()):
+                b0 = p0.read_bytes()
+                w, h, _ = parse_pgm(b0)
+                if w * h <= 4:  # poppler found no page box in the upload
+                    unreadable.append(page)
+                    continue
+                p1 = after.get(page)
+                if p1 is None:
+                    diffs.append(f"page {page} not rendered")
+                    continue
+                if d := compare_pgm(b0, p1.read_bytes(), geometry.get(page - 1)):
+                    diffs.append(f"page {page}: {d}")
+            return diffs, unreadable
+
+        diffs, unreadable = await asyncio.to_thread(compare)
+        if unreadable and len(unreadable) == len(before):
+            r.check("render", None, "poppler renders no page of the upload")
+            return
+        if unreadable:
+            r.notes.append(f"(render: poppler renders no page box for page(s) {unreadable} of the upload)")
+        r.check("render", not diffs, "; ".join(diffs[:3]) + (f" (+{len(diffs) - 3} pages)" if len(diffs) > 3 else ""))
+
+    def check_objects(self, r: Result, objects: dict[str, Any], result: Signed) -> None:
+        base = result.base
+        if not objects.get("ok"):
+            r.check("objects", False, f"pikepdf: {objects.get('error')}")
+            r.check("form", None, "pikepdf failed")
+            return
+        res = objects["result"]
+        if res.get("signed_error"):
+            r.notes.append(f"({res['signed_error']})")
+        if base is None:
+            r.check("objects", None, result.base_note)
+            r.check("form", None, result.base_note)
+            return
+        problems = []
+        if not res.get("prefix_ok"):
+            problems.append("the result does not start with the uploaded bytes "
+                            f"(first difference at byte {res.get('first_difference')})")
+        changed = res.get("overwritten", [])
+        if changed:
+            problems.append(f"{len(changed)} of {res.get('base_objects')} objects changed: " + ", ".join(changed[:4]))
+        r.check("objects", not problems, "; ".join(problems)[:400])
+        form = res.get("form") or {}
+        if form.get("error"):
+            r.check("form", None, f"form tree unreadable: {form['error']}")
+        elif not form.get("filled"):
+            r.check("form", None)
+        else:
+            lost = form.get("lost", [])
+            r.check("form", not lost,
+                    f"{len(lost)} of {form['filled']} filled fields no longer shown "
+                    f"(NeedAppearances {form.get('base_need_appearances')} → {form.get('signed_need_appearances')}): "
+                    + ", ".join(lost[:5]))
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def short(name: str, width: int = 52) -> str:
+    for prefix in ("pyhanko__internal__common-test-utils__src__pyhanko_testing_commons__test_data__data__pdf__",
+                   "dss__dss-pades__src__test__resources__", "qpdf__qpdf__qtest__qpdf__", "pdfjs__test__pdfs__"):
+        if name.startswith(prefix):
+            name = prefix.split("__")[0] + ":" + name[len(prefix):]
+            break
+    return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+HEADER = (f"{'file':52} {'class':17} {'upload':22} {'signers':12} "
+          + " ".join(f"{c:>7}" for c in CHECKS) + "   time")
+
+
+def row(r: Result) -> str:
+    marks = " ".join(f"{MARK[r.checks[c]]:>7}" for c in CHECKS)
+    line = (f"{short(r.file.name):52} {r.file.short_class[:17]:17} {r.upload[:22]:22} {','.join(r.signers)[:12]:12} "
+            f"{marks} {r.seconds:5.1f}s")
+    if r.failures:
+        line += "   ✗ " + ", ".join(sorted(r.failures))
+    shown = ("[", "(text:", "(sig:", "(render:", "(signed the prepared", "HARNESS", "refused as")
+    return line + "".join(f"\n      {n}" for n in r.notes if n.startswith(shown))
+
+
+def summary(results: list[Result], elapsed: float, selected: int) -> str:
+    outcomes = Counter(r.outcome for r in results)
+    refused = Counter(r.upload for r in results if r.outcome == "refused (ok)")
+    fails = Counter(c for r in results for c in r.failures)
+    lines = ["## Corpus run", "",
+             f"{len(results)} of {selected} files in {elapsed / 60:.1f} min ({elapsed:.0f} s), "
+             f"{sum(len(r.signers) for r in results)} signatures requested. Checks of every signed result: "
+             "`pdfsig -nocert` (ours valid, earlier valid ones still valid), pyHanko (`pades.validate`, dev CA "
+             "as root), `pdftotext` words per page without the stamp text, `pdftoppm -r 30 -gray` outside the "
+             f"stamp boxes (at most {RENDER_MAX_DIFF_SHARE:.1%} of the pixels may differ, by at most "
+             f"{RENDER_MAX_LEVEL_DIFF} levels), `pdfinfo` pages, `qpdf --check`, pikepdf (the upload is a byte "
+             "prefix, no object of it overwritten, filled form fields still shown).", "",
+             "| outcome | files |", "|---|---:|"]
+    for k in ("signed, all checks pass", "refused (ok)", "FAILED"):
+        lines.append(f"| {k} | {outcomes.get(k, 0)} |")
+    for k, v in sorted(refused.items()):
+        lines.append(f"| &nbsp;&nbsp;refused (ok): {k} | {v} |")
+    lines += ["", "| failure class | files |", "|---|---:|"]
+    lines += [f"| `{c}` | {fails.get(c, 0)} |" for c in (*FAILURE_CLASSES, "harness-error") if c in FAILURE_CLASSES
+              or fails.get(c)]
+    by_class: dict[str, list[Result]] = {}
+    for r in results:
+        by_class.setdefault(r.file.short_class, []).append(r)
+    lines += ["", "| class in SOURCES.csv | files | pass | refused (ok) | failed | failure classes |",
+              "|---|---:|---:|---:|---:|---|"]
+    for k, rs in sorted(by_class.items()):
+        c = Counter(r.outcome for r in rs)
+        fc = Counter(x for r in rs for x in r.failures)
+        lines.append(f"| {k} | {len(rs)} | {c.get('signed, all checks pass', 0)} | {c.get('refused (ok)', 0)} | "
+                     f"{c.get('FAILED', 0)} | {', '.join(f'{x} {n}' for x, n in sorted(fc.items()))} |")
+    failed = [r for r in results if r.failures]
+    if failed:
+        lines += ["", "Failed files:", ""]
+        for r in sorted(failed, key=lambda r: r.file.name):
+            lines.append(f"- `{r.file.name}` ({r.file.short_class}): "
+                         + "; ".join(n for n in r.notes if n.startswith("[") or "HARNESS" in n)[:600])
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- main
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    corpus = load_corpus(Path(args.corpus))
+    files = [f for f in corpus if not args.files or any(s in f.name for s in args.files)]
+    if args.limit:
+        files = files[: args.limit]
+    if not files:
+        print("no file selected", file=sys.stderr)
+        return 2
+    for tool in ("pdfsig", "pdftotext", "pdftoppm", "pdfinfo", "qpdf"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is missing: apt-get install poppler-utils qpdf (.ci/ensure-pdf-tools)", file=sys.stderr)
+            return 2
+
+    scratch = Path(tempfile.mkdtemp(prefix="esign-corpus-"))
+    gateway = Gateway(scratch / "data")
+    gateway.data_dir.mkdir()
+    atexit.register(gateway.stop)  # also when the loop is torn down by a signal
+    pool = WorkerPool(max(1, args.jobs))
+    results: list[Result] = []
+    t0 = time.perf_counter()
+    watcher: asyncio.Task[None] | None = None
+    try:
+        await asyncio.to_thread(gateway.start)
+        await pool.start()
+        outbox = Outbox(gateway.data_dir / "outbox")
+        watcher = asyncio.create_task(outbox.watch())
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            for _ in range(600):
+                if not gateway.alive():
+                    raise RuntimeError(f"the gateway exited at start:\n{gateway.log_tail(20)}")
+                try:
+                    async with session.get(f"{gateway.base}/healthz", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                        if resp.status == 200:
+                            break
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError(f"the gateway did not answer /healthz within 60 s:\n{gateway.log_tail(20)}")
+            print(f"gateway {gateway.base} (pid {gateway.proc.pid if gateway.proc else '?'}), data {gateway.data_dir}; "
+                  f"{len(files)} files, {args.jobs} at a time", flush=True)
+            print(HEADER, flush=True)
+            http = Http(session, gateway.base, gateway.api_key, args.timeout)
+            sem = asyncio.Semaphore(max(1, args.jobs))
+
+            async def one(f: CorpusFile) -> Result:
+                async with sem:
+                    if not gateway.alive():
+                        r = Result(f)
+                        r.fail("no-response", "the gateway process is gone")
+                        return r
+                    return await Runner(args, gateway, http, outbox, pool, scratch).run(f)
+
+            for fut in asyncio.as_completed([one(f) for f in files]):
+                r = await fut
+                results.append(r)
+                print(row(r), flush=True)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        await pool.close()
+        await asyncio.to_thread(gateway.stop)
+        if not args.keep_data:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            print(f"data kept in {scratch}", file=sys.stderr)
+    elapsed = time.perf_counter() - t0
+    results.sort(key=lambda r: r.file.index)
+    text = summary(results, elapsed, len(files))
+    print()
+    print(text)
+    if args.out:
+        await asyncio.to_thread(Path(args.out).write_text, text, encoding="utf-8")
+    return 1 if any(r.failures for r in results) else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="folder with files/ and SOURCES.csv")
+    ap.add_argument("--files", nargs="+", metavar="SUBSTR", help="only files whose name contains one of these")
+    ap.add_argument("--jobs", type=int, default=2, help="files in flight at once (default 2)")
+    ap.add_argument("--limit", type=int, help="at most N files")
+    ap.add_argument("--keep", metavar="DIR", help="keep the signed results in DIR")
+    ap.add_argument("--keep-data", action="store_true", help="keep the gateway's data directory (logs, outbox)")
+    ap.add_argument("--out", metavar="FILE", help="also write the summary as Markdown")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request / outbox wait")
+    ap.add_argument("--signers", type=int, choices=(1, 2, 3), help="signers for every file (default: 1; 3 for every "
+                    "tenth, alternately sequential and parallel)")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker_main()
+        return
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the gateway like Ctrl-C
+    try:
+        sys.exit(asyncio.run(main_async(args)))
+    except RuntimeError as exc:
+        print(f"corpus: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
