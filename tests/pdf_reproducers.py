@@ -7,81 +7,9 @@ Signed reproducers are cached per process (``functools.cache``), and so is the f
 :func:`foreign_pki` in the same process to validate their signatures.
 """
 
-# What today's code does with each reproducer
-# ===========================================
-# Measured 2026-12-01 on commit 04ccd6b (the code the brief describes): ``inspect_bytes`` of
-# adapters.pdf.inspector and ``pades.sign`` with the dev PKI, "B-T" = ``final=False``, "B-LTA" =
-# ``final=True``, each signing the reproducer itself. "prefix" = the signed output starts with the input
-# bytes. pdfsig = poppler 22.12 on the signed output ("valid" = "Signature is Valid."; it does not verify
-# document timestamps; the dev and foreign CAs are "issuer isn't Trusted"). "Foreign sig" = the earlier
-# signature validated by pyHanko trusting :func:`foreign_pki`. pades.sign errors are "ProviderError:
-# Signing failed: <Exc>." (= a 502 after the SMS code); the pyHanko cause is given after "<-".
-#
-# contents_indirect_array  qpdf clean, pdfinfo 1 page.
-#     inspect: invalid "The PDF could not be read (AttributeError)."  <- D6: a valid file refused.
-#     B-T, B-LTA: signed, prefix, pdfsig valid, pyHanko bottom_line True (signing handles it).
-# leading_junk()  and  leading_junk(b"x" * 600)  qpdf clean, pdfinfo 1 page.
-#     inspect: invalid "The file does not start like a PDF."  <- D13.
-#     B-T, B-LTA: ProviderError PdfReadError <- "Illegal PDF header".
-# too_small_size  qpdf warns (exit 3: "reported number of objects (6) is not one plus the highest object
-#     number (12)"), pdfinfo 2 pages.  inspect: ok, 2.
-#     B-T: signed, prefix, pdfsig valid, pades.validate bottom_line True, BUT objects 7-12 are replaced
-#     (7 page tree -> {/Fields [8 0 R] /SigFlags 3}, 8 page 1 -> our sig field, 10 page 2 -> an
-#     appearance stream, 11 page 2's content -> our /Sig dict, 12 image -> a FontDescriptor, 9 -> a font),
-#     2 /Info rewritten, 1 catalog extended; pdfinfo on the output: 0 pages ("Page count in top-level
-#     pages object is wrong type (null)"), pikepdf cannot open it ("root of pages tree has no /Kids").
-#     (Compared with pyHanko's reader, since pikepdf cannot open the result.)  <- D2
-#     B-LTA: ProviderError KeyError <- '/Count' (the document timestamp pass reads the page tree the
-#     signature pass just overwrote).
-# signed_by_foreign_ca  qpdf clean, pdfinfo 2 pages, pdfsig valid.  inspect: ok, 2.
-#     B-T, B-LTA: signed, prefix, pdfsig valid + valid; foreign sig still bottom_line True
-#     (modification FORM_FILLING). Regression guard: no defect today.
-# document_timestamped  qpdf clean, pdfinfo 2 pages, pdfsig valid + DocTS.  inspect: ok, 2.
-#     B-T: signed, prefix, pdfsig valid; foreign sig and DocTS still valid.
-#     B-LTA: ProviderError SigningError <- "Requested a PAdES-LTA signature on an existing document, but
-#     the most recent timestamp could not be validated" (foreign TSA not trusted)  <- D1: every envelope's
-#     last signature fails.
-# certified_no_changes  qpdf clean, pdfinfo 2 pages, pdfsig valid.  inspect: ok, 2 (accepted).
-#     B-T, B-LTA: ProviderError SigningError <- "Author signature forbids all changes"  <- D7.
-# certified_form_filling  qpdf clean, pdfinfo 2 pages, pdfsig valid.  inspect: ok, 2.
-#     B-T, B-LTA: signed, prefix, pdfsig valid + valid, BUT the foreign certification goes from
-#     bottom_line True / NONE to bottom_line False, modification OTHER, docmdp_ok False (pyHanko: "Update
-#     of <our new signature widget> is only allowed after an approval signature, not a certification
-#     signature")  <- D11.
-# need_appearances  qpdf clean, pdfinfo 1 page.  inspect: ok, 1.
-#     B-T, B-LTA: signed, prefix, pdfsig valid, BUT /NeedAppearances is gone from the AcroForm  <- D9.
-#     (poppler still draws the value: it synthesises missing appearances anyway; pdf.js/Acrobat do not.
-#     Test the flag, not poppler's pixels.)
-# direct_annotations  qpdf clean, pdfinfo 1 page.  inspect: ok, 1.
-#     B-T: signed, prefix, pdfsig valid, pyHanko bottom_line True.
-#     B-LTA: signed, prefix, pdfsig valid, BUT pades.validate says our signature is modification OTHER,
-#     bottom_line False  <- D10.
-# direct_page_kids  INTENTIONALLY ILLEGAL: qpdf warns (exit 3: "kid 0 (from 0) is direct; converting to
-#     indirect"), pdfinfo 2 pages with "Syntax Error: Kid object (page 1) is not an indirect reference".
-#     inspect: ok, 2.  B-T, B-LTA: ProviderError PdfReadError <- "Page tree node children must be indirect
-#     objects"  <- D7.
-# circular_form_tree  qpdf clean, pdfinfo 1 page.  inspect: ok, 1.
-#     B-T: signed, prefix, pdfsig valid, BUT pades.validate raises PdfReadError "Circular reference in
-#     form tree".  B-LTA: ProviderError PdfReadError <- "Circular reference in form tree"  <- D7.
-# broken_earlier_signature()  and  (garbage=True)  qpdf clean, pdfinfo 2 pages, pdfsig "Unknown
-#     Validation Failure." (intentionally broken signature).  inspect: ok, 2.
-#     B-T: signed, prefix, pdfsig Unknown Failure + valid; pades.validate: ours valid, the old one
-#     intact=False.  B-LTA: ProviderError ValueError <- asn1crypto cannot parse the CMS ("method should
-#     have been constructed, but primitive was found" / "Insufficient data")  <- D7.
-# xmp_bomb  (1.5 MB file) qpdf clean, pdfinfo 1 page.  inspect: ok, 1 (only page content is decoded).
-#     B-T, B-LTA: ProviderError PdfDecodeLimitError <- "Decoded stream data exceeds the limit of 33554432
-#     bytes" (pyHanko's metadata update reads the XMP; 0.35 s)  <- D7.
-# form_field_bomb  (1.5 MB file) qpdf clean, pdfinfo 1 page.  inspect: ok, 1.
-#     B-T, B-LTA: signed, prefix, pdfsig valid, pyHanko valid (also two signatures + validate +
-#     long_term_check: nothing in today's code decodes the widget appearance). The defect is only that
-#     the upload is accepted: ``pdftoppm -r 30`` spends 15 s inflating the 1.5 GiB appearance.
-# slow_to_decode  (56 KB, default seconds_hint=10 -> 33 streams) qpdf clean, pdfinfo 1 page.
-#     inspect: ok, 1 after 8-13 s CPU (peak RSS ~90 MB); B-T, B-LTA: signed in 0.1 s, prefix, pdfsig valid.
-# annotations_null  qpdf clean, pdfinfo 1 page.  inspect: ok, 1.
-#     B-T, B-LTA: ProviderError AttributeError <- "'NullObject' object has no attribute 'append'"  <- D7.
-# fields_with_non_dict_entries  qpdf clean, pdfinfo 1 page (poppler: "Syntax Warning: Direct object in
-#     rootFields").  inspect: ok, 1.  B-T, B-LTA: ProviderError AssertionError <- pyHanko's
-#     _insert_or_get_field_at asserts every /Fields entry is a field dictionary  <- D7.
+# Each reproducer made the gateway fail before its class was handled (502 after the SMS code,
+# overwritten objects, lost form values, valid files refused); tests/integration/test_pdf_intake.py
+# and test_pdf_inspector.py hold what must be true of each now.
 
 from __future__ import annotations
 
@@ -581,8 +509,8 @@ def form_field_bomb(inflated_bytes: int = BOMB_BYTES) -> bytes:
 _A85_GROUP = b"+<VdL"  # ASCII85 for four spaces: decodes to blank (whitespace-only) content
 _A85_SECONDS_PER_STREAM = 0.3
 """CPU seconds pyHanko 0.38 needs to decode one of the streams below (1 MiB of ASCII85 -> 0.8 MiB)
-on the development machine (2026-12-01: 29 streams took 8.1 s in ``inspect_bytes``); a faster
-machine needs a larger ``seconds_hint``."""
+on this project's 2-core machine (29 streams take ~8 s to decode); a faster machine needs a larger
+``seconds_hint``."""
 
 
 def slow_to_decode(seconds_hint: float = 10.0) -> bytes:
@@ -591,7 +519,7 @@ def slow_to_decode(seconds_hint: float = 10.0) -> bytes:
     ``/Contents`` array has an ordinary text stream followed by ``n`` streams with
     ``/Filter [/FlateDecode /ASCII85Decode]``, each ~1.5 KB in the file and 1 MiB of ASCII85 text
     (0.8 MiB of spaces) once inflated. pyHanko's ASCII85 decoder is pure Python (~3 MB/s), so
-    ``inspect_bytes`` spends about ``seconds_hint`` CPU seconds (see
+    the inspector spends about ``seconds_hint`` CPU seconds (see
     :data:`_A85_SECONDS_PER_STREAM`) while the file stays tiny (~45 KB for 10 s) and memory stays
     low (every stream stays under pyHanko's 1 MiB ratio floor; the document's 256 MiB decode budget
     caps the effect at ~140 streams). qpdf and poppler decode it in milliseconds."""

@@ -5,6 +5,7 @@ corpus; every check ends in tools we did not write (poppler, qpdf) or in pyHanko
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from typing import Any
 
@@ -18,6 +19,7 @@ from pyhanko.sign.validation import async_validate_pdf_signature
 
 from adapters._pdf.update import UpdateIntegrityError, check_update
 from adapters.providers.local import pades
+from adapters.providers.local.provider import LocalProvider
 from esign_gateway.errors import PdfCertifiedError
 from esign_gateway.ports import PdfInfo, SignatureRequest
 from tests import pdf_reproducers as repro
@@ -258,3 +260,20 @@ async def test_pyhanko_validates_our_signature_over_metadata_that_is_not_xmp(sha
     signed = await _sign_for(shared_parts, upload)
     await _ours_valid(shared_parts, signed, 2)
     assert signed.count(b"not XMP at all") == 1  # the original's metadata is left as it was
+
+
+async def test_a_foreign_b_lta_file_is_signed_in_the_production_configuration_too(
+    shared_parts: dict[str, Any],
+) -> None:
+    """Production signs with revocation fetching on (real CAs publish CRL/OCSP URLs): the other
+    party's timestamp chain is still not a precondition, whatever fetching finds or fails to find."""
+    production_like = dataclasses.replace(shared_parts["material"], fetch_revocation=True)
+    provider = LocalProvider(production_like, max_workers=1)
+    await provider.start()
+    try:
+        upload = repro.document_timestamped()
+        signed = (await provider.sign(_request(upload, 0, final=True))).pdf
+    finally:
+        await provider.close()
+    check_update(upload, signed)
+    await _ours_valid(shared_parts, signed, 1)
