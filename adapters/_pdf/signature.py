@@ -163,5 +163,5 @@ async def add_signature(
         appearance_text_params={"signer": spec.signer_name} if spec.visible else None,
     )
     signed = out.getvalue()
-    check_update(data, signed)
+    check_update(data, signed, before_reader=writer.prev)
     return signed

@@ -34,7 +34,7 @@ from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko_certvalidator import ValidationContext
 
-from adapters._pdf import asn1_fix
+from adapters._pdf import asn1_fix, fast_hex
 from adapters._pdf.keys import CachedKeySigner
 from adapters._pdf.signature import FONT_DIR, SignatureSpec, add_signature, stamp_box
 from adapters._pdf.stamp_font import StampFontFactory
@@ -53,6 +53,7 @@ __all__ = [
 
 FONT_PATH = FONT_DIR / "DejaVuSans-Stamp.ttf"
 _install_validation_fix()
+fast_hex.install()
 
 
 @dataclass(frozen=True, slots=True)
