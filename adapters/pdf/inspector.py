@@ -164,6 +164,8 @@ def examine(data: bytes, identity: Any) -> tuple[str, Any]:
         except ValueError as exc:
             return "invalid", str(exc)
         except Exception as exc:
+            # Not repaired on a guess: where pyHanko cannot read a page qpdf and poppler may each
+            # reconstruct it differently (the corpus check caught a repair that changed a page's text).
             return "invalid", f"The PDF's pages could not be read ({_cause(exc)}). {EXPORT_AGAIN}"
         try:
             trial.trial_sign(identity, candidate)

@@ -60,12 +60,18 @@ async def test_the_cpu_budget_is_per_document_so_a_long_lived_inspector_refuses_
     small_budget_inspector: ProcessPdfInspector,
 ) -> None:
     """The budget used to count over the process's whole life: after it, every valid file was 422."""
-    pdf = make_pdf(pages=60)  # ~0.2 s of CPU each: 30 of them are far more than one budget per process
+    pdf = make_pdf(pages=60)  # 0.1-0.3 s of CPU each, depending on the machine
+    budget = small_budget_inspector.cpu_seconds
     start = _cpu(small_budget_inspector.pids)
-    for _ in range(30):
+
+    def used() -> dict[int, float]:
+        return {pid: cpu - start.get(pid, 0.0) for pid, cpu in _cpu(small_budget_inspector.pids).items()}
+
+    inspections = 0
+    while min(used().values()) <= budget + 0.5 and inspections < 400:  # until each has outlived a budget
         assert (await small_budget_inspector.inspect(pdf)).pages == 60
-    used = {pid: cpu - start.get(pid, 0.0) for pid, cpu in _cpu(small_budget_inspector.pids).items()}
-    assert all(cpu > small_budget_inspector.cpu_seconds + 0.5 for cpu in used.values()), used
+        inspections += 1
+    assert min(used().values()) > budget + 0.5, used()
     assert small_budget_inspector.replaced == 0
 
 
@@ -86,7 +92,7 @@ async def test_an_inspector_stuck_past_the_wall_clock_is_killed_and_replaced_and
     inspector = ProcessPdfInspector(workers=2, cpu_seconds=20, timeout_seconds=1, wait_seconds=30)
     await inspector.start()
     try:
-        slow = asyncio.ensure_future(inspector.inspect(repro.slow_to_decode(seconds_hint=4)))
+        slow = asyncio.ensure_future(inspector.inspect(repro.slow_to_decode(seconds_hint=8)))
         valid = [await inspector.inspect(make_pdf()) for _ in range(3)]
         with pytest.raises(PdfInvalidError, match="took more than 1 s"):
             await slow
