@@ -7,6 +7,11 @@ document (``request.final``) makes it **B-LTA**: the certificates and CRLs of th
 chains go into the DSS and a document timestamp seals everything. ``renew(pdf)`` adds a fresh
 document timestamp (with its own validation data) to keep an archived file verifiable.
 
+The signature itself is made by :func:`adapters._pdf.signature.add_signature`, the code the upload
+inspector's trial signature runs too: fresh object numbers, the original's metadata left alone,
+``/NeedAppearances`` kept, foreign document timestamps tolerated, and an integrity check that the
+original is untouched before the result is returned (see docs/pdf-intake.md).
+
 Speed (see shared/pyhanko-notes.md): pyHanko's ``SimpleSigner`` re-parses its key from DER on
 every signature and sizes the container with a dry-run signature; the dummy TSA parses its key
 per token. Here the parsed keys are kept per process, ``bytes_reserved`` is fixed, and the
