@@ -29,6 +29,7 @@ __all__ = [
     "DocumentStore",
     "EmailSender",
     "InboundEvent",
+    "InspectorHealth",
     "InvalidWebhook",
     "OutgoingEmail",
     "OutgoingSms",
@@ -67,6 +68,16 @@ class PdfInfo:
     """What was wrong with the upload, in words (empty when ``prepared`` is None)."""
 
 
+@dataclass(frozen=True, slots=True)
+class InspectorHealth:
+    workers: int
+    """Inspector processes configured."""
+    alive: int
+    """Running now (a replaced one is starting when this is below ``workers``)."""
+    replaced: int
+    """Replaced since start (killed by a limit, died, or retired after their job quota)."""
+
+
 class PdfInspector(Protocol):
     """Parse an untrusted PDF with bounded memory and time, off the event loop.
 
@@ -78,6 +89,8 @@ class PdfInspector(Protocol):
     """
 
     async def inspect(self, data: bytes) -> PdfInfo: ...
+
+    def health(self) -> InspectorHealth: ...
 
 
 # --------------------------------------------------------------------------- signing

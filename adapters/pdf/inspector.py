@@ -39,7 +39,7 @@ import structlog
 
 from adapters._process import name_process
 from esign_gateway.errors import InspectorBusyError, PdfCertifiedError, PdfEncryptedError, PdfInvalidError
-from esign_gateway.ports import PdfInfo
+from esign_gateway.ports import InspectorHealth, PdfInfo
 
 __all__ = ["ProcessPdfInspector", "examine"]
 
@@ -290,6 +290,9 @@ class ProcessPdfInspector:
         """The process ids of the live workers (for /readyz and tests)."""
         with self._lock:
             return [w.process.pid for w in self._all if w.process.is_alive()]
+
+    def health(self) -> InspectorHealth:
+        return InspectorHealth(workers=self.workers, alive=len(self.pids), replaced=self.replaced)
 
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:

@@ -36,18 +36,31 @@ async def _healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+class Inspectors(BaseModel):
+    workers: int
+    alive: int
+    replaced: int
+
+
 class Readiness(BaseModel):
     status: str
+    """``ready``, or ``no_inspector`` (503) while no upload inspector process runs."""
     event_loop_lag: LoopLag | None
     """How late this process's event loop ran a 20 ms timer over the last 10 s (None just after start)."""
+    inspectors: Inspectors
+    """The upload inspector processes of this web process."""
 
 
 async def _readyz(request: web.Request) -> web.Response:
     from tortoise import connections
 
     await connections.get("default").execute_query("SELECT 1")
-    ready = Readiness(status="ready", event_loop_lag=request.app[LOOP_LAG].summary())
-    return web.json_response(text=ready.model_dump_json())
+    health = request.app[CONTAINER].inspector.health()
+    ready = Readiness(
+        status="ready" if health.alive else "no_inspector", event_loop_lag=request.app[LOOP_LAG].summary(),
+        inspectors=Inspectors(workers=health.workers, alive=health.alive, replaced=health.replaced),
+    )
+    return web.json_response(text=ready.model_dump_json(), status=200 if health.alive else 503)
 
 
 def create_app(container: Container, *, run_worker: bool | None = None) -> web.Application:

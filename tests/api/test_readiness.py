@@ -22,3 +22,18 @@ async def test_readyz_reports_a_blocked_event_loop(api: Any) -> None:
     assert body["status"] == "ready"
     lag = body["event_loop_lag"]
     assert lag["max_ms"] >= 250 and lag["samples"] >= 3 and lag["p50_ms"] < lag["max_ms"]
+
+
+async def test_readyz_reports_the_upload_inspectors(api: Any) -> None:
+    body = await (await api.get("/readyz")).json()
+    assert body["inspectors"]["workers"] == 2 and body["inspectors"]["alive"] == 2
+
+
+async def test_readyz_is_503_while_no_upload_inspector_runs(api: Any, container: Any, monkeypatch: Any) -> None:
+    from adapters.pdf.inspector import ProcessPdfInspector
+
+    monkeypatch.setattr(container, "inspector", ProcessPdfInspector(workers=1))  # real, none started yet
+    resp = await api.get("/readyz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["status"] == "no_inspector" and body["inspectors"] == {"workers": 1, "alive": 0, "replaced": 0}
