@@ -163,5 +163,7 @@ async def add_signature(
         appearance_text_params={"signer": spec.signer_name} if spec.visible else None,
     )
     signed = out.getvalue()
-    check_update(data, signed, before_reader=writer.prev)
+    # A fresh reader of the original, not the writer's: pyHanko edits the objects it updates in place,
+    # in the cache of the reader it came from, so that reader no longer shows the original.
+    check_update(data, signed)
     return signed

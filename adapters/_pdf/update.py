@@ -118,13 +118,12 @@ def _kept(before: generic.PdfObject, after: generic.PdfObject) -> str | None:
     return "a plain value was redefined"
 
 
-def check_update(before: bytes, after: bytes, *, before_reader: PdfFileReader | None = None) -> None:
+def check_update(before: bytes, after: bytes) -> None:
     """Raise :class:`UpdateIntegrityError` unless ``after`` only appends to ``before`` and keeps
-    every object of it (see the module docs). ``before_reader``: a reader of ``before`` already at
-    hand (the writer's), to save parsing it again."""
+    every object of it (see the module docs)."""
     if not after.startswith(before):
         raise UpdateIntegrityError("the original is not a byte-identical prefix of the signed file")
-    old = before_reader if before_reader is not None else PdfFileReader(io.BytesIO(before), strict=False)
+    old = PdfFileReader(io.BytesIO(before), strict=False)
     new = PdfFileReader(io.BytesIO(after), strict=False)
     old_revisions = old.xrefs.total_revisions
     known = {ref.idnum: ref for ref in _refs_of(old, range(old_revisions))}

@@ -277,3 +277,26 @@ async def test_a_foreign_b_lta_file_is_signed_in_the_production_configuration_to
         await provider.close()
     check_update(upload, signed)
     await _ours_valid(shared_parts, signed, 1)
+
+
+async def test_an_update_that_drops_an_entry_of_the_catalog_in_place_is_caught(monkeypatch: Any) -> None:
+    """pyHanko edits the original's objects in place in its reader's cache: the check must read the
+    original afresh, or a removed entry would look as if it had never been there."""
+    from pyhanko.sign.signers import cms_embedder
+
+    from adapters._pdf.signature import add_signature
+    from adapters._pdf.trial import TrialIdentity, _spec
+
+    upload = _with_catalog_entry(make_pdf(), "/Lang", generic.TextStringObject("cs-CZ"))
+    keep = cms_embedder.ensure_sig_flags
+
+    def and_drop_the_language(writer: Any, lock_sig_flags: bool = True) -> None:
+        keep(writer=writer, lock_sig_flags=lock_sig_flags)
+        del writer.root["/Lang"]
+        writer.update_root()
+
+    monkeypatch.setattr(cms_embedder, "ensure_sig_flags", and_drop_the_language)
+    identity = await asyncio.to_thread(TrialIdentity.create)
+    with pytest.raises(UpdateIntegrityError, match="/Lang was removed"):
+        await add_signature(upload, _spec(0, None), signer=identity.signer, timestamper=identity.timestamper,
+                            font=identity.font)
