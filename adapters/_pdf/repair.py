@@ -28,7 +28,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 
 from .update import highest_object_number
 
-__all__ = ["EncryptedError", "RepairError", "faults", "header_offset", "is_signed", "normalise"]
+__all__ = ["EncryptedError", "RepairError", "faults", "header_offset", "is_signed", "normalise", "resolved_get"]
 
 MAX_FIELD_DEPTH = 32
 
@@ -51,7 +51,7 @@ def is_signed(data: bytes) -> bool:
     return b"/ByteRange" in data
 
 
-def _get(obj: Any, key: str, default: Any = None) -> Any:
+def resolved_get(obj: Any, key: str, default: Any = None) -> Any:
     """``obj[key]`` resolved (pyHanko's ``dict.get`` returns indirect references unresolved)."""
     return obj[key] if isinstance(obj, generic.DictionaryObject) and key in obj else default
 
@@ -71,7 +71,7 @@ def faults(data: bytes, reader: PdfFileReader | None) -> list[str]:
         found.append("the trailer /Size is smaller than the number of objects")
     root = reader.root
     found.extend(_page_faults(root["/Pages"], depth=0))
-    form = _get(root, "/AcroForm")
+    form = resolved_get(root, "/AcroForm")
     if isinstance(form, generic.DictionaryObject):
         found.extend(_form_faults(form))
     return found
@@ -80,7 +80,7 @@ def faults(data: bytes, reader: PdfFileReader | None) -> list[str]:
 def _page_faults(node: Any, depth: int) -> list[str]:
     if depth > 64:
         return ["the page tree is nested too deeply"]
-    kids = _get(node, "/Kids")
+    kids = resolved_get(node, "/Kids")
     if kids is None:
         annots = node.raw_get("/Annots") if "/Annots" in node else None
         if annots is None:
@@ -104,7 +104,7 @@ def _page_faults(node: Any, depth: int) -> list[str]:
 
 def _form_faults(form: generic.DictionaryObject) -> list[str]:
     found: list[str] = []
-    fields = _get(form, "/Fields")
+    fields = resolved_get(form, "/Fields")
     if fields is None:
         return found
     if not isinstance(fields, generic.ArrayObject):
@@ -123,7 +123,7 @@ def _form_faults(form: generic.DictionaryObject) -> list[str]:
             field = raw.get_object()
             if not isinstance(field, generic.DictionaryObject):
                 return [*found, "the form's field list holds a value that is not a field"]
-            kids = _get(field, "/Kids")
+            kids = resolved_get(field, "/Kids")
             if isinstance(kids, generic.ArrayObject):
                 stack.append((kids, depth + 1))
     return found

@@ -75,13 +75,10 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    """``obj[key]`` resolved (pyHanko's ``dict.get`` returns indirect references unresolved)."""
-    return obj[key] if hasattr(obj, "raw_get") and key in obj else default
-
-
 def _certified_no_changes(reader: Any) -> bool:
     """DocMDP P=1: the author certified the document against every change, signatures included."""
+    from adapters._pdf.repair import resolved_get as _get
+
     try:
         docmdp = reader.root["/Perms"]["/DocMDP"]
         for ref in _get(docmdp, "/Reference", []):
@@ -99,6 +96,8 @@ def _resolve(obj: Any) -> Any:
 def _pages(reader: Any) -> int:
     """The page count, after walking the page tree and decoding every page's content."""
     from pyhanko.pdf_utils import generic
+
+    from adapters._pdf.repair import resolved_get as _get
 
     pages = int(reader.root["/Pages"]["/Count"])
     if not 1 <= pages <= MAX_PAGES:
