@@ -28,6 +28,7 @@ __all__ = [
     "CeremonyHost",
     "DocumentStore",
     "EmailSender",
+    "FieldRequest",
     "InboundEvent",
     "InspectorHealth",
     "InvalidWebhook",
@@ -35,6 +36,7 @@ __all__ = [
     "OutgoingSms",
     "PdfInfo",
     "PdfInspector",
+    "PlacementRequest",
     "RemoteCeremony",
     "RemoteEnvelope",
     "RemoteHandle",
@@ -50,10 +52,75 @@ __all__ = [
     "SignatureRequest",
     "SignedPdf",
     "SmsSender",
+    "StampPlacement",
 ]
 
 
 # --------------------------------------------------------------------------- PDF inspection
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRequest:
+    """Where the sender wants one signer's stamp on one document: an ``anchor`` text, or a box.
+
+    Boxes are in PDF points from the top-left corner of the *displayed* page (its CropBox, turned
+    by ``/Rotate``), the convention DigiSign uses; ``page`` is 1-based."""
+
+    path: str
+    """Where the request came from, for a 422 that names it: ``signers[0].fields[1]``."""
+    anchor: str | None = None
+    occurrence: int = 1
+    """Which occurrence of the anchor: 1 = first, -1 = last."""
+    offset_x: float | None = None
+    offset_y: float | None = None
+    page: int | None = None
+    x: float | None = None
+    y: float | None = None
+    width: float | None = None
+    height: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementRequest:
+    """Everything the inspector needs to place each signer's stamp on one document."""
+
+    envelope_id: str
+    envelope_name: str
+    document_name: str
+    language: str
+    signers: tuple[str, ...]
+    """Signer names, one per signer in the envelope's order."""
+    fields: tuple[FieldRequest | None, ...]
+    """Per signer: the sender's placement on this document, or None (a form field, else automatic)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StampPlacement:
+    """Where one signer's stamp goes: a box on the displayed page (see :class:`FieldRequest`)."""
+
+    page: int
+    """0-based page index."""
+    x: float
+    y: float
+    width: float
+    height: float
+    source: str
+    """``anchor``, ``coordinates``, ``form_field`` (an empty signature field of the PDF),
+    ``automatic`` (free space on a page) or ``signature_page`` (the page the gateway appended)."""
+    field_name: str | None = None
+    """The PDF's own empty signature field this signer signs (``source == "form_field"``)."""
+    anchor: str | None = None
+    """The anchor text, for a provider that places by placeholder."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"page": self.page, "x": self.x, "y": self.y, "width": self.width, "height": self.height,
+                "source": self.source, "field_name": self.field_name, "anchor": self.anchor}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> StampPlacement:
+        return cls(page=int(d["page"]), x=float(d["x"]), y=float(d["y"]),  # type: ignore[arg-type]
+                   width=float(d["width"]), height=float(d["height"]), source=str(d["source"]),  # type: ignore[arg-type]
+                   field_name=d.get("field_name"), anchor=d.get("anchor"))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +129,15 @@ class PdfInfo:
 
     pages: int
     prepared: bytes | None = None
-    """The repaired file every signer signs, when the upload had to be normalised (it carried no
-    signature); None when the upload is signed as it is."""
+    """The file every signer signs when it is not the upload itself: the upload repaired (it
+    carried no signature) and/or with a signature page appended; None when the upload is signed as
+    it is."""
     repairs: tuple[str, ...] = ()
-    """What was wrong with the upload, in words (empty when ``prepared`` is None)."""
+    """What was wrong with the upload, in words (empty when nothing was repaired)."""
+    placements: tuple[StampPlacement, ...] = ()
+    """One per signer of the :class:`PlacementRequest`, in its order."""
+    signature_page: bool = False
+    """A signature page was appended (it is in ``prepared``; ``pages`` counts it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +158,12 @@ class PdfInspector(Protocol):
     signature, too expensive to parse: a decompression bomb), ``PdfEncryptedError`` or
     ``PdfCertifiedError`` (certified "no changes allowed"). It never raises anything else for bad
     input; ``InspectorBusyError`` (503) means no inspector was free in time — the file was not judged.
+    With a ``placement`` request it also places every signer's stamp (see ``StampPlacement``) and
+    raises ``ValidationFailedError`` naming the field when a sender's anchor is not in the document
+    or a box is not on the page.
     """
 
-    async def inspect(self, data: bytes) -> PdfInfo: ...
+    async def inspect(self, data: bytes, placement: PlacementRequest | None = None) -> PdfInfo: ...
 
     def health(self) -> InspectorHealth: ...
 
@@ -116,14 +191,17 @@ class SignatureRequest:
     field_name: str
     """Unique per signer within the document, e.g. ``Signature-<signer id>``."""
     slot: int
-    """0-based position of this signer's visible stamp on the last page (stamps never overlap)."""
+    """0-based position of this signer among the signers; places the stamp when ``placement`` is None
+    (envelopes created before placements were stored): bottom-left of the last page's visible area."""
     verification: str
     """Human-readable verification method, e.g. ``e-mail link + SMS code to +420 6** *** *56``."""
     language: str = "cs"
     final: bool = False
     """True for the last signature on the document: the provider may add long-term data."""
     visible: bool = True
-    """A visible stamp on the last page; a seal on our own report goes without one (cheaper)."""
+    """A visible stamp; a seal on our own report goes without one (cheaper)."""
+    placement: StampPlacement | None = None
+    """Where the stamp goes, as placed when the envelope was created."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from typing import Any
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
+from pyhanko.pdf_utils.layout import BoxConstraints
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.pdf_utils.writer import BasePdfFileWriter
@@ -35,9 +36,13 @@ from pyhanko.sign.general import CMSExtractionError, SigningError
 from pyhanko.sign.signers import cms_embedder, pdf_signer
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko.sign.validation.errors import SignatureValidationError
-from pyhanko.stamp import TextStampStyle
+from pyhanko.stamp import TextStamp, TextStampStyle
 from pyhanko_certvalidator import ValidationContext
 
+from esign_gateway.ports import StampPlacement
+
+from .geometry import PageFrame, frame_of_page
+from .repair import resolved_get
 from .update import check_update, open_writer
 
 __all__ = [
@@ -47,6 +52,8 @@ __all__ = [
 FONT_DIR = Path(__file__).parent / "fonts"
 BYTES_RESERVED = 32 * 1024
 STAMP_W, STAMP_H, MARGIN, GAP = 170, 62, 36, 8
+BACKGROUND = (0.97, 0.97, 0.96)
+"""The stamp's opaque fill: light, so its text reads on any page, dark ones included."""
 
 _SIGNED_WORD = {"cs": "Elektronicky podepsal(a)", "sk": "Elektronicky podpísal(a)", "en": "Signed electronically by"}
 _ENVELOPE_WORD = {"cs": "ID obálky", "sk": "ID obálky", "en": "Envelope ID"}
@@ -63,16 +70,43 @@ class SignatureSpec:
     visible: bool
     long_term: ValidationContext | None
     """With a context: B-LTA (validation data in the DSS, then a document timestamp); else B-T."""
+    placement: StampPlacement | None = None
+    """Where the stamp goes (see :mod:`.placement`); without one, :func:`stamp_box` on the last page."""
 
 
-def stamp_box(page_box: tuple[float, float, float, float], slot: int) -> tuple[int, int, int, int]:
-    """Stamps in rows of up to three from the bottom of the last page; slots never overlap."""
-    x0, y0, x1, _y1 = page_box
-    per_row = max(1, int((x1 - x0 - 2 * MARGIN + GAP) // (STAMP_W + GAP)))
+def stamp_box(frame: PageFrame, slot: int) -> tuple[float, float, float, float]:
+    """Without a stored placement: stamps in rows from the bottom-left of the displayed page."""
+    per_row = max(1, int((frame.width - 2 * MARGIN + GAP) // (STAMP_W + GAP)))
     row, col = divmod(slot, per_row)
-    left = int(x0 + MARGIN + col * (STAMP_W + GAP))
-    bottom = int(y0 + MARGIN + row * (STAMP_H + GAP))
-    return left, bottom, left + STAMP_W, bottom + STAMP_H
+    x = MARGIN + col * (STAMP_W + GAP)
+    y = frame.height - MARGIN - STAMP_H - row * (STAMP_H + GAP)
+    return x, y, STAMP_W, STAMP_H
+
+
+@dataclass(frozen=True)
+class _UprightStampStyle(TextStampStyle):
+    """pyHanko's text stamp on an opaque background, turned upright on a rotated page: drawn in the
+    displayed width × height, with an appearance ``/Matrix`` that undoes the page's ``/Rotate``."""
+
+    frame: PageFrame | None = None
+
+    def create_stamp(self, writer: BasePdfFileWriter, box: BoxConstraints, text_params: dict[str, Any]) -> TextStamp:
+        if self.frame is not None and self.frame.rotate in (90, 270):
+            box = BoxConstraints(width=box.height, height=box.width)
+        return _UprightStamp(writer=writer, style=self, box=box, text_params=text_params)
+
+
+class _UprightStamp(TextStamp):
+    def render(self) -> bytes:
+        fill = b"q %g %g %g rg 0 0 %g %g re f Q " % (*BACKGROUND, self.box.width, self.box.height)
+        return fill + super().render()
+
+    def as_form_xobject(self) -> generic.StreamObject:
+        xobject = super().as_form_xobject()
+        matrix = self.style.frame.upright_matrix if self.style.frame is not None else None
+        if matrix is not None:
+            xobject[generic.pdf_name("/Matrix")] = generic.ArrayObject(generic.NumberObject(v) for v in matrix)
+        return xobject
 
 
 _FOREIGN_FAULTS = (SigningError, CMSExtractionError, SignatureValidationError, PdfReadError, ValueError, KeyError)
@@ -112,21 +146,6 @@ if not getattr(cms_embedder.ensure_sig_flags, "__wrapped_by_esign__", False):
     cms_embedder.ensure_sig_flags = _keep_need_appearances(cms_embedder.ensure_sig_flags)
 
 
-def _page_box(page: generic.DictionaryObject) -> tuple[float, float, float, float]:
-    """The page's MediaBox (inherited from the page tree when the page has none), corners ordered."""
-    node: Any = page
-    box: Any = [0, 0, 595, 842]
-    for _ in range(64):
-        if "/MediaBox" in node:
-            box = node["/MediaBox"]
-            break
-        if "/Parent" not in node:
-            break
-        node = node["/Parent"]
-    x0, y0, x1, y1 = (float(v) for v in box)
-    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
-
-
 async def add_signature(
     data: bytes, spec: SignatureSpec, *, signer: signers.Signer, timestamper: TimeStamper,
     font: GlyphAccumulatorFactory, bytes_reserved: int = BYTES_RESERVED,
@@ -135,27 +154,36 @@ async def add_signature(
     writer = open_writer(data)
     if writer.prev.encrypted:
         raise SigningError("Encrypted documents cannot be signed.")
-    page_count = int(writer.root["/Pages"]["/Count"])
-    last_page = writer.find_page_for_modification(page_count - 1)[0].get_object()
-    box = stamp_box(_page_box(last_page), spec.slot)
+    placement = spec.placement
+    field_name, page_index = spec.field_name, int(writer.root["/Pages"]["/Count"]) - 1
+    if placement is not None:
+        page_index = placement.page
+    frame = frame_of_page(writer.find_page_for_modification(page_index)[0].get_object(), resolved_get)
+    new_field: fields.SigFieldSpec | None
+    if placement is not None and placement.field_name is not None:
+        field_name, new_field = placement.field_name, None  # the PDF's own empty field, and its widget
+    else:
+        box = ((placement.x, placement.y, placement.width, placement.height) if placement is not None
+               else stamp_box(frame, spec.slot))
+        new_field = fields.SigFieldSpec(sig_field_name=field_name, on_page=page_index,
+                                        box=frame.to_user(box) if spec.visible else None)
     lang = spec.language if spec.language in _SIGNED_WORD else "en"
-    stamp = TextStampStyle(
+    stamp = _UprightStampStyle(
         stamp_text=f"{_SIGNED_WORD[lang]}\n%(signer)s\n%(ts)s\n{_ENVELOPE_WORD[lang]}:\n{spec.envelope_id}",
         text_box_style=TextBoxStyle(font=font, font_size=6.5, leading=8),
         timestamp_format="%Y-%m-%d %H:%M:%S UTC",
         border_width=1,
+        frame=frame,
     )
     long_term: dict[str, Any] = {}
     if spec.long_term is not None:
         long_term = {"embed_validation_info": True, "use_pades_lta": True, "validation_context": spec.long_term}
     meta = signers.PdfSignatureMetadata(
-        field_name=spec.field_name, subfilter=fields.SigSeedSubFilter.PADES, name=spec.signer_name,
+        field_name=field_name, subfilter=fields.SigSeedSubFilter.PADES, name=spec.signer_name,
         reason=spec.reason, location=None, md_algorithm="sha256", **long_term,
     )
     pdf_signer_ = _PdfSigner(
-        meta, signer=signer, timestamper=timestamper, stamp_style=stamp,
-        new_field_spec=fields.SigFieldSpec(sig_field_name=spec.field_name, on_page=page_count - 1,
-                                           box=box if spec.visible else None),
+        meta, signer=signer, timestamper=timestamper, stamp_style=stamp, new_field_spec=new_field,
     )
     out = io.BytesIO()
     await pdf_signer_.async_sign_pdf(

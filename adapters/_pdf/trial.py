@@ -32,6 +32,8 @@ from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from esign_gateway.ports import StampPlacement
+
 from . import fast_hex
 from .certs import as_leaf, as_root
 from .keys import CachedKeySigner, CachedKeyTimeStamper
@@ -118,11 +120,11 @@ class TrialIdentity:
         return self._context
 
 
-def _spec(slot: int, long_term: ValidationContext | None) -> SignatureSpec:
+def _spec(slot: int, long_term: ValidationContext | None, placement: StampPlacement | None = None) -> SignatureSpec:
     return SignatureSpec(
         field_name=f"Signature-upload-trial-{slot}", signer_name="Upload Trial Signer",
         reason="Upload check", envelope_id="00000000-0000-7000-8000-000000000000", slot=slot,
-        language="cs", visible=True, long_term=long_term,
+        language="cs", visible=True, long_term=long_term, placement=placement,
     )
 
 
@@ -135,19 +137,24 @@ async def _certification_kept(identity: TrialIdentity, reader: PdfFileReader) ->
     return not (status.docmdp_ok is False or (status.modification_level and status.modification_level.name == "OTHER"))
 
 
-async def _trial(identity: TrialIdentity, data: bytes) -> None:
+async def _trial(identity: TrialIdentity, data: bytes, placement: StampPlacement | None) -> None:
     kept_before = await _certification_kept(identity, PdfFileReader(io.BytesIO(data), strict=False))
     # Always the B-LTA signature: validating a signature that later DSS and document-timestamp
     # revisions follow is where pyHanko meets object streams, hybrid xrefs and broken streams of
     # the original (a B-T-only trial let 13 corpus files through that the validator then refused).
-    final = await add_signature(data, _spec(0, identity.context()), signer=identity.signer,
+    final = await add_signature(data, _spec(0, identity.context(), placement), signer=identity.signer,
                                 timestamper=identity.timestamper, font=identity.font,
                                 bytes_reserved=TRIAL_BYTES_RESERVED)
     reader = PdfFileReader(io.BytesIO(final), strict=False)
+    own_field = placement.field_name if placement is not None else None
+
+    def is_ours(name: str) -> bool:
+        return name == own_field if own_field else name.startswith("Signature-upload-trial-")
+
     ours = [  # only ours: an earlier signature may be too damaged to even parse, and stays as it is
         EmbeddedPdfSignature(reader, sig_field, name)
         for name, _value, sig_field in enumerate_sig_fields(reader, filled_status=True)
-        if name.startswith("Signature-upload-trial-")
+        if is_ours(name)
     ]
     if len(ours) != 1:
         raise TrialFailed("the trial signature is not where it was put")
@@ -180,6 +187,7 @@ def _certification(reader: PdfFileReader) -> EmbeddedPdfSignature | None:
     return None
 
 
-def trial_sign(identity: TrialIdentity, data: bytes) -> None:
-    """Raise :class:`TrialFailed` (or what pyHanko raises) unless ``data`` takes our signatures."""
-    identity.loop.run_until_complete(_trial(identity, data))
+def trial_sign(identity: TrialIdentity, data: bytes, placement: StampPlacement | None = None) -> None:
+    """Raise :class:`TrialFailed` (or what pyHanko raises) unless ``data`` takes our signature where
+    the first signer's goes (``placement``)."""
+    identity.loop.run_until_complete(_trial(identity, data, placement))

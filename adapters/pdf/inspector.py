@@ -38,8 +38,14 @@ from typing import Any
 import structlog
 
 from adapters._process import name_process
-from esign_gateway.errors import InspectorBusyError, PdfCertifiedError, PdfEncryptedError, PdfInvalidError
-from esign_gateway.ports import InspectorHealth, PdfInfo
+from esign_gateway.errors import (
+    InspectorBusyError,
+    PdfCertifiedError,
+    PdfEncryptedError,
+    PdfInvalidError,
+    ValidationFailedError,
+)
+from esign_gateway.ports import InspectorHealth, PdfInfo, PlacementRequest
 
 __all__ = ["ProcessPdfInspector", "examine"]
 
@@ -123,10 +129,11 @@ def _pages(reader: Any) -> int:
     return pages
 
 
-def examine(data: bytes, identity: Any) -> tuple[str, Any]:
-    """("ok", {pages, prepared, repairs}) | ("encrypted" | "certified" | "invalid", detail).
-    ``prepared`` is the repaired file, or None when the upload is signed as it is."""
-    from adapters._pdf import repair, trial
+def examine(data: bytes, identity: Any, request: PlacementRequest | None = None) -> tuple[str, Any]:
+    """("ok", {pages, prepared, repairs, placements, signature_page}) | ("encrypted" | "certified" |
+    "invalid", detail) | ("placement", (path, message)). ``prepared`` is the file the signers sign
+    when it is not the upload (repaired, or with a signature page), else None."""
+    from adapters._pdf import placement, repair, trial
 
     if repair.header_offset(data) < 0:
         return "invalid", "The file does not start like a PDF."
@@ -142,16 +149,16 @@ def examine(data: bytes, identity: Any) -> tuple[str, Any]:
             return "certified", ("The PDF is certified by its author against any change, so no signature "
                                  "can be added to it. Ask the author for a copy that is not certified.")
     repairs = [] if signed else _faults(data, reader)
-    candidate = data
+    base = data
     for attempt in range(2):
-        if repairs and candidate is data:
+        if repairs and base is data:
             try:
-                candidate = repair.normalise(data)
+                base = repair.normalise(data)
             except repair.EncryptedError:
                 return "encrypted", "The PDF is encrypted; upload it without a password."
             except repair.RepairError as exc:
                 return "invalid", f"The PDF could not be read or repaired ({exc}). {EXPORT_AGAIN}"
-            reader, error = _read(candidate)
+            reader, error = _read(base)
             if reader is None:
                 return "invalid", f"The PDF could not be read even after repair ({error}). {EXPORT_AGAIN}"
             if reader.encrypted:
@@ -166,8 +173,18 @@ def examine(data: bytes, identity: Any) -> tuple[str, Any]:
             # Not repaired on a guess: where pyHanko cannot read a page qpdf and poppler may each
             # reconstruct it differently (the corpus check caught a repair that changed a page's text).
             return "invalid", f"The PDF's pages could not be read ({_cause(exc)}). {EXPORT_AGAIN}"
+        candidate, placements, with_page = base, (), False
+        if request is not None:
+            try:
+                candidate, placements, with_page = _place(base, reader, request, signed=signed)
+            except (MemoryError, _OverBudget):
+                raise
+            except placement.PlacementError as exc:
+                return "placement", (exc.path, exc.message)
+            except Exception as exc:
+                return "invalid", f"The PDF's pages could not be rendered ({_cause(exc)}). {EXPORT_AGAIN}"
         try:
-            trial.trial_sign(identity, candidate)
+            trial.trial_sign(identity, candidate, placements[0] if placements else None)
         except (MemoryError, _OverBudget):
             raise
         except trial.CertificationForbids:
@@ -176,7 +193,7 @@ def examine(data: bytes, identity: Any) -> tuple[str, Any]:
                                  "not certified, or certified to allow annotations.")
         except Exception as exc:
             cause = _cause(exc)
-            if not signed and candidate is data and attempt == 0:
+            if not signed and base is data and attempt == 0:
                 repairs = [f"a signature could not be added as it was ({cause})"]
                 continue
             if signed:
@@ -184,8 +201,25 @@ def examine(data: bytes, identity: Any) -> tuple[str, Any]:
                                    f"without breaking the earlier ones ({cause}). Ask the sender for the "
                                    "unsigned original.")
             return "invalid", f"The PDF cannot be signed ({cause}). {EXPORT_AGAIN}"
-        return "ok", {"pages": pages, "prepared": None if candidate is data else candidate, "repairs": repairs}
+        return "ok", {"pages": pages + (1 if with_page else 0), "prepared": None if candidate is data else candidate,
+                      "repairs": repairs, "placements": placements, "signature_page": with_page}
     raise AssertionError("unreachable")
+
+
+def _place(data: bytes, reader: Any, request: PlacementRequest, *, signed: bool) -> tuple[bytes, tuple[Any, ...], bool]:
+    """Every signer's place (:mod:`adapters._pdf.placement`); an unsigned file without room for them
+    gets a signature page (:mod:`adapters._pdf.signature_page`)."""
+    from adapters._pdf import placement, signature_page
+
+    plan = placement.plan(data, reader, request, may_add_page=not signed)
+    if not plan.signature_page:
+        return data, tuple(plan.placements), False
+    waiting = [i for i, p in enumerate(plan.placements) if p is None]
+    with_page, added = signature_page.append_signature_page(data, request, waiting)
+    placed = list(plan.placements)
+    for i, p in zip(waiting, added, strict=True):
+        placed[i] = p
+    return with_page, tuple(placed), True
 
 
 def _faults(data: bytes, reader: Any) -> list[str]:
@@ -225,12 +259,13 @@ def _serve(conn: Connection, memory_bytes: int, cpu_seconds: int) -> None:
     while True:
         try:
             data = conn.recv_bytes()
+            request = conn.recv()
         except (EOFError, OSError):
             return
         finish = False
         resource.setrlimit(resource.RLIMIT_CPU, (int(_cpu_used()) + cpu_seconds + 1, hard))
         try:
-            verdict = examine(data, identity)
+            verdict = examine(data, identity, request)
         except _OverBudget:
             verdict = ("invalid", f"The PDF needs more than {cpu_seconds} s of processing to read. {EXPORT_AGAIN}")
         except MemoryError:
@@ -392,12 +427,13 @@ class ProcessPdfInspector:
                 self._waiters.remove(waiter)
 
     # -------------------------------------------------------------- one inspection
-    def _call(self, worker: _Worker, data: bytes) -> tuple[str, Any] | None:
+    def _call(self, worker: _Worker, data: bytes, request: PlacementRequest | None) -> tuple[str, Any] | None:
         """Send one document and wait for its verdict (blocking: run in a thread). None: the worker
         was already dead before it got the document (the document is not to blame)."""
         worker.jobs += 1
         try:
             worker.conn.send_bytes(data)
+            worker.conn.send(request)
         except OSError:
             worker.healthy = False
             return None
@@ -413,7 +449,7 @@ class ProcessPdfInspector:
             worker.healthy = False
         return kind, value
 
-    async def inspect(self, data: bytes) -> PdfInfo:
+    async def inspect(self, data: bytes, placement: PlacementRequest | None = None) -> PdfInfo:
         if not self._started:
             await self.start()
         verdict: tuple[str, Any] | None = None
@@ -424,7 +460,7 @@ class ProcessPdfInspector:
                 continue
             done = False
             try:
-                verdict = await asyncio.to_thread(self._call, worker, data)
+                verdict = await asyncio.to_thread(self._call, worker, data, placement)
                 done = True
             finally:
                 if not done:  # cancelled mid-call: the worker's state is unknown
@@ -437,7 +473,11 @@ class ProcessPdfInspector:
                     self._release(worker)
         kind, value = verdict
         if kind == "ok":
-            return PdfInfo(pages=int(value["pages"]), prepared=value["prepared"], repairs=tuple(value["repairs"]))
+            return PdfInfo(pages=int(value["pages"]), prepared=value["prepared"], repairs=tuple(value["repairs"]),
+                           placements=tuple(value["placements"]), signature_page=bool(value["signature_page"]))
+        if kind == "placement":
+            path, message = value
+            raise ValidationFailedError(errors=[{"field": str(path), "message": str(message)}])
         if kind == "encrypted":
             raise PdfEncryptedError(str(value))
         if kind == "certified":

@@ -112,6 +112,8 @@ class DocumentRow(Model):
     current_sha256 = fields.CharField(max_length=64)
     signed_sha256 = fields.CharField(max_length=64, null=True)
     prepared_sha256 = fields.CharField(max_length=64, null=True)
+    placements = fields.JSONField(null=True)
+    """Signer id → StampPlacement.as_dict(); null for envelopes created before placements existed."""
 
     class Meta:
         table = "document"

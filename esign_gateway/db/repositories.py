@@ -17,6 +17,7 @@ from esign_gateway.domain.envelope import Document, Envelope, Signer
 from esign_gateway.domain.events import WEBHOOK_TYPES, DomainEvent
 from esign_gateway.domain.ids import uuid7
 from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
+from esign_gateway.ports import StampPlacement
 
 from .jobs import JobRepository
 from .models import AuditEvent, DocumentRow, EnvelopeRow, OutboxEvent, SignerRow
@@ -70,6 +71,7 @@ def _to_domain(row: EnvelopeRow, docs: list[DocumentRow], signers: list[SignerRo
                 id=d.id, name=d.name, pages=d.pages, size=d.size, sha256=d.sha256,
                 current_sha256=d.current_sha256, signed_sha256=d.signed_sha256, position=d.position,
                 prepared_sha256=d.prepared_sha256,
+                placements={k: StampPlacement.from_dict(v) for k, v in (d.placements or {}).items()},
             )
             for d in sorted(docs, key=lambda d: d.position)
         ],
@@ -146,6 +148,7 @@ class EnvelopeRepository:
                 using_db=self.conn, id=d.id, envelope_id=env.id, position=d.position, name=d.name,
                 pages=d.pages, size=d.size, sha256=d.sha256, current_sha256=d.current_sha256,
                 prepared_sha256=d.prepared_sha256,
+                placements={k: p.as_dict() for k, p in d.placements.items()} or None,
             )
         for s in env.signers:
             await SignerRow.create(

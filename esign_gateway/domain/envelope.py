@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from esign_gateway.ports import StampPlacement
+
 from .events import DomainEvent
 from .states import SIGNER_CAN_ACT, TERMINAL, EnvelopeStatus, InvalidTransition, SignerStatus
 
@@ -43,8 +45,10 @@ class Document:
     """Set at completion: the final signed version."""
     position: int = 0
     prepared_sha256: str | None = None
-    """Set when the upload had to be repaired before signing (it carried no signature): the repaired
-    file, which every signer signs. ``sha256`` stays the upload's."""
+    """Set when the upload had to be repaired before signing (it carried no signature) or got a
+    signature page: the file every signer signs. ``sha256`` stays the upload's."""
+    placements: dict[str, StampPlacement] = field(default_factory=dict)
+    """Signer id → where that signer's stamp goes on this document (placed at creation)."""
 
 
 @dataclass(slots=True)

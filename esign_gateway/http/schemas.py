@@ -75,11 +75,57 @@ class DocumentIn(_In):
         return v
 
 
+Points = Annotated[float, Field(ge=0, le=14400)]
+"""PDF points (1/72 inch); 14 400 pt is the largest page PDF allows."""
+
+
+class FieldIn(_In):
+    """Where a signer's stamp goes on one document: an ``anchor`` text in the document, or a box
+    (``page``, ``x``, ``y``) in PDF points from the top-left corner of the page as a viewer displays it."""
+
+    document: Annotated[int, Field(ge=1, le=20, description="1-based, in the order of `documents`")] = 1
+    anchor: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    occurrence: Annotated[int, Field(ge=-100, le=100, description="which occurrence of the anchor; -1 = the last")] = 1
+    offset_x: Annotated[float | None, Field(ge=-14400, le=14400)] = None
+    offset_y: Annotated[float | None, Field(ge=-14400, le=14400)] = None
+    page: Annotated[int | None, Field(ge=1, le=5000)] = None
+    x: Points | None = None
+    y: Points | None = None
+    width: Annotated[float | None, Field(ge=30, le=1000)] = None
+    height: Annotated[float | None, Field(ge=15, le=1000)] = None
+
+    @model_validator(mode="after")
+    def _anchor_or_box(self) -> FieldIn:
+        box = (self.page, self.x, self.y)
+        if self.anchor is not None:
+            if any(v is not None for v in box):
+                raise ValueError("give an anchor or a box (page, x, y), not both")
+            if self.occurrence == 0:
+                raise ValueError("occurrence counts from 1 (or from -1 for the last)")
+        else:
+            if any(v is None for v in box):
+                raise ValueError("give an anchor, or page, x and y")
+            if self.offset_x is not None or self.offset_y is not None:
+                raise ValueError("offset_x and offset_y go with an anchor")
+        return self
+
+
 class SignerIn(_In):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     email: str
     phone: str
     order: Annotated[int, Field(ge=1, le=10)] = 1
+    fields: Annotated[list[FieldIn], Field(max_length=20)] = []
+    """At most one per document; a document without one gets the PDF's own empty signature field
+    (in form order), else free space on its last page, else a signature page."""
+
+    @field_validator("fields")
+    @classmethod
+    def _one_per_document(cls, v: list[FieldIn]) -> list[FieldIn]:
+        documents = [f.document for f in v]
+        if len(set(documents)) != len(documents):
+            raise ValueError("one field per document: a signer signs each document once")
+        return v
 
     @field_validator("email")
     @classmethod

@@ -286,7 +286,7 @@ class CeremonyService:
                     SignatureRequest(
                         pdf=pdf, envelope_id=env.id, document_id=doc.id, signer_id=signer.id,
                         signer_name=signer.name, signer_email=signer.email, field_name=f"Signature-{signer.id}",
-                        slot=signer.position,
+                        slot=signer.position, placement=doc.placements.get(signer.id),
                         verification=f"e-mail link + SMS code to {mask_phone(signer.phone)}",
                         language=env.language,
                         final=sum(1 for s in env.signers if s.status != SignerStatus.SIGNED) == 1,

@@ -26,7 +26,15 @@ from esign_gateway.errors import (
     TooManyRequestsError,
     ValidationFailedError,
 )
-from esign_gateway.ports import CeremonyHost, DocumentStore, PdfInspector, RemoteHandle, SignatureProvider
+from esign_gateway.ports import (
+    CeremonyHost,
+    DocumentStore,
+    FieldRequest,
+    PdfInspector,
+    PlacementRequest,
+    RemoteHandle,
+    SignatureProvider,
+)
 from esign_gateway.secretbox import SecretBox
 
 from .archive import refuse_if_purged
@@ -48,11 +56,19 @@ class NewDocument:
 
 
 @dataclass(frozen=True, slots=True)
+class NewField:
+    document: int
+    """0-based index into the envelope's documents."""
+    request: FieldRequest
+
+
+@dataclass(frozen=True, slots=True)
 class NewSigner:
     name: str
     email: str
     phone: str
     order: int = 1
+    fields: list[NewField] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +86,28 @@ class NewEnvelope:
     reminders: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REMINDERS))
     metadata: dict[str, Any] = field(default_factory=dict)
     send: bool = True
+
+
+def _placement_request(envelope_id: str, cmd: NewEnvelope, document: int) -> PlacementRequest:
+    """What the inspector needs to place every signer's stamp on document ``document``."""
+    fields: list[FieldRequest | None] = []
+    for s in cmd.signers:
+        mine = [f.request for f in s.fields if f.document == document]
+        fields.append(mine[0] if mine else None)
+    return PlacementRequest(
+        envelope_id=envelope_id, envelope_name=cmd.name, document_name=cmd.documents[document].name,
+        language=cmd.language, signers=tuple(s.name for s in cmd.signers), fields=tuple(fields),
+    )
+
+
+def _check_fields(cmd: NewEnvelope) -> None:
+    errors = [
+        {"field": f"{f.request.path}.document",
+         "message": f"the envelope has {len(cmd.documents)} document(s); document {f.document + 1} does not exist"}
+        for s in cmd.signers for f in s.fields if not 0 <= f.document < len(cmd.documents)
+    ]
+    if errors:
+        raise ValidationFailedError(errors=errors)
 
 
 async def issue_signer_links(
@@ -124,11 +162,14 @@ class EnvelopeService:
         now = self.clock.now()
         if cmd.expires_at is not None and cmd.expires_at <= now:
             raise ValidationFailedError(errors=[{"field": "expires_at", "message": "must be in the future"}])
-        # Parse every upload (bounded, off the loop) before anything is stored.
+        _check_fields(cmd)
+        envelope_id = str(uuid7())
+        signer_ids = [str(uuid7()) for _ in cmd.signers]
+        # Parse every upload (bounded, off the loop) and place every stamp before anything is stored.
         infos = []
         for i, doc in enumerate(cmd.documents):
             try:
-                infos.append(await self.inspector.inspect(doc.content))
+                infos.append(await self.inspector.inspect(doc.content, _placement_request(envelope_id, cmd, i)))
             except GatewayError as exc:
                 if exc.errors is None:
                     exc.errors = [{"field": f"documents[{i}]", "message": exc.detail}]
@@ -139,14 +180,15 @@ class EnvelopeService:
             prepared = await self.store.put(info.prepared) if info.prepared is not None else None
             documents.append(
                 Document(id=str(uuid7()), name=doc.name, pages=info.pages, size=len(doc.content), sha256=key,
-                         current_sha256=prepared or key, position=i, prepared_sha256=prepared)
+                         current_sha256=prepared or key, position=i, prepared_sha256=prepared,
+                         placements=dict(zip(signer_ids, info.placements, strict=True)))
             )
         env = Envelope(
-            id=str(uuid7()), tenant_id=tenant.id, record_type=cmd.record_type, record_id=cmd.record_id,
+            id=envelope_id, tenant_id=tenant.id, record_type=cmd.record_type, record_id=cmd.record_id,
             record_name=cmd.record_name, name=cmd.name, message=cmd.message, language=cmd.language,
             provider=self._provider_for(tenant), created_at=now, documents=documents,
             signers=[
-                Signer(id=str(uuid7()), name=s.name, email=s.email, phone=s.phone, order=s.order, position=i)
+                Signer(id=signer_ids[i], name=s.name, email=s.email, phone=s.phone, order=s.order, position=i)
                 for i, s in enumerate(cmd.signers)
             ],
             expires_in_days=cmd.expires_in_days or tenant.default_expires_in_days or DEFAULT_EXPIRY_DAYS,
@@ -156,10 +198,14 @@ class EnvelopeService:
         env.note("envelope.created", now, actor="api",
                  data={"documents": [{"id": d.id, "sha256": d.sha256, "pages": d.pages} for d in documents]})
         for d, info in zip(documents, infos, strict=True):
-            if d.prepared_sha256 is not None:
+            if info.repairs:
                 env.note("document.normalised", now, actor="gateway",
                          data={"document_id": d.id, "sha256": d.sha256, "prepared_sha256": d.prepared_sha256,
                                "repairs": list(info.repairs)})
+            if info.signature_page:
+                env.note("document.signature_page_added", now, actor="gateway",
+                         data={"document_id": d.id, "sha256": d.sha256, "prepared_sha256": d.prepared_sha256,
+                               "page": d.pages})
         files = [(d.name, info.prepared or upload.content)
                  for d, upload, info in zip(documents, cmd.documents, infos, strict=True)]
         handle = await self._prepare_remote(env, files, now) if cmd.send else None

@@ -86,14 +86,6 @@ async def test_flipped_byte_in_signed_range_fails_validation(shared_parts: dict[
     assert not checks[0].intact and not checks[0].bottom_line
 
 
-def test_stamp_slots_never_overlap() -> None:
-    boxes = [pades.stamp_box((0, 0, 595, 842), slot) for slot in range(10)]
-    for i, a in enumerate(boxes):
-        assert a[0] >= 0 and a[2] <= 595 and a[1] >= 0 and a[3] <= 842
-        for b in boxes[i + 1:]:
-            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
-
-
 def test_dev_pki_is_generated_once(tmp_path: Any) -> None:
     first = ensure_dev_pki(tmp_path)
     cert = first.signer_cert_path.read_bytes()

@@ -189,7 +189,7 @@ async def _sign(state: _Worker, request: SignatureRequest) -> tuple[bytes, datet
         field_name=request.field_name, signer_name=request.signer_name,
         reason=f"Signed by {request.signer_name}; verified by {request.verification}",
         envelope_id=request.envelope_id, slot=request.slot, language=request.language, visible=request.visible,
-        long_term=_validation_context() if request.final else None,
+        long_term=_validation_context() if request.final else None, placement=request.placement,
     )
     state.timestamper.last_time = None
     pdf = await add_signature(request.pdf, spec, signer=state.signer, timestamper=state.timestamper, font=state.font)

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from esign_gateway.domain.envelope import Envelope
 from esign_gateway.errors import DocumentTooLargeError, MalformedRequestError, ValidationFailedError
-from esign_gateway.services.envelopes import NewDocument, NewEnvelope, NewSigner
+from esign_gateway.ports import FieldRequest
+from esign_gateway.services.envelopes import NewDocument, NewEnvelope, NewField, NewSigner
 from esign_gateway.services.idempotency import Claim
 from esign_gateway.services.tenants import TenantInfo
 
@@ -105,7 +106,12 @@ async def _parse_create(request: web.Request) -> NewEnvelope:
     return NewEnvelope(
         record_type=body.record.type, record_id=body.record.id, record_name=body.record.name, name=body.name,
         message=body.message, language=body.language, documents=docs,
-        signers=[NewSigner(s.name, s.email, s.phone, s.order) for s in body.signers],
+        signers=[NewSigner(s.name, s.email, s.phone, s.order, fields=[
+            NewField(document=f.document - 1, request=FieldRequest(
+                path=f"signers[{i}].fields[{j}]", anchor=f.anchor, occurrence=f.occurrence, offset_x=f.offset_x,
+                offset_y=f.offset_y, page=f.page, x=f.x, y=f.y, width=f.width, height=f.height))
+            for j, f in enumerate(s.fields)
+        ]) for i, s in enumerate(body.signers)],
         expires_in_days=body.expires_in_days, expires_at=body.expires_at,
         reminders=body.reminders.model_dump(), metadata=body.metadata, send=body.send,
     )
