@@ -319,6 +319,9 @@ class RemoteSigner:
     email: str
     phone: str
     order: int
+    placements: tuple[StampPlacement | None, ...] = ()
+    """Per document, in order: where this signer signs (placed at creation by the inspector, the
+    same placement the gateway's own stamps use; ``anchor`` is set when the sender gave one)."""
 
 
 @dataclass(frozen=True, slots=True)

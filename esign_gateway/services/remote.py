@@ -47,7 +47,9 @@ def remote_envelope(env: Envelope, documents: list[tuple[str, bytes]], expires_a
     return RemoteEnvelope(
         envelope_id=env.id, name=env.name, message=env.message, language=env.language, expires_at=expires_at,
         documents=documents,
-        signers=[RemoteSigner(s.id, s.name, s.email, s.phone, s.order) for s in env.signers],
+        signers=[RemoteSigner(s.id, s.name, s.email, s.phone, s.order,
+                              placements=tuple(d.placements.get(s.id) for d in env.documents))
+                 for s in env.signers],
         reminder_days_before_expiry=list(env.reminders.get("before_expiry_days") or []),
     )
 
