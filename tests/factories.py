@@ -74,3 +74,98 @@ def signature_kinds(pdf: bytes) -> list[str]:
     from pyhanko.pdf_utils.reader import PdfFileReader
 
     return [str(s.sig_object.get("/Type", "/Sig")) for s in PdfFileReader(io.BytesIO(pdf)).embedded_signatures]
+
+
+# --------------------------------------------------------------------------- where stamps go
+
+LOREM = "Zhotovitel se zavazuje provést dílo řádně a včas; objednatel dílo převezme a zaplatí cenu."
+
+
+def czech_contract(pages: int = 3, *, label_page: int = 2, label: str = "Podpis objednatele:",
+                   full_pages: bool = True) -> bytes:
+    """A contract whose page ``label_page`` ends with the signature block: "Podpis objednatele:" and
+    "Podpis zhotovitele:" with room below; every other page is full of text to its bottom margin."""
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4)
+    font = _font()
+    for n in range(1, pages + 1):
+        c.setFont(font, 14)
+        c.drawString(72, 780, f"Smlouva o dílo č. 2026/042 — strana {n} z {pages}")
+        c.setFont(font, 10)
+        lines = 16 if n == label_page else (60 if full_pages else 10)
+        for line in range(lines):
+            c.drawString(56, 756 - line * 12, f"{line + 1}. {LOREM}")
+        if n == label_page:
+            y = 756 - lines * 12 - 30
+            c.drawString(56, y, label)
+            c.drawString(320, y, "Podpis zhotovitele:")
+        c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def placeholder_contract(placeholders: tuple[str, ...] = ("{{podpis:1}}",)) -> bytes:
+    """One page with the sender's placeholders written into the signature block."""
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4)
+    font = _font()
+    c.setFont(font, 10)
+    for line in range(20):
+        c.drawString(56, 780 - line * 12, f"{line + 1}. {LOREM}")
+    for i, placeholder in enumerate(placeholders):
+        c.drawString(56 + i * 260, 480, "Objednatel:" if i == 0 else "Zhotovitel:")
+        c.setFont(font, 8)
+        c.drawString(56 + i * 260, 460, placeholder)
+        c.setFont(font, 10)
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def rotated_pdf(rotate: int = 90, *, crop: tuple[float, float, float, float] | None = None) -> bytes:
+    """A landscape-displayed page: a portrait A4 page turned by ``/Rotate``, text on its upper half."""
+    import pikepdf
+
+    pdf = pikepdf.open(io.BytesIO(make_pdf(pages=1)))
+    pdf.pages[0].obj["/Rotate"] = rotate
+    if crop is not None:
+        pdf.pages[0].obj["/CropBox"] = pikepdf.Array(list(crop))
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+def with_empty_signature_fields(names: tuple[str, ...] = ("Objednatel", "Zhotovitel")) -> bytes:
+    """A contract with empty signature fields on page 1, as Word or LibreOffice export them."""
+    import pikepdf
+
+    pdf = pikepdf.open(io.BytesIO(make_pdf(pages=1, text="Smlouva s podpisovými poli")))
+    page = pdf.pages[0]
+    fields = pikepdf.Array()
+    annots = pikepdf.Array()
+    for i, name in enumerate(names):
+        widget = pdf.make_indirect(pikepdf.Dictionary(
+            Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Widget, FT=pikepdf.Name.Sig, T=pikepdf.String(name),
+            Rect=pikepdf.Array([56 + i * 260, 60, 56 + i * 260 + 200, 130]), F=4, P=page.obj,
+        ))
+        fields.append(widget)
+        annots.append(widget)
+    page.obj["/Annots"] = annots
+    pdf.Root["/AcroForm"] = pikepdf.Dictionary(Fields=fields, SigFlags=0)
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+def page_fill(pages: int = 2) -> bytes:
+    """Every page printed to its edges: the last page has no room for a stamp."""
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4)
+    font = _font()
+    for n in range(1, pages + 1):
+        c.setFont(font, 9)
+        for line in range(84):
+            c.drawString(10, 832 - line * 10, f"{n}.{line + 1} {LOREM} {LOREM}")
+        c.showPage()
+    c.save()
+    return buf.getvalue()

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from esign_gateway.domain.envelope import Envelope
 from esign_gateway.domain.quota import Plan, PlanTerms
+from esign_gateway.ports import StampPlacement
 from esign_gateway.services.plans import MonthUsage, PlanState
 
 __all__ = [
@@ -241,6 +242,30 @@ class DocumentOut(BaseModel):
     signed_sha256: str | None
 
 
+class PlacementOut(BaseModel):
+    """Where a signer's stamp goes on one document (points from the displayed page's top-left)."""
+
+    document_id: str
+    page: int
+    """1-based."""
+    x: float
+    y: float
+    width: float
+    height: float
+    source: Literal["anchor", "coordinates", "form_field", "automatic", "signature_page"]
+    """The sender's ``anchor`` or box (``coordinates``), the PDF's own empty signature field
+    (``form_field``), free space the gateway found (``automatic``), or the signature page it appended."""
+
+    @classmethod
+    def of(cls, document_id: str, p: StampPlacement) -> PlacementOut:
+        return cls(document_id=document_id, page=p.page + 1, x=p.x, y=p.y, width=p.width, height=p.height,
+                   source=p.source)  # type: ignore[arg-type]
+
+
+def placements_of(env: Envelope, signer_id: str) -> list[PlacementOut]:
+    return [PlacementOut.of(d.id, d.placements[signer_id]) for d in env.documents if signer_id in d.placements]
+
+
 class SignerOut(BaseModel):
     id: str
     name: str
@@ -254,6 +279,8 @@ class SignerOut(BaseModel):
     decline_reason: str | None
     delivery_error: str | None = None
     """Why the invitation could not be delivered (status ``undeliverable``)."""
+    fields: list[PlacementOut] = []
+    """Where this signer's stamp goes, per document."""
 
 
 class LinksOut(BaseModel):
@@ -298,7 +325,8 @@ class EnvelopeOut(BaseModel):
             signers=[
                 SignerOut(id=s.id, name=s.name, email=s.email, phone=s.phone, order=s.order, status=s.status.value,
                           viewed_at=s.viewed_at, verified_at=s.verified_at, signed_at=s.signed_at,
-                          decline_reason=s.decline_reason, delivery_error=s.delivery_error)
+                          decline_reason=s.decline_reason, delivery_error=s.delivery_error,
+                          fields=placements_of(env, s.id))
                 for s in env.signers
             ],
             reminders=env.reminders, metadata=env.metadata,
@@ -322,6 +350,8 @@ class SignerDocumentOut(BaseModel):
     name: str
     pages: int
     url: str
+    signature: PlacementOut | None = None
+    """Where this signer's stamp goes on the document."""
 
 
 class SignerViewOut(BaseModel):

@@ -9,7 +9,9 @@ LANGUAGES = ("cs", "sk", "en")
 TEXT: dict[str, dict[str, str]] = {
     "cs": {
         "title": "Podpis dokumentů", "from": "Žádost o podpis od", "for": "Pro", "docs": "Dokumenty",
-        "pages": "stran", "download": "Stáhnout PDF", "open": "Otevřít dokument", "expires": "Podepsat lze do",
+        "pages": "stran", "sign_on_page": "Váš podpis bude na straně {page}",
+        "sign_on_added_page": "Váš podpis bude na podpisové straně na konci dokumentu (strana {page})",
+        "download": "Stáhnout PDF", "open": "Otevřít dokument", "expires": "Podepsat lze do",
         "step_code": "Ověření telefonem", "step_sign": "Podpis", "phone": "Jednorázový kód pošleme SMS na číslo",
         "send_code": "Poslat SMS kód", "resend_code": "Poslat nový kód", "resend_in": "Nový kód lze poslat za",
         "seconds": "s", "code_label": "Kód z SMS (6 číslic)", "code_help": "Kód platí 5 minut.",
@@ -24,7 +26,9 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "sk": {
         "title": "Podpis dokumentov", "from": "Žiadosť o podpis od", "for": "Pre", "docs": "Dokumenty",
-        "pages": "strán", "download": "Stiahnuť PDF", "open": "Otvoriť dokument", "expires": "Podpísať je možné do",
+        "pages": "strán", "sign_on_page": "Váš podpis bude na strane {page}",
+        "sign_on_added_page": "Váš podpis bude na podpisovej strane na konci dokumentu (strana {page})",
+        "download": "Stiahnuť PDF", "open": "Otvoriť dokument", "expires": "Podpísať je možné do",
         "step_code": "Overenie telefónom", "step_sign": "Podpis", "phone": "Jednorazový kód pošleme SMS na číslo",
         "send_code": "Poslať SMS kód", "resend_code": "Poslať nový kód", "resend_in": "Nový kód je možné poslať o",
         "seconds": "s", "code_label": "Kód z SMS (6 číslic)", "code_help": "Kód platí 5 minút.",
@@ -39,7 +43,9 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "en": {
         "title": "Sign documents", "from": "Signature requested by", "for": "For", "docs": "Documents",
-        "pages": "pages", "download": "Download PDF", "open": "Open the document", "expires": "You can sign until",
+        "pages": "pages", "sign_on_page": "Your signature goes on page {page}",
+        "sign_on_added_page": "Your signature goes on the signature page at the end of the document (page {page})",
+        "download": "Download PDF", "open": "Open the document", "expires": "You can sign until",
         "step_code": "Confirm your phone", "step_sign": "Sign", "phone": "We send a one-time code by SMS to",
         "send_code": "Send SMS code", "resend_code": "Send a new code", "resend_in": "A new code can be sent in",
         "seconds": "s", "code_label": "Code from the SMS (6 digits)", "code_help": "The code is valid for 5 minutes.",

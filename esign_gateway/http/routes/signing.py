@@ -14,7 +14,7 @@ from esign_gateway.services.ceremony import SignerView
 
 from ..bodies import read_json
 from ..keys import CONTAINER
-from ..schemas import CodeSentOut, DeclineIn, SignerDocumentOut, SignerViewOut, SignIn
+from ..schemas import CodeSentOut, DeclineIn, PlacementOut, SignerDocumentOut, SignerViewOut, SignIn
 from .signing_page import check_origin, client_of
 
 __all__ = ["routes"]
@@ -38,7 +38,9 @@ def _view_out(view: SignerView, token: str) -> SignerViewOut:
         signer_name=signer.name, phone=mask_phone(signer.phone), status=signer.status.value,
         envelope_status=env.status.value, expires_at=env.expires_at, language=env.language,
         documents=[
-            SignerDocumentOut(id=d.id, name=d.name, pages=d.pages, url=f"/api/sign/{token}/documents/{d.id}")
+            SignerDocumentOut(id=d.id, name=d.name, pages=d.pages, url=f"/api/sign/{token}/documents/{d.id}",
+                              signature=PlacementOut.of(d.id, d.placements[signer.id])
+                              if signer.id in d.placements else None)
             for d in env.documents
         ],
     )

@@ -144,8 +144,8 @@ async def page(request: web.Request) -> web.Response:
         sender=view.sender_name, envelope_name=env.name, envelope_id=env.id, signer_name=signer.name,
         message=env.message, phone=mask_phone(signer.phone), expires=_when(env.expires_at),
         waiting_for_others=env.status.value == "sent",
-        documents=[{"id": d.id, "name": d.name, "pages": d.pages,
-                    "url": f"/api/sign/{token}/documents/{d.id}"} for d in env.documents],
+        documents=[{"id": d.id, "name": d.name, "pages": d.pages, "url": f"/api/sign/{token}/documents/{d.id}",
+                    "place": d.placements.get(signer.id)} for d in env.documents],
     )
 
 
