@@ -9,7 +9,6 @@ import hashlib
 from typing import Any
 
 from adapters.providers.local import pades
-
 from tests.api.conftest import Ceremony, Tenant, envelope_body, signer
 from tests.factories import czech_contract, page_fill, placeholder_contract, rotated_pdf, with_empty_signature_fields
 from tests.pdf_tools import Word, pdfsig, poppler_pages, poppler_render, poppler_text, poppler_words
