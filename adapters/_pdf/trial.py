@@ -137,12 +137,24 @@ async def _certification_kept(identity: TrialIdentity, reader: PdfFileReader) ->
     return not (status.docmdp_ok is False or (status.modification_level and status.modification_level.name == "OTHER"))
 
 
-async def _trial(identity: TrialIdentity, data: bytes, placement: StampPlacement | None) -> None:
+async def _trial(identity: TrialIdentity, data: bytes, placements: tuple[StampPlacement, ...]) -> None:
     kept_before = await _certification_kept(identity, PdfFileReader(io.BytesIO(data), strict=False))
     # Always the B-LTA signature: validating a signature that later DSS and document-timestamp
     # revisions follow is where pyHanko meets object streams, hybrid xrefs and broken streams of
     # the original (a B-T-only trial let 13 corpus files through that the validator then refused).
-    final = await add_signature(data, _spec(0, identity.context(), placement), signer=identity.signer,
+    first = placements[0] if placements else None
+    await _trial_one(identity, data, first, identity.context(), kept_before)
+    # A signer who signs the PDF's own empty field where the first makes a new one (or the other way
+    # round) meets other code in pyHanko, and another DocMDP rule: that one is tried too (B-T).
+    other = next((p for p in placements[1:] if (p.field_name is None) != (first is None or first.field_name is None)),
+                 None)
+    if other is not None:
+        await _trial_one(identity, data, other, None, kept_before)
+
+
+async def _trial_one(identity: TrialIdentity, data: bytes, placement: StampPlacement | None,
+                     long_term: ValidationContext | None, kept_before: bool | None) -> None:
+    final = await add_signature(data, _spec(0, long_term, placement), signer=identity.signer,
                                 timestamper=identity.timestamper, font=identity.font,
                                 bytes_reserved=TRIAL_BYTES_RESERVED)
     reader = PdfFileReader(io.BytesIO(final), strict=False)
@@ -187,7 +199,7 @@ def _certification(reader: PdfFileReader) -> EmbeddedPdfSignature | None:
     return None
 
 
-def trial_sign(identity: TrialIdentity, data: bytes, placement: StampPlacement | None = None) -> None:
-    """Raise :class:`TrialFailed` (or what pyHanko raises) unless ``data`` takes our signature where
-    the first signer's goes (``placement``)."""
-    identity.loop.run_until_complete(_trial(identity, data, placement))
+def trial_sign(identity: TrialIdentity, data: bytes, placements: tuple[StampPlacement, ...] = ()) -> None:
+    """Raise :class:`TrialFailed` (or what pyHanko raises) unless ``data`` takes our signatures where
+    the signers' go (``placements``, one per signer)."""
+    identity.loop.run_until_complete(_trial(identity, data, placements))

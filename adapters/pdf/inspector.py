@@ -184,7 +184,7 @@ def examine(data: bytes, identity: Any, request: PlacementRequest | None = None)
             except Exception as exc:
                 return "invalid", f"The PDF's pages could not be rendered ({_cause(exc)}). {EXPORT_AGAIN}"
         try:
-            trial.trial_sign(identity, candidate, placements[0] if placements else None)
+            trial.trial_sign(identity, candidate, placements)
         except (MemoryError, _OverBudget):
             raise
         except trial.CertificationForbids:

@@ -17,10 +17,10 @@ from pyhanko.sign import fields, signers
 from reportlab.pdfgen import canvas
 
 from adapters.providers.local.pades import load_roots, validate
-from esign_gateway.errors import ValidationFailedError
+from esign_gateway.errors import PdfCertifiedError, ValidationFailedError
 from esign_gateway.ports import FieldRequest, PdfInfo, PlacementRequest, SignatureRequest
 from tests import pdf_reproducers as repro
-from tests.factories import LOREM, _font, czech_contract, make_pdf, page_fill
+from tests.factories import LOREM, _font, czech_contract, make_pdf, page_fill, with_empty_signature_fields
 from tests.pdf_tools import Word, poppler_pages, poppler_render, poppler_words
 
 ENVELOPE_ID = "01a206aa-bcdb-750e-bbc5-e812ca10e709"
@@ -233,3 +233,28 @@ async def test_the_last_occurrence_of_an_anchor_is_taken_when_asked(shared_parts
         await shared_parts["inspector"].inspect(upload, _request(NAMES[:1], (FieldRequest(
             path="signers[0].fields[0]", anchor="Smlouva o dílo", occurrence=4),)))
     assert caught.value.errors[0]["field"] == "signers[0].fields[0].occurrence"
+
+
+def _certified_with_an_empty_field() -> bytes:
+    """An author's certification "form filling and signing only" (DocMDP P=2) over a contract that
+    has one empty signature field for the customer: signing that field is allowed, a new one is not."""
+    meta = signers.PdfSignatureMetadata(
+        field_name="Certifikace", subfilter=fields.SigSeedSubFilter.PADES, name="Petr Cizinec",
+        md_algorithm="sha256", certify=True, docmdp_permissions=fields.MDPPerm.FILL_FORMS,
+    )
+    return repro._foreign_sign(with_empty_signature_fields(("Objednatel",)), meta)
+
+
+async def test_a_certified_file_is_signed_in_its_own_empty_field_and_refused_when_a_new_one_is_needed(
+    shared_parts: dict[str, Any]
+) -> None:
+    upload = await asyncio.to_thread(_certified_with_an_empty_field)
+    info, signed = await _place_and_sign(shared_parts, upload, NAMES[:1])
+    assert (info.placements[0].source, info.placements[0].field_name) == ("form_field", "Objednatel")
+    checks = {c.field_name: c for c in await asyncio.to_thread(
+        validate, signed, load_roots(shared_parts["material"].trust_root_paths))}
+    assert checks["Objednatel"].bottom_line
+    assert checks["Certifikace"].intact and checks["Certifikace"].modification_level != "OTHER"
+    # a second signer would need a new field, which the certification forbids: refused now, not after the SMS
+    with pytest.raises(PdfCertifiedError):
+        await shared_parts["inspector"].inspect(upload, _request(NAMES[:2]))
