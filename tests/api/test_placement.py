@@ -201,3 +201,25 @@ async def test_automatic_stamps_avoid_the_text_of_the_last_page(api: Any, tenant
     assert a[0] + a[2] <= b[0] or b[0] + b[2] <= a[0] or a[1] + a[3] <= b[1] or b[1] + b[3] <= a[1]
     words = poppler_words(signed, 2)
     assert _words_of(words, "Nováková")[0].inside(boxes[0]) and _words_of(words, "Šťastný")[0].inside(boxes[1])
+
+
+async def test_the_signer_sees_where_they_sign(api: Any, tenant: Tenant, ceremony: Ceremony) -> None:
+    upload = czech_contract(pages=3, label_page=2)
+    env = await _create(api, tenant, _body(upload, [{**JANA, "fields": [{"anchor": "Podpis objednatele:"}]}]))
+    await ceremony.run_jobs()
+    token = ceremony.link_token(JANA["email"])
+    view = await (await api.get(f"/api/sign/{token}")).json()
+    (doc,) = view["documents"]
+    assert (doc["signature"]["page"], doc["signature"]["source"]) == (2, "anchor")
+    assert doc["signature"] == {**env["signers"][0]["fields"][0], "document_id": doc["id"]}
+    page = await (await api.get(f"/sign/{token}")).text()
+    assert "Váš podpis bude na straně 2" in page and f'{doc["url"]}#page=2' in page
+    page = await (await api.get(f"/sign/{token}?lang=en")).text()
+    assert "Your signature goes on page 2" in page
+
+
+async def test_the_signer_is_told_of_the_signature_page(api: Any, tenant: Tenant, ceremony: Ceremony) -> None:
+    await _create(api, tenant, _body(page_fill(pages=1), [JANA]))
+    await ceremony.run_jobs()
+    page = await (await api.get(f"/sign/{ceremony.link_token(JANA['email'])}")).text()
+    assert "na podpisové straně na konci dokumentu (strana 2)" in page
