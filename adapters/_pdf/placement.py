@@ -153,25 +153,25 @@ class _Page:
                 return round(px / scale + pad, 2), round(py / scale + pad, 2), w, h
         return None
 
-    def words(self) -> tuple[str, list[tuple[int, tuple[float, float, float, float]]]]:
-        """The page text folded for matching, and per folded character its source character's box
-        (displayed page: left, top, right, bottom)."""
+    def text(self) -> tuple[str, list[int], Any]:
+        """The page text folded for matching, per folded character its source character's index,
+        and pdfium's text page (for the boxes of what matched)."""
         text = self._page().get_textpage()
         count = text.count_chars()
         whole = text.get_text_range()
         one_to_one = len(whole) == count  # else (characters beyond the BMP) one call per character
         folded: list[str] = []
-        boxes: list[tuple[int, tuple[float, float, float, float]]] = []
+        source: list[int] = []
         for i in range(count):
             part = _fold(whole[i] if one_to_one else text.get_text_range(i, 1))
-            if not part:
-                continue
-            left, bottom, right, top = text.get_charbox(i)
-            x, y, w, h = self.frame.to_display((left, bottom, right, top))
-            for ch in part:
-                folded.append(ch)
-                boxes.append((i, (x, y, x + w, y + h)))
-        return "".join(folded), boxes
+            folded.append(part)
+            source.extend([i] * len(part))
+        return "".join(folded), source, text
+
+    def char_box(self, text: Any, index: int) -> tuple[float, float, float, float] | None:
+        """One character's box on the displayed page (left, top, right, bottom); None if it has none."""
+        x, y, w, h = self.frame.to_display(text.get_charbox(index))
+        return (x, y, x + w, y + h) if w > 0 and h > 0 else None
 
 
 def _overlap(a: Rect, b: Rect, gap: float = 0.0) -> bool:
@@ -204,14 +204,16 @@ class _Document:
         if not needle:
             return found
         for index in range(self.count):
-            text, boxes = self.page(index).words()
-            start = text.find(needle)
+            page = self.page(index)
+            folded, source, text = page.text()
+            start = folded.find(needle)
             while start >= 0:
-                chars = [b for _, b in boxes[start:start + len(needle)] if b[2] > b[0] and b[3] > b[1]]
+                chars = [box for i in sorted(set(source[start:start + len(needle)]))
+                         if (box := page.char_box(text, i)) is not None]
                 if chars:
                     found.append((index, (min(c[0] for c in chars), min(c[1] for c in chars),
                                           max(c[2] for c in chars), max(c[3] for c in chars))))
-                start = text.find(needle, start + len(needle))
+                start = folded.find(needle, start + len(needle))
         return found
 
     def empty_signature_fields(self) -> list[tuple[str, int, Rect]]:
