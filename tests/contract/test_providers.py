@@ -5,19 +5,32 @@ Differences between the providers are explicit here, never hidden:
 * who sends invitations and planned reminders: we (e-mail) for ``local``; DigiSign for ``digisign``
   (planned reminders become DigiSign envelope notifications; a manual remind is a DigiSign resend);
 * what the signed result is: our PAdES signatures (validated with pyHanko) for ``local``; DigiSign's
-  ``combined`` PDF, archived with its audit log, for ``digisign``.
+  ``combined`` PDF, archived with its audit log, for ``digisign``;
+* where a signer signs: the stamp's widget in our signed PDF for ``local``; the signature tags the
+  fake DigiSign accepted (it refuses a tag off the page, or a placeholder not in the text) for
+  ``digisign``. Both come from the same placement, made when the envelope is created.
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import re
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
+
+import pikepdf
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfgen import canvas
 
 from esign_gateway.container import Container
 from esign_gateway.db.models import AuditEvent, Job
 from esign_gateway.db.repositories import verify_chain
 from tests.api.conftest import Tenant, envelope_body, signer
 from tests.contract.conftest import CrmReceiver, Signers
-from tests.factories import signature_kinds
+from tests.factories import make_pdf, signature_kinds
 from tests.fakes import FrozenClock
 from tests.fakes.digisign import FakeDigiSign
 
@@ -153,3 +166,144 @@ async def test_reminders_planned_and_manual(
         assert remote["recipients"][0].get("resent") == 1  # the manual one: a DigiSign resend
         assert [(n["type"], n["days"]) for n in remote["notifications"]] == [("toSignBeforeExpires", 1)]
         assert reminded == 1 and not signers.local.smtp.to(JANA[0])  # DigiSign e-mails, not us
+
+
+# --------------------------------------------------------------------------- where signers sign
+
+Box = tuple[float, float, float, float]
+"""left, top, right, bottom: points from the displayed page's top-left (DigiSign's convention)."""
+
+
+def _placeholder_pdf(placeholder: str) -> bytes:
+    """One A4 page of contract text with ``placeholder`` written in its signature block."""
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4)
+    c.setFont("Helvetica", 10)
+    for line in range(20):
+        c.drawString(56, 780 - line * 12, f"{line + 1}. Zhotovitel se zavazuje provest dilo radne a vcas.")
+    c.drawString(56, 480, "Objednatel:")
+    c.setFont("Helvetica", 8)
+    c.drawString(56, 460, placeholder)
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def _text_box(pdf: bytes, word: str, page: int = 1) -> Box:
+    """Where poppler (``pdftotext -bbox``) sees ``word`` on the displayed ``page`` (1-based)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.pdf"
+        src.write_bytes(pdf)
+        out = subprocess.run(["/usr/bin/pdftotext", "-bbox", "-cropbox", "-f", str(page), "-l", str(page),
+                              str(src), "-"], capture_output=True, text=True, timeout=60, check=True).stdout
+    for m in re.finditer(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>', out):
+        if m.group(5).replace("&amp;", "&") == word:
+            return float(m.group(1)), float(m.group(2)), float(m.group(3)), float(m.group(4))
+    raise AssertionError(f"{word!r} is not on page {page}")
+
+
+def _stamps(pdf: bytes) -> list[tuple[int, Box, tuple[float, float]]]:
+    """Our visible signatures' widgets (not the invisible document timestamp): (0-based page, box on
+    the displayed page, the page's displayed size); the test PDFs are unrotated, MediaBox at the origin."""
+    found = []
+    with pikepdf.open(io.BytesIO(pdf)) as doc:
+        for index, page in enumerate(doc.pages):
+            _, _, width, height = (float(v) for v in page.mediabox)
+            for annot in page.obj.get("/Annots", []):
+                if annot.get("/FT") == "/Sig" or annot.get("/Parent", {}).get("/FT") == "/Sig":
+                    x0, y0, x1, y1 = (float(v) for v in annot["/Rect"])
+                    if x0 == x1 or y0 == y1:
+                        continue
+                    found.append((index, (min(x0, x1), height - max(y0, y1), max(x0, x1), height - min(y0, y1)),
+                                  (width, height)))
+    return found
+
+
+def _covers(outer: Box, inner: Box, tolerance: float = 0.0) -> bool:
+    return (outer[0] <= inner[0] + tolerance and outer[1] <= inner[1] + tolerance
+            and outer[2] >= inner[2] - tolerance and outer[3] >= inner[3] - tolerance)
+
+
+def _remote(fake: FakeDigiSign, envelope_id: str) -> dict[str, Any]:
+    return next(e for e in fake.envelopes.values() if e["metadata"] == envelope_id)
+
+
+def _tag_box(tag: dict[str, Any]) -> Box:
+    return tag["xPosition"], tag["yPosition"], tag["xPosition"] + tag["width"], tag["yPosition"] + tag["height"]
+
+
+async def _signed(api: Any, tenant: Tenant, driver: Signers, env: dict[str, Any],
+                  people: list[tuple[str, str]]) -> bytes:
+    for email, phone in people:
+        await driver.sign(env["id"], email, phone)
+    resp = await api.get(f"/v1/envelopes/{env['id']}/download", headers=tenant.auth)
+    assert resp.status == 200
+    return await resp.read()
+
+
+async def _create_on(
+    api: Any, tenant: Tenant, driver: Signers, people: list[dict[str, Any]], pdf: bytes
+) -> dict[str, Any]:
+    body = envelope_body(people)
+    body["documents"] = [{"name": "smlouva.pdf", "content": base64.b64encode(pdf).decode()}]
+    resp = await api.post("/v1/envelopes", json=body, headers=tenant.auth)
+    assert resp.status == 201, await resp.text()
+    env = dict(await resp.json())
+    await driver.settle()
+    return env
+
+
+async def test_eight_signers_all_sign_inside_the_a4_page(
+    api: Any, tenant: Tenant, signers: Signers, provider_name: str, fake_digisign: FakeDigiSign
+) -> None:
+    people = [(f"podepisujici{n}@example.cz", f"+42060200000{n}") for n in range(8)]
+    env = await _create_on(api, tenant, signers,
+                           [signer(f"Podepisující {n}", e, p) for n, (e, p) in enumerate(people)], make_pdf(pages=2))
+    if provider_name == "digisign":  # the fake took every tag: each is on a page of the file it was given
+        remote = _remote(fake_digisign, env["id"])
+        (doc,) = remote["documents"]
+        pages = fake_digisign.document_pages(remote, doc)
+        assert pages is not None
+        tags = remote["tags"]
+        assert sorted(t["recipient"].rsplit("/", 1)[1] for t in tags) == sorted(r["id"] for r in remote["recipients"])
+        for tag in tags:
+            frame = pages[tag["page"] - 1]
+            assert frame.width < frame.height < 843  # A4 portrait
+            assert frame.holds(tag["xPosition"], tag["yPosition"], tag["width"], tag["height"]), tag
+        assert len({(t["page"], t["xPosition"], t["yPosition"]) for t in tags}) == 8  # none on another
+    else:
+        stamps = _stamps(await _signed(api, tenant, signers, env, people))
+        assert len(stamps) == 8
+        for _, (left, top, right, bottom), (width, height) in stamps:
+            assert 0 <= left < right <= width and 0 <= top < bottom <= height
+        assert len({(page, box) for page, box, _ in stamps}) == 8
+
+
+async def test_a_placeholder_anchor_is_where_the_signer_signs(
+    api: Any, tenant: Tenant, signers: Signers, provider_name: str, fake_digisign: FakeDigiSign
+) -> None:
+    upload = _placeholder_pdf("{{podpis:1}}")
+    placeholder = _text_box(upload, "{{podpis:1}}")
+    env = await _create_on(api, tenant, signers, [{**signer(), "fields": [{"anchor": "{{podpis:1}}"}]}], upload)
+    if provider_name == "digisign":  # DigiSign finds the placeholder itself
+        remote = _remote(fake_digisign, env["id"])
+        assert ("POST", f"/api/envelopes/{remote['id']}/tags/by-placeholder") in fake_digisign.calls
+        (tag,) = remote["tags"]
+        assert (tag["placeholder"], tag["positioning"], tag["page"]) == ("{{podpis:1}}", "bottom_left", 1)
+        assert _covers(_tag_box(tag), placeholder, tolerance=2)
+    else:
+        ((page, box, _),) = _stamps(await _signed(api, tenant, signers, env, [JANA]))
+        assert page == 0 and _covers(box, placeholder)
+
+
+async def test_a_box_given_by_coordinates_is_where_the_signer_signs(
+    api: Any, tenant: Tenant, signers: Signers, provider_name: str, fake_digisign: FakeDigiSign
+) -> None:
+    env = await _create(api, tenant, signers,
+                        [{**signer(), "fields": [{"document": 1, "page": 1, "x": 100, "y": 200}]}])
+    if provider_name == "digisign":
+        (tag,) = _remote(fake_digisign, env["id"])["tags"]
+        assert (tag["page"], tag["xPosition"], tag["yPosition"], tag["placeholder"]) == (1, 100, 200, None)
+    else:
+        ((page, (left, top, _, _), _),) = _stamps(await _signed(api, tenant, signers, env, [JANA]))
+        assert page == 0 and abs(left - 100) < 0.01 and abs(top - 200) < 0.01

@@ -22,6 +22,17 @@ What it follows (section numbers of the notes):
   title, parameters, type}]}`` with Czech texts; lists are ``{items, count, page, itemsPerPage,
   _links}`` with ``page``/``itemsPerPage`` and ``field[eq]=``/``status[in][]=`` filters.
 
+Signature tags (§3, C9; the SDK's ``EnvelopeTag``: ``page``, ``xPosition``, ``yPosition``, ``width``,
+``height`` are ``int``): the fake reads every uploaded PDF (pikepdf: each page's displayed size, the
+CropBox clipped to the MediaBox and turned by ``/Rotate``, inherited through the page tree; pdfium: its
+text), and refuses with a 400 validation error a ``tags`` call whose page does not exist or whose tag
+box (``width`` × ``height``, else 156 × 60 pt, from the page's top-left as displayed) is not on the
+page, and a ``tags/by-placeholder`` call whose placeholder occurs in none of the envelope's documents.
+``by-placeholder`` tags every occurrence in every document (the SDK answers with a collection), the
+tag aligned on the placeholder's box by ``positioning`` (the nine values of the third-party notes);
+each created tag is recorded in the envelope's ``tags`` with its page and box. ``send`` refuses an
+envelope in which a signer has no signature tag.
+
 Test-only control (``/_control/…``): make a recipient open/sign/decline/fail authentication,
 expire an envelope, inject faults (status with ``Retry-After``, or a delay for timeouts) and
 drop webhooks (to test the reconciliation of missed ones).
@@ -48,6 +59,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import pikepdf
+import pypdfium2 as pdfium
 from aiohttp import web
 
 PRAGUE = ZoneInfo("Europe/Prague")
@@ -56,6 +69,110 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 NOT_BLANK = "Tato hodnota nesmí být prázdná."
 BAD_EMAIL = "Tato hodnota není platná e-mailová adresa."
 BAD_PHONE = "Tato hodnota není platné telefonní číslo."
+NOT_INT = "Tato hodnota by měla být typu int."
+BAD_CHOICE = "Zvolená hodnota není platná."
+TAG_W, TAG_H = 156, 60
+"""A signature tag's default size: 55 × 21 mm."""
+TAG_TYPES = frozenset({"signature", "approval", "text", "document", "attachment", "checkbox", "radio_button",
+                       "date_of_signature"})
+POSITIONINGS = frozenset({"top_left", "top_center", "top_right", "middle_left", "center", "middle_right",
+                          "bottom_left", "bottom_center", "bottom_right"})
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    """One page as a viewer shows it: ``box`` is the visible area in user space (left, bottom, right,
+    top), turned clockwise by ``rotate``; ``width`` × ``height`` is the displayed size."""
+
+    box: tuple[float, float, float, float]
+    rotate: int
+
+    @property
+    def width(self) -> float:
+        x0, y0, x1, y1 = self.box
+        return x1 - x0 if self.rotate in (0, 180) else y1 - y0
+
+    @property
+    def height(self) -> float:
+        x0, y0, x1, y1 = self.box
+        return y1 - y0 if self.rotate in (0, 180) else x1 - x0
+
+    def display(self, ux: float, uy: float) -> tuple[float, float]:
+        """A user-space point on the displayed page (from its top-left, y downwards)."""
+        x0, y0, x1, y1 = self.box
+        return {0: (ux - x0, y1 - uy), 90: (uy - y0, ux - x0), 180: (x1 - ux, uy - y0),
+                270: (y1 - uy, x1 - ux)}[self.rotate]
+
+    def holds(self, x: float, y: float, w: float, h: float) -> bool:
+        return x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= self.width + 0.01 and y + h <= self.height + 0.01
+
+
+def read_pages(data: bytes) -> list[PageInfo] | None:
+    """Each page's displayed frame, or None when the file is not a PDF that can be read."""
+
+    def inherited(page: Any, key: str) -> Any:
+        node = page
+        for _ in range(64):
+            if key in node:
+                return node[key]
+            if "/Parent" not in node:
+                return None
+            node = node["/Parent"]
+        return None
+
+    def rect(value: Any) -> tuple[float, float, float, float] | None:
+        try:
+            x0, y0, x1, y1 = (float(v) for v in value)
+        except (TypeError, ValueError):
+            return None
+        return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+    try:
+        with pikepdf.open(io.BytesIO(data)) as pdf:
+            pages = []
+            for page in pdf.pages:
+                media = rect(inherited(page.obj, "/MediaBox")) or (0.0, 0.0, 612.0, 792.0)
+                crop = rect(inherited(page.obj, "/CropBox")) or media
+                box = (max(media[0], crop[0]), max(media[1], crop[1]), min(media[2], crop[2]), min(media[3], crop[3]))
+                if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                    box = media
+                rotate = int(inherited(page.obj, "/Rotate") or 0) // 90 * 90 % 360
+                pages.append(PageInfo(box, rotate))
+            return pages
+    except (pikepdf.PdfError, ValueError, TypeError):
+        return None
+
+
+def find_text(data: bytes, pages: list[PageInfo], needle: str) -> list[tuple[int, tuple[float, float, float, float]]]:
+    """Every occurrence of ``needle`` in the text: (0-based page, displayed box left, top, right, bottom)."""
+    found = []
+    doc = pdfium.PdfDocument(data)
+    try:
+        for index in range(len(doc)):
+            text = doc[index].get_textpage()
+            searcher = text.search(needle, match_case=True)
+            while (hit := searcher.get_next()) is not None:
+                start, count = hit
+                points = []
+                for i in range(start, start + count):
+                    left, bottom, right, top = text.get_charbox(i)
+                    if right > left and top > bottom:
+                        points += [pages[index].display(left, bottom), pages[index].display(right, top)]
+                if points:
+                    xs, ys = [p[0] for p in points], [p[1] for p in points]
+                    found.append((index, (min(xs), min(ys), max(xs), max(ys))))
+    finally:
+        doc.close()
+    return found
+
+
+def aligned(box: tuple[float, float, float, float], w: int, h: int, positioning: str) -> tuple[int, int]:
+    """The tag's top-left corner when it is aligned on ``box`` (left, top, right, bottom) by ``positioning``."""
+    left, top, right, bottom = box
+    vertical, _, horizontal = positioning.partition("_") if positioning != "center" else ("middle", "", "center")
+    x = {"left": left, "center": (left + right - w) / 2, "right": right - w}[horizontal]
+    y = {"top": top, "middle": (top + bottom - h) / 2, "bottom": bottom - h}[vertical]
+    return round(x), round(y)
 
 
 def _uuid7(now: datetime) -> str:
@@ -189,6 +306,7 @@ class FakeDigiSign:
         r.add_post("/api/envelopes/{id}/documents", self.add_document)
         r.add_post("/api/envelopes/{id}/recipients", self.add_recipient)
         r.add_post("/api/envelopes/{id}/tags", self.add_tag)
+        r.add_post("/api/envelopes/{id}/tags/by-placeholder", self.add_tags_by_placeholder)
         r.add_post("/api/envelopes/{id}/notifications", self.add_notification)
         r.add_get("/api/envelopes/{id}/notifications", self.list_notifications)
         r.add_post("/api/envelopes/{id}/send", self.send)
@@ -251,14 +369,15 @@ class FakeDigiSign:
         part = await reader.next()
         if part is None or getattr(part, "name", None) != "file":
             return self._invalid([self._violation("file", NOT_BLANK)])
-        data = await part.read()  # type: ignore[union-attr]
+        data = bytes(await part.read())  # type: ignore[union-attr]
         fid = _uuid7(self._now())
         name = part.filename or "file.pdf"  # type: ignore[union-attr]
         self.files[fid] = {"id": fid, "name": name, "originalName": name, "mimeType": "application/pdf",
                            "size": len(data), "sha1Checksum": hashlib.sha1(data).hexdigest(),
                            "_links": {"self": f"/api/files/{fid}", "content": f"/api/files/{fid}/content"},
-                           "_content": data}
-        return web.json_response({k: v for k, v in self.files[fid].items() if k != "_content"}, status=201)
+                           "_content": data, "_pages": read_pages(data)}
+        return web.json_response({k: v for k, v in self.files[fid].items() if k not in ("_content", "_pages")},
+                                 status=201)
 
     async def file_content(self, request: web.Request) -> web.Response:
         f = self.files.get(request.match_info["id"])
@@ -354,22 +473,105 @@ class FakeDigiSign:
         env["recipients"].append(rec)
         return web.json_response(rec, status=201)
 
+    # ------------------------------------------------------------------ tags
+    def document_pages(self, env: dict[str, Any], document: dict[str, Any]) -> list[PageInfo] | None:
+        """The displayed pages of one of the envelope's documents (tests check tags against them)."""
+        return self.files[document["file"].rsplit("/", 1)[1]]["_pages"]
+
+    def _size(self, body: dict[str, Any], violations: list[dict[str, Any]]) -> tuple[int, int]:
+        size = []
+        for key, default in (("width", TAG_W), ("height", TAG_H)):
+            value = body.get(key)
+            if value is None:
+                size.append(default)
+            elif not _is_int(value) or value <= 0:
+                violations.append(self._violation(key, NOT_INT if not _is_int(value) else "Hodnota musí být kladná."))
+                size.append(default)
+            else:
+                size.append(int(value))
+        return size[0], size[1]
+
+    def _tag_common(self, env: dict[str, Any], body: dict[str, Any], violations: list[dict[str, Any]]) -> None:
+        iri = f"/api/envelopes/{env['id']}"
+        if body.get("recipient") not in {f"{iri}/recipients/{r['id']}" for r in env["recipients"]}:
+            violations.append(self._violation("recipient", "Neplatné IRI."))
+        if body.get("type") not in TAG_TYPES:
+            violations.append(self._violation("type", BAD_CHOICE))
+
+    def _record(self, env: dict[str, Any], tag: dict[str, Any]) -> dict[str, Any]:
+        tag = {"id": _uuid7(self._now()), **tag, "createdAt": self._stamp(), "updatedAt": self._stamp()}
+        tag["_links"] = {"self": f"/api/envelopes/{env['id']}/tags/{tag['id']}"}
+        env["tags"].append(tag)
+        return tag
+
     async def add_tag(self, request: web.Request) -> web.Response:
         env = self._envelope(request)
         body = await request.json()
         iri = f"/api/envelopes/{env['id']}"
-        docs = {f"{iri}/documents/{d['id']}" for d in env["documents"]}
-        recs = {f"{iri}/recipients/{r['id']}" for r in env["recipients"]}
-        violations = []
-        if body.get("document") not in docs:
+        doc = next((d for d in env["documents"] if f"{iri}/documents/{d['id']}" == body.get("document")), None)
+        violations: list[dict[str, Any]] = []
+        if doc is None:
             violations.append(self._violation("document", "Neplatné IRI."))
-        if body.get("recipient") not in recs:
-            violations.append(self._violation("recipient", "Neplatné IRI."))
+        self._tag_common(env, body, violations)
+        for key in ("page", "xPosition", "yPosition"):
+            if body.get(key) is None:
+                violations.append(self._violation(key, NOT_BLANK))
+            elif not _is_int(body[key]):
+                violations.append(self._violation(key, NOT_INT))
+        w, h = self._size(body, violations)
         if violations:
             return self._invalid(violations)
-        tag = {"id": _uuid7(self._now()), **body}
-        env["tags"].append(tag)
+        assert doc is not None
+        pages = self.document_pages(env, doc)
+        if pages is None:
+            return self._invalid([self._violation("document", "Do dokumentu nelze umístit štítek: není to PDF.")])
+        page, x, y = int(body["page"]), int(body["xPosition"]), int(body["yPosition"])
+        if not 1 <= page <= len(pages):
+            return self._invalid([self._violation(
+                "page", f"Dokument má {len(pages)} stran; strana {page} neexistuje.")])
+        frame = pages[page - 1]
+        if not frame.holds(x, y, w, h):
+            where = "xPosition" if x < 0 or x + w > frame.width else "yPosition"
+            return self._invalid([self._violation(where, (
+                f"Štítek {w} × {h} b na x={x}, y={y} přesahuje stranu {page} "
+                f"({frame.width:g} × {frame.height:g} b)."))])
+        tag = self._record(env, {**body, "page": page, "xPosition": x, "yPosition": y, "width": w, "height": h,
+                                 "placeholder": None, "positioning": None})
         return web.json_response(tag, status=201)
+
+    async def add_tags_by_placeholder(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        body = await request.json()
+        violations: list[dict[str, Any]] = []
+        self._tag_common(env, body, violations)
+        placeholder = body.get("placeholder")
+        if not isinstance(placeholder, str) or not placeholder.strip():
+            violations.append(self._violation("placeholder", NOT_BLANK))
+        if body.get("positioning") not in POSITIONINGS:
+            violations.append(self._violation("positioning", BAD_CHOICE))
+        w, h = self._size(body, violations)
+        if violations:
+            return self._invalid(violations)
+        iri = f"/api/envelopes/{env['id']}"
+        tags = []
+        for doc in env["documents"]:
+            pages = self.document_pages(env, doc)
+            if pages is None:
+                continue
+            content = self.files[doc["file"].rsplit("/", 1)[1]]["_content"]
+            for index, box in find_text(content, pages, placeholder):
+                x, y = aligned(box, w, h, body["positioning"])
+                if not pages[index].holds(x, y, w, h):
+                    return self._invalid([self._violation("positioning", (
+                        f"Štítek u zástupného textu {placeholder} přesahuje stranu {index + 1}."))])
+                tags.append({**body, "document": f"{iri}/documents/{doc['id']}", "page": index + 1,
+                             "xPosition": x, "yPosition": y, "width": w, "height": h})
+        if not tags:
+            return self._invalid([self._violation("placeholder", (
+                f"Zástupný text {placeholder} není v žádném dokumentu obálky."))])
+        created = [self._record(env, t) for t in tags]
+        return web.json_response({"items": created, "count": len(created), "page": 1, "itemsPerPage": len(created)},
+                                 status=201)
 
     async def add_notification(self, request: web.Request) -> web.Response:
         env = self._envelope(request)
@@ -395,6 +597,10 @@ class FakeDigiSign:
             violations.append(self._violation("documents", "Obálka musí obsahovat alespoň jeden dokument."))
         if not any(r["role"] == "signer" for r in env["recipients"]):
             violations.append(self._violation("recipients", "Obálka musí mít alespoň jednoho podepisujícího."))
+        tagged = {t["recipient"] for t in env["tags"] if t.get("type") == "signature"}
+        iri = f"/api/envelopes/{env['id']}"
+        if any(r["role"] == "signer" and f"{iri}/recipients/{r['id']}" not in tagged for r in env["recipients"]):
+            violations.append(self._violation("recipients", "Každý podepisující musí mít podpisový štítek."))
         now = self._now()
         valid_to = datetime.fromisoformat(env["validTo"]) if env["validTo"] else now + timedelta(
             days=int(env["expiration"]))
@@ -581,6 +787,10 @@ class FakeDigiSign:
         return web.json_response({"drop": self.drop_webhooks})
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _combined_pdf(documents: list[bytes], env: dict[str, Any]) -> bytes:
     from pypdf import PdfReader, PdfWriter
 
@@ -608,4 +818,4 @@ def _log_pdf(env: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["FakeDigiSign", "Fault"]
+__all__ = ["FakeDigiSign", "Fault", "PageInfo", "find_text", "read_pages"]
