@@ -26,7 +26,14 @@ parallel) → download. The result is compared with the upload by
   arrays, AcroForm and its /Fields, /Perms, DSS, Info, Metadata, /Extensions); when pikepdf cannot
   open the result at all (a destroyed page tree), qpdf's JSON of both files is compared instead;
 - pikepdf: a filled form field visible in the upload (by /NeedAppearances true or by an appearance
-  stream that draws it) is still visible in the result.
+  stream that draws it) is still visible in the result;
+- every signer's stamp (its widget, on whatever page), in poppler's display basis (MediaBox, /Rotate
+  applied, see ``display_box``): the /Rect lies inside the displayed page (CropBox ∩ MediaBox, 0.5 pt),
+  and so do the stamp words ``pdftotext -bbox`` finds; those words are wider than tall and the lines
+  run top to bottom ("signed by", name, envelope ID); the words inside the box read the signer's name
+  and the envelope ID; no word of the upload's page (``pdftotext -bbox``) and no other stamp of ours lies
+  under it (a page the gateway added has nothing to cover); with the page painted black under the
+  annotations (a pikepdf copy, ``pdftoppm -r 30 -gray``) the box stays light (median grey > 200).
 
 The process exits 1 when any file falls in a failure class (see ``FAILURE_CLASSES``).
 """
@@ -39,7 +46,9 @@ import atexit
 import contextlib
 import csv
 import hashlib
+import html
 import io
+import itertools
 import json
 import os
 import re
@@ -50,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -64,10 +74,11 @@ THIS = Path(__file__).resolve()
 FAILURE_CLASSES = (
     "accepted-then-unsignable", "changed-content", "overwritten-object", "lost-form-value",
     "invalid-signature", "valid-refused", "5xx", "no-response", "qpdf-new-errors",
+    "stamp-outside-cropbox", "stamp-not-upright", "stamp-unreadable", "stamp-over-text", "stamp-no-background",
 )
-CHECKS = ("sig", "hanko", "text", "render", "pages", "qpdf", "objects", "form")
+CHECKS = ("sig", "hanko", "text", "render", "pages", "qpdf", "objects", "form", "stamp")
 """Columns of a row: pdfsig, pyHanko, pdftotext, pdftoppm, pdfinfo, qpdf --check, pikepdf objects
-(and the byte prefix), pikepdf form values."""
+(and the byte prefix), pikepdf form values, our stamps (several failure classes, see ``stamp_problems``)."""
 CHECK_CLASS = {
     "sig": "invalid-signature", "hanko": "invalid-signature", "text": "changed-content",
     "render": "changed-content", "pages": "changed-content", "qpdf": "qpdf-new-errors",
@@ -261,6 +272,19 @@ async def pdfsig(pdf: Path) -> list[PdfSig] | str:
                    s.get("Signature Type", "?"), s.get("Signer Certificate Common Name", "?")) for s in sigs]
 
 
+def our_fields(expected: list[str], before: list[PdfSig] | str, after: list[PdfSig] | str) -> list[str]:
+    """Our signers' signature fields: ``Signature-<signer id>``, or, where the gateway signed one of the
+    upload's own empty signature fields instead (in form order), the next field that is signed in the
+    result (not as a document timestamp) and was not in the upload, in pdfsig's (form) order."""
+    if isinstance(after, str) or isinstance(before, str):
+        return expected
+    signed_before = {s.field for s in before if s.kind != "?"}
+    present = {s.field for s in after}
+    new = [s.field for s in after if s.kind not in ("?", "ETSI.RFC3161") and s.field not in signed_before
+           and s.field not in expected]
+    return [name if name in present or not new else new.pop(0) for name in expected]
+
+
 async def pdftotext_pages(pdf: Path) -> list[str] | str:
     run = await run_tool("pdftotext", "-enc", "UTF-8", str(pdf), "-")
     if run.rc != 0:
@@ -309,33 +333,87 @@ def parse_pgm(data: bytes) -> tuple[int, int, bytes]:
     return w, h, pixels
 
 
-def page_pixel_boxes(geom: dict[str, Any], width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """Our widgets' /Rect on a page rendered by pdftoppm (MediaBox, /Rotate applied) → pixel boxes
-    (x0, y0, x1, y1), widened by the mask margin."""
-    mx0, my0, mx1, my1 = geom["media"]
+Box = tuple[float, float, float, float]
+"""x0, y0, x1, y1 with x0 <= x1, y0 <= y1."""
+
+# The display basis: pdftoppm and ``pdftotext -bbox`` (both without ``-cropbox``) show a page in points
+# (pdftoppm: pixels at -r DPI) from the top-left corner of the MediaBox as displayed, y down, /Rotate
+# applied (normalised as poppler does: -90 is 270, 450 is 90, a value that is no multiple of 90 is 0).
+# Found by experiment with poppler 22.12 on pages with offset and reversed boxes, /Rotate 0/90/180/270/
+# -90/450/45: pdftotext's <page width height> stays the *unrotated* box size, but the word boxes follow
+# /Rotate; words outside the MediaBox are dropped, words outside the CropBox are kept. With ``-cropbox``
+# the origin is the top-left corner of CropBox ∩ MediaBox (rotated the same way) and words outside it are
+# dropped. The stamp checks use the MediaBox basis, so that text outside the CropBox is still seen.
+
+
+def page_rotation(value: Any) -> int:
+    r = int(value or 0) % 360
+    return r if r in (0, 90, 180, 270) else 0
+
+
+def display_box(rect: Iterable[float], media: Iterable[float], rotate: Any) -> Box:
+    """A user-space rectangle (a widget's /Rect) in the display basis (see above); independent of the
+    product's placement code."""
+    mx0, my0, mx1, my1 = _norm(media)
     mw, mh = mx1 - mx0, my1 - my0
-    rot = int(geom.get("rotate", 0)) % 360
-    disp_w, disp_h = (mh, mw) if rot in (90, 270) else (mw, mh)
+    rot = page_rotation(rotate)
+    x0, y0, x1, y1 = _norm(rect)
+    xs, ys = [], []
+    for x, y in ((x0, y0), (x1, y1), (x0, y1), (x1, y0)):
+        u, v = x - mx0, y - my0
+        if rot == 90:
+            px, py = v, u
+        elif rot == 180:
+            px, py = mw - u, v
+        elif rot == 270:
+            px, py = mh - v, mw - u
+        else:
+            px, py = u, mh - v
+        xs.append(px)
+        ys.append(py)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def displayed_page(geom: dict[str, Any]) -> Box:
+    """The page as a viewer shows it (CropBox ∩ MediaBox; no CropBox: the MediaBox) in the display basis;
+    an empty intersection gives an empty box."""
+    media = _norm(geom["media"])
+    crop = _norm(geom.get("crop") or media)
+    x0, y0 = max(media[0], crop[0]), max(media[1], crop[1])
+    x1, y1 = max(x0, min(media[2], crop[2])), max(y0, min(media[3], crop[3]))
+    return display_box((x0, y0, x1, y1), media, geom.get("rotate"))
+
+
+def _norm(box: Iterable[float]) -> Box:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
+def inside(inner: Box, outer: Box, tolerance: float) -> bool:
+    return (inner[0] >= outer[0] - tolerance and inner[1] >= outer[1] - tolerance
+            and inner[2] <= outer[2] + tolerance and inner[3] <= outer[3] + tolerance)
+
+
+def overlaps(a: Box, b: Box, tolerance: float) -> bool:
+    """The boxes share more than ``tolerance`` in both directions."""
+    return min(a[2], b[2]) - max(a[0], b[0]) > tolerance and min(a[3], b[3]) - max(a[1], b[1]) > tolerance
+
+
+def page_pixel_boxes(geom: dict[str, Any], width: int, height: int,
+                     margin: int = RENDER_MASK_MARGIN_PX) -> list[tuple[int, int, int, int]]:
+    """Our widgets' /Rect on a page rendered by pdftoppm (MediaBox, /Rotate applied) → pixel boxes
+    (x0, y0, x1, y1), widened by ``margin`` pixels (negative: the interior)."""
+    mx0, my0, mx1, my1 = _norm(geom["media"])
+    mw, mh = mx1 - mx0, my1 - my0
+    disp_w, disp_h = (mh, mw) if page_rotation(geom.get("rotate")) in (90, 270) else (mw, mh)
     if disp_w <= 0 or disp_h <= 0:
         return []
     sx, sy = width / disp_w, height / disp_h
     boxes = []
     for rect in geom["rects"]:
-        corners = []
-        for x, y in ((rect[0], rect[1]), (rect[2], rect[3]), (rect[0], rect[3]), (rect[2], rect[1])):
-            u, v = x - mx0, y - my0
-            if rot == 90:
-                px, py = v, u
-            elif rot == 180:
-                px, py = mw - u, v
-            elif rot == 270:
-                px, py = mh - v, mw - u
-            else:
-                px, py = u, mh - v
-            corners.append((px * sx, py * sy))
-        m = RENDER_MASK_MARGIN_PX
-        boxes.append((int(min(c[0] for c in corners)) - m, int(min(c[1] for c in corners)) - m,
-                      int(max(c[0] for c in corners)) + 1 + m, int(max(c[1] for c in corners)) + 1 + m))
+        x0, y0, x1, y1 = display_box(rect, geom["media"], geom.get("rotate"))
+        boxes.append((int(x0 * sx) - margin, int(y0 * sy) - margin,
+                      int(x1 * sx) + 1 + margin, int(y1 * sy) + 1 + margin))
     return boxes
 
 
@@ -463,6 +541,181 @@ def compare_text(before: list[str], after: list[str], extra: list[str]) -> tuple
     return None, remark
 
 
+# ----------------------------------------------------------------------------- stamps
+# Every one of our stamps, checked in the display basis (see ``display_box``) against what poppler shows:
+# inside the displayed page, upright, readable, over none of the upload's words, light even on a page
+# painted black under it.
+
+STAMP_TOKEN = re.compile(
+    r"\)?Elektronicky|pod(?:epsal|písal)\s*\(?a?\)?|Signed|electronically|by|ID|obálky:?|Envelope|ID:"
+    r"|\d{4}-\d{2}-\d{2}|\d{2}:\d{2}:\d{2}|UTC"
+)
+"""One whitespace-separated token of what our stamp prints besides names and the envelope ID."""
+STAMP_PAGE_TOLERANCE = 0.5
+"""Points a widget's /Rect may stick out of the displayed page."""
+STAMP_WORD_TOLERANCE = 2.0
+"""Points a word box of pdftotext (font ascent and descent) may stick out of a box."""
+STAMP_OVER_TOLERANCE = 1.0
+"""Points a stamp may share with a word of the upload (in both directions)."""
+STAMP_LIGHT_MEDIAN = 200
+"""The stamp box's median grey level (of 255) on the page painted black under the annotations."""
+STAMP_CLASSES = ("stamp-outside-cropbox", "stamp-not-upright", "stamp-unreadable", "stamp-over-text",
+                 "stamp-no-background")
+WORD_TAG = re.compile(r'<word xMin="([^"]+)" yMin="([^"]+)" xMax="([^"]+)" yMax="([^"]+)">(.*?)</word>', re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Word:
+    box: Box
+    """Display basis (pdftotext -bbox without -cropbox)."""
+    text: str
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2
+
+
+@dataclass(frozen=True)
+class Stamp:
+    page: int
+    """1-based."""
+    field: str
+    signer: str
+    rect: Box
+    """The widget's /Rect (user space)."""
+    box: Box
+    """The /Rect in the display basis."""
+    flags: int
+
+
+def _clean(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", BIDI_CONTROLS.sub("", text)).split())
+
+
+def parse_bbox_words(xhtml: str) -> list[Word]:
+    words = []
+    for m in WORD_TAG.finditer(xhtml):
+        try:
+            box = _norm(float(m.group(k)) for k in range(1, 5))
+        except ValueError:
+            continue
+        if text := _clean(html.unescape(m.group(5))):
+            words.append(Word(box, text))
+    return words
+
+
+async def pdftotext_words(pdf: Path, page: int) -> list[Word] | str:
+    """The words of one page (1-based) with their boxes in the display basis."""
+    run = await run_tool("pdftotext", "-bbox", "-enc", "UTF-8", "-f", str(page), "-l", str(page), str(pdf), "-")
+    if run.rc != 0:
+        return tool_error(run)
+    return parse_bbox_words(run.out.decode("utf-8", "replace"))
+
+
+def new_words(signed: list[Word], original: list[Word] | None) -> list[Word]:
+    """Words of the result's page that the upload's page does not have at the same place (±1 pt)."""
+    left: dict[str, list[Box]] = {}
+    for w in original or []:
+        left.setdefault(w.text, []).append(w.box)
+    out = []
+    for w in signed:
+        boxes = left.get(w.text, [])
+        k = next((i for i, b in enumerate(boxes) if all(abs(p - q) <= 1 for p, q in zip(b, w.box, strict=True))),
+                 None)
+        if k is None:
+            out.append(w)
+        else:
+            boxes.pop(k)
+    return out
+
+
+def is_stamp_word(text: str, names: Iterable[str], envelope_id: str) -> bool:
+    """Every token of the word is something a stamp prints (a name, the envelope ID or a part of it
+    when wrapped, the fixed text)."""
+    known = {t for n in names for t in n.split()}
+    tokens = text.split()
+    return bool(tokens) and all(t in known or envelope_id in t or (len(t) >= 4 and t in envelope_id)
+                                or STAMP_TOKEN.fullmatch(t) for t in tokens)
+
+
+def page_stamps(index: int, geom: dict[str, Any], signer_of: dict[str, str]) -> list[Stamp]:
+    fields = geom.get("fields") or [""] * len(geom["rects"])
+    flags = geom.get("flags") or [0] * len(geom["rects"])
+    return [Stamp(index + 1, fl, signer_of.get(fl, "?"), _norm(rect),
+                  display_box(rect, geom["media"], geom.get("rotate")), fg)
+            for rect, fl, fg in zip(geom["rects"], fields, flags, strict=True)]
+
+
+def _fmt(box: Box) -> str:
+    return "[" + " ".join(f"{v:.0f}" for v in box) + "]"
+
+
+def stamp_problems(stamps: list[Stamp], geom: dict[str, Any], signed_words: list[Word],
+                   original_words: list[Word] | None, envelope_id: str, names: Iterable[str]) -> list[tuple[str, str]]:
+    """(failure class, what) for the stamps of one page. ``original_words`` None: the page is not in the
+    upload (added by the gateway), nothing to cover there."""
+    problems: list[tuple[str, str]] = []
+    names = list(names)
+    page_box = displayed_page(geom)
+    ours = [w for w in new_words(signed_words, original_words) if is_stamp_word(w.text, names, envelope_id)]
+    tol = STAMP_WORD_TOLERANCE
+
+    # 1. inside the displayed page: our transform of /Rect, and (independently) pdftotext's stamp words
+    for s in stamps:
+        if not inside(s.box, page_box, STAMP_PAGE_TOLERANCE):
+            problems.append(("stamp-outside-cropbox", f"p{s.page} {s.signer}: box {_fmt(s.box)} (Rect {_fmt(s.rect)}, "
+                             f"Rotate {geom.get('rotate')}) not inside the displayed page {_fmt(page_box)}"))
+    if outside := [w for w in ours if not inside(w.box, page_box, tol)]:
+        problems.append(("stamp-outside-cropbox", f"p{stamps[0].page}: pdftotext finds stamp text {outside[0].text!r} "
+                         f"at {_fmt(outside[0].box)}, outside the displayed page {_fmt(page_box)}"))
+
+    for s in stamps:
+        mine = [w for w in ours if inside((*w.center, *w.center), s.box, tol)]
+        who = f"p{s.page} {s.signer}"
+        # 3. readable
+        text = " ".join(w.text for w in mine)
+        hidden = " (hidden by /F)" if s.flags & (2 | 32) or not s.flags & 4 else ""
+        if _clean(s.signer) not in text or envelope_id not in "".join(text.split()):
+            problems.append(("stamp-unreadable", f"{who}: pdftotext reads {text[:80]!r} in {_fmt(s.box)}{hidden}"))
+        # 2. upright: words wider than tall, lines top to bottom
+        tall = [w for w in mine if sum(c.isalpha() for c in w.text) >= 2 and w.box[2] - w.box[0] <= w.box[3] - w.box[1]]
+        if tall:
+            problems.append(("stamp-not-upright", f"{who}: {len(tall)} of {len(mine)} words taller than wide "
+                             f"({tall[0].text[:30]!r} {_fmt(tall[0].box)}; page Rotate {geom.get('rotate')})"))
+        else:
+            first = (s.signer.split() or [s.signer])[0]
+            lines: list[Word] = []
+            for w in (next((w for w in mine if re.search(r"Elektronicky|Signed", w.text)), None),
+                      next((w for w in mine if first in w.text), None),
+                      next((w for w in mine if envelope_id[:8] in "".join(w.text.split())), None)):
+                if w is not None and w not in lines:
+                    lines.append(w)
+            ys = [w.center[1] for w in lines]
+            if any(b - a < 1 for a, b in itertools.pairwise(ys)):
+                problems.append(("stamp-not-upright", f"{who}: lines not top to bottom ('signed by', name, envelope "
+                                 f"ID at y {', '.join(f'{y:.0f}' for y in ys)})"))
+        # 4. not over the upload's words, nor over another of our stamps
+        if under := [w for w in original_words or [] if overlaps(w.box, s.box, STAMP_OVER_TOLERANCE)]:
+            problems.append(("stamp-over-text", f"{who}: {len(under)} words of the upload under {_fmt(s.box)}: "
+                             + " ".join(w.text for w in under[:6])[:80]))
+        for o in stamps:
+            if o is not s and o.field > s.field and overlaps(o.box, s.box, STAMP_OVER_TOLERANCE):
+                problems.append(("stamp-over-text", f"{who}: over the stamp of {o.signer} {_fmt(o.box)}"))
+    return problems
+
+
+def stamp_median(pgm: bytes, geom: dict[str, Any], rect: Iterable[float]) -> int | None:
+    """The median grey level inside a stamp box (one pixel in from its edge) on a rendered page; None
+    when fewer than 4 of its pixels are on the page."""
+    w, h, pixels = parse_pgm(pgm)
+    ((x0, y0, x1, y1),) = page_pixel_boxes({**geom, "rects": [list(rect)]}, w, h, margin=-1)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) < 4:
+        return None
+    values = sorted(b"".join(pixels[y * w + x0: y * w + x1] for y in range(y0, y1)))
+    return values[len(values) // 2]
+
+
 # ----------------------------------------------------------------------------- worker process
 # pikepdf and pyHanko run in worker processes (JSON lines over stdin/stdout): the event loop that
 # drives the HTTP ceremonies keeps going, and a crash or a hang costs one check of one file.
@@ -498,18 +751,26 @@ def _describe(obj: Any) -> str:
         return "?"
 
 
-def _inherited(page: Any, key: str) -> Any:
-    """A page attribute, inherited through /Parent (ISO 32000 §7.7.3.4); cycles end the walk."""
+def _inherited(page: Any, key: str, valid: Callable[[Any], bool] | None = None) -> Any:
+    """A page attribute, inherited through /Parent (ISO 32000 §7.7.3.4); cycles end the walk. With
+    ``valid``, a value it rejects counts as absent (the walk goes on to the parent)."""
     import pikepdf
 
     node, seen = page, set()
     while isinstance(node, pikepdf.Dictionary) and node.objgen not in seen:
         if node.objgen != (0, 0):
             seen.add(node.objgen)
-        if key in node:
+        if key in node and (valid is None or valid(node[key])):
             return node[key]
         node = node.get("/Parent")
     return None
+
+
+def _page_box(page: Any, key: str) -> list[float] | None:
+    """/MediaBox or /CropBox as poppler reads it (poppler 22.12, by experiment): inherited, normalised,
+    an all-zero box ignored (a zero-width one is kept); no MediaBox at all: poppler's letter size."""
+    box = _box(_inherited(page, key, lambda v: bool((b := _box(v)) and any(b))))
+    return box if box is not None or key != "/MediaBox" else [0, 0, 612, 792]
 
 
 def _box(value: Any) -> list[float] | None:
@@ -518,6 +779,14 @@ def _box(value: Any) -> list[float] | None:
     except Exception:
         return None
     return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+
+
+def _rotation_of(page: Any) -> int:
+    """/Rotate as poppler reads it (an integer, inherited; anything else counts as 0)."""
+    try:
+        return page_rotation(int(_inherited(page, "/Rotate") or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _field_name(annot: Any) -> str | None:
@@ -559,6 +828,7 @@ def _op_objects(req: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"geometry": {}, "signed_error": None}
     try:
         signed = pikepdf.open(req["signed"], inherit_page_attributes=False)
+        out["need_appearances"] = _need_appearances(signed)
     except Exception as exc:  # e.g. "unable to find page tree": the page tree was overwritten
         signed = None
         out["signed_error"] = f"pikepdf cannot open the result: {exc}".replace(req["signed"], "signed.pdf")
@@ -575,11 +845,17 @@ def _op_objects(req: dict[str, Any]) -> dict[str, Any]:
                 name = _field_name(a)
                 if name in ours and (rect := _box(a.get("/Rect"))) is not None:
                     g = geometry.setdefault(i, {
-                        "rotate": int(_inherited(po, "/Rotate") or 0),
-                        "media": _box(_inherited(po, "/MediaBox")) or [0, 0, 612, 792],
-                        "rects": [],
+                        "rotate": _rotation_of(po),
+                        "media": _page_box(po, "/MediaBox"),
+                        "crop": _page_box(po, "/CropBox"),
+                        "rects": [], "fields": [], "flags": [],
                     })
                     g["rects"].append(rect)
+                    g["fields"].append(name)
+                    try:
+                        g["flags"].append(int(a.get("/F", 0)))
+                    except (TypeError, ValueError):
+                        g["flags"].append(0)
                     stamped_pages.add(po.objgen)
     except Exception as exc:
         out["signed_error"] = f"pikepdf cannot list the result's pages: {type(exc).__name__}: {exc}"
@@ -613,6 +889,10 @@ def _op_objects(req: dict[str, Any]) -> dict[str, Any]:
     with contextlib.suppress(Exception):
         for page in base.pages:
             po = page.obj
+            for a in _annots(po):  # an empty signature field of the upload that we signed gets its /V
+                if _field_name(a) in ours:
+                    allow(a)
+                    allow(a.get("/Parent"))
             before = {a.objgen for a in _annots(po)}
             # a page that got a new annotation (our stamp, the document timestamp's widget)
             if po.objgen in stamped_pages or signed_page_annots.get(po.objgen, before) - before:
@@ -872,8 +1152,23 @@ def _op_pyhanko(req: dict[str, Any]) -> dict[str, Any]:
     return {"signatures": sigs, "timestamps": timestamps, "via": via, "crash": crash}
 
 
+def _op_darken(req: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the result (``out``, a scratch file) whose ``pages`` (0-based) are painted black over
+    their content and under their annotations: an opaque stamp still renders light there."""
+    import pikepdf
+
+    with pikepdf.open(req["signed"]) as pdf:
+        for i in req["pages"]:
+            page = pdf.pages[i]
+            x0, y0, x1, y1 = _page_box(page.obj, "/MediaBox") or [0, 0, 612, 792]
+            page.contents_add(pdf.make_stream(b"q\n"), prepend=True)
+            page.contents_add(pdf.make_stream(f"\nQ q 0 g {x0} {y0} {x1 - x0} {y1 - y0} re f Q\n".encode()))
+        pdf.save(req["out"])
+    return {"pages": len(req["pages"])}
+
+
 WORKER_OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "objects": _op_objects, "pyhanko": _op_pyhanko,
+    "objects": _op_objects, "pyhanko": _op_pyhanko, "darken": _op_darken,
 }
 
 
@@ -1288,6 +1583,7 @@ class Runner:
             asyncio.gather(qpdf_check(orig), qpdf_check(signed)),
         )
         base_sig_fields = [s.field for s in sig0] if isinstance(sig0, list) else []
+        fields = our_fields(fields, sig0, sig1)
         objects, hanko = await asyncio.gather(
             self.pool.call("objects", signed=str(signed), base=str(base) if base else None, fields=fields),
             self.pool.call("pyhanko", signed=str(signed), base=str(orig), ca=str(self.gateway.ca_path),
@@ -1323,7 +1619,8 @@ class Runner:
         geometry: dict[int, dict[str, Any]] = {}
         if objects.get("ok"):
             geometry = {int(k): v for k, v in objects["result"]["geometry"].items()}
-        await self.check_render(r, orig, signed, work, pages0, geometry, result.base)
+        rendered = await self.check_render(r, orig, signed, work, pages0, geometry, result.base)
+        await self.check_stamps(r, f, result, fields, pages0, objects, geometry, rendered, work)
 
         # qpdf --check
         (rc0, m0), (rc1, m1) = q0, q1
@@ -1361,7 +1658,8 @@ class Runner:
             now = match[i] if i < len(match) else None
             if s.validation == "Signature is Valid." and (now is None or now.validation != s.validation):
                 problems.append(f"earlier {s.field!r} was valid, now {now.validation if now else 'missing'}")
-            elif now is not None and now.validation != s.validation:  # not valid before either: a remark
+            elif now is not None and now.validation != s.validation and s.field not in fields:
+                # not valid before either (an empty field we signed is no remark): a remark
                 r.notes.append(f"(sig: earlier {s.field!r}: {s.validation!r} → {now.validation!r})")
         known = {s.field for s in before} | set(fields)
         for s in sig1:
@@ -1399,7 +1697,8 @@ class Runner:
         r.check("hanko", not problems, "; ".join(problems)[:400])
 
     async def check_render(self, r: Result, orig: Path, signed: Path, work: Path, pages: int | None,
-                           geometry: dict[int, dict[str, Any]], base: Path | None = None) -> None:
+                           geometry: dict[int, dict[str, Any]], base: Path | None = None) -> dict[int, Path] | None:
+        """Compares the renderings; returns the result's (page number → PGM) when it was rendered."""
         ranges = render_ranges(pages, geometry)
         if base is not None and base != orig and not await asyncio.to_thread(same_bytes, base, orig):
             # A repaired upload: the signatures must change nothing of the repaired copy; the repair
@@ -1411,17 +1710,17 @@ class Runner:
                 changed = await asyncio.to_thread(repair_render_changes, upload, repaired)
                 if changed is not None and changed[1]:
                     r.check("render", False, f"the repair changed the rendering: {changed[0]}")
-                    return
+                    return None
                 if changed is not None:
                     r.notes.append(f"(render: the repair changed {changed[0]})")
             orig = base
         before, after = await asyncio.gather(render(orig, work / "png0", ranges), render(signed, work / "png1", ranges))
         if isinstance(before, str) or not before:
             r.check("render", None, f"pdftoppm on the upload: {before or 'no pages'}")
-            return
+            return after if isinstance(after, dict) else None
         if isinstance(after, str):
             r.check("render", False, f"pdftoppm on the result: {after}")
-            return
+            return None
 
         def compare() -> tuple[list[str], list[int]]:
             diffs, unreadable = [], []
@@ -1442,10 +1741,81 @@ class Runner:
         diffs, unreadable = await asyncio.to_thread(compare)
         if unreadable and len(unreadable) == len(before):
             r.check("render", None, "poppler renders no page of the upload")
-            return
+            return after
         if unreadable:
             r.notes.append(f"(render: poppler renders no page box for page(s) {unreadable} of the upload)")
         r.check("render", not diffs, "; ".join(diffs[:3]) + (f" (+{len(diffs) - 3} pages)" if len(diffs) > 3 else ""))
+        return after
+
+    async def check_stamps(self, r: Result, f: CorpusFile, result: Signed, fields: list[str], pages0: int | None,
+                           objects: dict[str, Any], geometry: dict[int, dict[str, Any]],
+                           rendered: dict[int, Path] | None, work: Path) -> None:
+        """Every signer's stamp: inside the displayed page, upright, readable, over none of the upload's
+        words (pages the gateway added excepted), light on a page painted black (``stamp_problems``,
+        ``stamp_median``)."""
+        if not objects.get("ok") or objects["result"].get("signed_error"):
+            r.checks["stamp"] = "n/a"
+            r.notes.append("(stamp n/a: pikepdf cannot read the result's widgets)")
+            return
+        signer_of = {fl: s["name"] for fl, s in zip(fields, f.signers(self.args.signers), strict=True)}
+        envelope_id = result.envelope["id"]
+        stamps = {i: page_stamps(i, g, signer_of) for i, g in sorted(geometry.items())}
+        problems: list[tuple[str, str]] = [
+            ("stamp-unreadable", f"{signer_of[fl]}: no widget with a /Rect for {fl[:24]}…")
+            for fl in fields if not any(s.field == fl for ss in stamps.values() for s in ss)]
+
+        async def upload_words(i: int) -> list[Word] | str | None:
+            return await pdftotext_words(f.path, i + 1) if pages0 is not None and i < pages0 else None
+
+        pages = sorted(stamps)
+        signed_words, upload = await asyncio.gather(
+            asyncio.gather(*(pdftotext_words(result.path, i + 1) for i in pages)),
+            asyncio.gather(*(upload_words(i) for i in pages)))
+        unchecked: set[int] = set()
+        for i, words, before in zip(pages, signed_words, upload, strict=True):
+            if isinstance(words, str) and (isinstance(before, str) or pages0 is None):
+                r.notes.append(f"(stamp n/a: poppler cannot read page {i + 1} of the upload either)")
+                unchecked.add(i)
+                continue
+            if isinstance(words, str):
+                problems.append(("stamp-unreadable", f"p{i + 1}: pdftotext -bbox on the result: {words}"))
+                continue
+            if isinstance(before, str):
+                r.notes.append(f"(stamp: pdftotext -bbox, upload page {i + 1}: {before}; covered text unchecked)")
+                before = None
+            elif before is None and pages0 is None:
+                r.notes.append(f"(stamp: the upload's page count is unknown; covered text on page {i + 1} unchecked)")
+            problems += stamp_problems(stamps[i], geometry[i], words, before, envelope_id, signer_of.values())
+
+        # 5. opaque background: the page painted black under the annotations, rendered like check_render does
+        dark_pages: dict[int, Path] | str = "-"
+        if pages:
+            dark = await self.pool.call("darken", signed=str(result.path), out=str(work / "dark.pdf"), pages=pages)
+            if dark.get("ok"):
+                dark_pages = await render(work / "dark.pdf", work / "png-dark", [(i + 1, i + 1) for i in pages])
+            else:
+                dark_pages = f"pikepdf: {dark.get('error')}"
+        if isinstance(dark_pages, str) and pages:
+            r.notes.append(f"(stamp: no darkened copy ({dark_pages[:80]}); background judged on the page as it is)")
+            dark_pages = rendered or {}
+        for i in (i for i in pages if i not in unchecked):
+            pgm = dark_pages.get(i + 1) if isinstance(dark_pages, dict) else None
+            for s in stamps[i]:
+                median = await asyncio.to_thread(stamp_median, pgm.read_bytes(), geometry[i], s.rect) if pgm else None
+                if median is None:
+                    r.notes.append(f"(stamp: p{i + 1} {s.signer}: no pixel of it rendered, background unchecked)")
+                elif median <= STAMP_LIGHT_MEDIAN:
+                    problems.append(("stamp-no-background", f"p{i + 1} {s.signer}: median grey {median} of 255 inside "
+                                     f"{_fmt(s.box)} on the page painted black"))
+
+        gone = [k for k, (c, _) in enumerate(problems) if c in ("stamp-unreadable", "stamp-no-background")]
+        if objects["result"].get("need_appearances") and gone:
+            c, note = problems[gone[0]]
+            problems[gone[0]] = (c, f"{note} (/NeedAppearances true: poppler redraws the widget without our /AP)")
+        r.checks["stamp"] = "fail" if problems else "n/a" if pages and len(unchecked) == len(pages) else "ok"
+        for cls in STAMP_CLASSES:
+            if notes := [n for c, n in problems if c == cls]:
+                r.fail(cls, "; ".join(dict.fromkeys(notes))[:400])
 
     def check_objects(self, r: Result, objects: dict[str, Any], result: Signed) -> None:
         base = result.base
@@ -1503,7 +1873,7 @@ def row(r: Result) -> str:
             f"{marks} {r.seconds:5.1f}s")
     if r.failures:
         line += "   ✗ " + ", ".join(sorted(r.failures))
-    shown = ("[", "(text:", "(sig:", "(render:", "(signed the prepared", "HARNESS", "refused as")
+    shown = ("[", "(text:", "(sig:", "(render:", "(stamp", "(signed the prepared", "HARNESS", "refused as")
     return line + "".join(f"\n      {n}" for n in r.notes if n.startswith(shown))
 
 
@@ -1518,7 +1888,9 @@ def summary(results: list[Result], elapsed: float, selected: int) -> str:
              "as root), `pdftotext` words per page without the stamp text, `pdftoppm -r 30 -gray` outside the "
              f"stamp boxes (at most {RENDER_MAX_DIFF_SHARE:.1%} of the pixels may differ, by at most "
              f"{RENDER_MAX_LEVEL_DIFF} levels), `pdfinfo` pages, `qpdf --check`, pikepdf (the upload is a byte "
-             "prefix, no object of it overwritten, filled form fields still shown).", "",
+             "prefix, no object of it overwritten, filled form fields still shown), every stamp (`pdftotext -bbox`, "
+             "`pdftoppm`): inside the displayed page, upright, readable, over no word of the upload, light on a page "
+             "painted black.", "",
              "| outcome | files |", "|---|---:|"]
     for k in ("signed, all checks pass", "refused (ok)", "FAILED"):
         lines.append(f"| {k} | {outcomes.get(k, 0)} |")
