@@ -38,22 +38,27 @@ class PageFrame:
     """The visible area in user space (CropBox ∩ MediaBox): left, bottom, right, top."""
     rotate: int
     """Clockwise quarter turns in degrees: 0, 90, 180 or 270."""
+    empty: bool = False
+    """The CropBox lies outside the MediaBox: viewers disagree (poppler shows nothing, others the
+    MediaBox), so nothing may rely on the page being seen. ``box`` is the MediaBox then."""
 
     @classmethod
     def of(cls, media: Any, crop: Any, rotate: Any) -> PageFrame:
         mbox = _ordered(media) or DEFAULT_MEDIA_BOX
         cbox = _ordered(crop) if crop is not None else None
-        box = mbox
+        box, empty = mbox, False
         if cbox is not None:
             clipped = (max(mbox[0], cbox[0]), max(mbox[1], cbox[1]), min(mbox[2], cbox[2]), min(mbox[3], cbox[3]))
             if clipped[2] - clipped[0] >= 1 and clipped[3] - clipped[1] >= 1:
-                box = clipped  # a CropBox outside the MediaBox is ignored, as viewers do
+                box = clipped
+            else:
+                empty = True
         try:
             rotate = rotate.get_object() if hasattr(rotate, "get_object") else rotate
             turns = int(float(rotate or 0)) // 90 * 90 % 360
         except (TypeError, ValueError):
             turns = 0
-        return cls(box=box, rotate=turns)
+        return cls(box=box, rotate=turns, empty=empty)
 
     @property
     def width(self) -> float:

@@ -40,6 +40,8 @@ __all__ = ["STAMP_H", "STAMP_W", "PlacementError", "PlacementPlan", "plan", "sta
 STAMP_W, STAMP_H = 170.0, 62.0
 MIN_SCALE = 0.25
 """Below this (a page under ~50 pt across) a stamp would not be legible: the page takes none."""
+SIGNED_FILE_SCALES = (1.0, 0.75, 0.55, 0.4)
+"""Stamp sizes tried, in turn, on a file signed elsewhere (it cannot take a signature page)."""
 GAP = 8.0
 """Between two stamps, and between a stamp and the page's content (points)."""
 INK_LEVEL = 40
@@ -66,10 +68,13 @@ class PlacementPlan:
     signature_page: bool = False
 
 
-def stamp_size(frame: PageFrame) -> tuple[float, float] | None:
-    """The stamp's displayed size on this page (scaled down on small pages), or None if too small."""
+def stamp_size(frame: PageFrame, largest: float = 1.0) -> tuple[float, float] | None:
+    """The stamp's displayed size on this page (scaled down on small pages, and to at most
+    ``largest``), or None if the page is too small for a legible stamp (or shows nothing)."""
+    if frame.empty:
+        return None
     margin = _margin(frame)
-    scale = min(1.0, (frame.width - 2 * margin) / STAMP_W, (frame.height - 2 * margin) / STAMP_H)
+    scale = min(largest, (frame.width - 2 * margin) / STAMP_W, (frame.height - 2 * margin) / STAMP_H)
     if scale < MIN_SCALE:
         return None
     return round(STAMP_W * scale, 2), round(STAMP_H * scale, 2)
@@ -168,6 +173,13 @@ class _Page:
             source.extend([i] * len(part))
         return "".join(folded), source, text
 
+    def text_under(self, user_rect: Any) -> bool:
+        """Whether the page prints any text inside ``user_rect`` (a field drawn over the text)."""
+        left, bottom, right, top = (float(v) for v in user_rect)
+        text = self._page().get_textpage()
+        inside = text.get_text_bounded(min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+        return bool(_fold(inside))
+
     def char_box(self, text: Any, index: int) -> tuple[float, float, float, float] | None:
         """One character's box on the displayed page (left, top, right, bottom); None if it has none."""
         x, y, w, h = self.frame.to_display(text.get_charbox(index))
@@ -233,7 +245,8 @@ class _Document:
             if rect is None or page is None:
                 continue
             box = self.page(page).frame.to_display(rect)
-            if box[2] >= 10 and box[3] >= 5 and self.page(page).frame.contains(box, tolerance=1):
+            if (box[2] >= 10 and box[3] >= 5 and self.page(page).frame.contains(box, tolerance=1)
+                    and not self.page(page).text_under(rect)):
                 result.append((name, page, box))
         return result
 
@@ -283,18 +296,23 @@ def plan(data: bytes, reader: Any, request: PlacementRequest, *, may_add_page: b
     if not waiting:
         return PlacementPlan(tuple(placements))
     last = doc.count - 1
-    pages = [last] if may_add_page else list(range(last, -1, -1))
+    # An unsigned file gets a signature page rather than small stamps; one signed elsewhere cannot,
+    # so every page is searched, last first, and then again for smaller stamps.
+    pages, scales = ([last], (1.0,)) if may_add_page else (list(range(last, -1, -1)), SIGNED_FILE_SCALES)
     tentative: dict[int, StampPlacement] = {}
-    for index in pages:
-        page = doc.page(index)
-        size = stamp_size(page.frame)
-        while size is not None and len(tentative) < len(waiting):
-            spot = page.free_spot(*size)
-            if spot is None:
+    for scale in scales:
+        for index in pages:
+            page = doc.page(index)
+            size = stamp_size(page.frame, scale)
+            while size is not None and len(tentative) < len(waiting):
+                spot = page.free_spot(*size)
+                if spot is None:
+                    break
+                page.taken.append(spot)
+                tentative[waiting[len(tentative)]] = StampPlacement(
+                    page=index, x=spot[0], y=spot[1], width=spot[2], height=spot[3], source="automatic")
+            if len(tentative) == len(waiting):
                 break
-            page.taken.append(spot)
-            tentative[waiting[len(tentative)]] = StampPlacement(
-                page=index, x=spot[0], y=spot[1], width=spot[2], height=spot[3], source="automatic")
         if len(tentative) == len(waiting):
             break
     if len(tentative) == len(waiting):

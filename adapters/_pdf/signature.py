@@ -89,6 +89,9 @@ class _UprightStampStyle(TextStampStyle):
     displayed width × height, with an appearance ``/Matrix`` that undoes the page's ``/Rotate``."""
 
     frame: PageFrame | None = None
+    xobject: generic.IndirectObject | None = None
+    """A reference allocated in advance for the appearance (shared with the mirror, see
+    :func:`_mirror_for_regenerating_viewers`)."""
 
     def create_stamp(self, writer: BasePdfFileWriter, box: BoxConstraints, text_params: dict[str, Any]) -> TextStamp:
         if self.frame is not None and self.frame.rotate in (90, 270):
@@ -97,6 +100,13 @@ class _UprightStampStyle(TextStampStyle):
 
 
 class _UprightStamp(TextStamp):
+    def register(self) -> generic.IndirectObject:
+        reserved = self.style.xobject
+        if reserved is None or self._content_xobj_ref is not None:
+            return super().register()
+        self._content_xobj_ref = self._ensure_writer.add_object(self.as_form_xobject(), idnum=reserved.idnum)
+        return self._content_xobj_ref
+
     def render(self) -> bytes:
         fill = b"q %g %g %g rg 0 0 %g %g re f Q " % (*BACKGROUND, self.box.width, self.box.height)
         return fill + super().render()
@@ -146,6 +156,44 @@ if not getattr(cms_embedder.ensure_sig_flags, "__wrapped_by_esign__", False):
     cms_embedder.ensure_sig_flags = _keep_need_appearances(cms_embedder.ensure_sig_flags)
 
 
+def _mirror_for_regenerating_viewers(
+    writer: BasePdfFileWriter, page_ref: generic.IndirectObject, rect: tuple[float, float, float, float]
+) -> generic.IndirectObject | None:
+    """On a form with ``/NeedAppearances true``, poppler (22.x; Evince, Okular, ``pdftotext``) redraws
+    *every* widget from its field's value, signature widgets included — and a signature field has
+    no value to draw, so the stamp vanished. There, the stamp's appearance is also shown by a plain
+    ``/Stamp`` annotation (printed, read-only, locked) under the signature widget, sharing the one
+    appearance stream: viewers that keep the widget's appearance draw the same stamp over it. The
+    reference to the appearance is returned, to be filled when pyHanko draws the stamp."""
+    try:
+        need = resolved_get(writer.root["/AcroForm"], "/NeedAppearances")
+    except KeyError:
+        return None
+    if need is not True and getattr(need, "value", need) is not True:
+        return None
+    appearance = writer.allocate_placeholder()
+    annot = writer.add_object(generic.DictionaryObject({
+        generic.pdf_name("/Type"): generic.pdf_name("/Annot"),
+        generic.pdf_name("/Subtype"): generic.pdf_name("/Stamp"),
+        generic.pdf_name("/Rect"): generic.ArrayObject(generic.FloatObject(round(v, 3)) for v in rect),
+        generic.pdf_name("/F"): generic.NumberObject(4 | 64 | 128),  # Print, ReadOnly, Locked
+        generic.pdf_name("/P"): page_ref,
+        generic.pdf_name("/AP"): generic.DictionaryObject({generic.pdf_name("/N"): appearance}),
+    }))
+    page = page_ref.get_object()
+    annots = page.get("/Annots")
+    if isinstance(annots, generic.ArrayObject):
+        annots.append(annot)
+        if isinstance(page.raw_get("/Annots"), generic.IndirectObject):
+            writer.update_container(annots)
+        else:
+            writer.update_container(page)
+    else:
+        page[generic.pdf_name("/Annots")] = generic.ArrayObject([annot])
+        writer.update_container(page)
+    return appearance
+
+
 async def add_signature(
     data: bytes, spec: SignatureSpec, *, signer: signers.Signer, timestamper: TimeStamper,
     font: GlyphAccumulatorFactory, bytes_reserved: int = BYTES_RESERVED,
@@ -158,15 +206,17 @@ async def add_signature(
     field_name, page_index = spec.field_name, int(writer.root["/Pages"]["/Count"]) - 1
     if placement is not None:
         page_index = placement.page
-    frame = frame_of_page(writer.find_page_for_modification(page_index)[0].get_object(), resolved_get)
+    page_ref = writer.find_page_for_modification(page_index)[0]
+    frame = frame_of_page(page_ref.get_object(), resolved_get)
+    box = ((placement.x, placement.y, placement.width, placement.height) if placement is not None
+           else stamp_box(frame, spec.slot))
     new_field: fields.SigFieldSpec | None
     if placement is not None and placement.field_name is not None:
         field_name, new_field = placement.field_name, None  # the PDF's own empty field, and its widget
     else:
-        box = ((placement.x, placement.y, placement.width, placement.height) if placement is not None
-               else stamp_box(frame, spec.slot))
         new_field = fields.SigFieldSpec(sig_field_name=field_name, on_page=page_index,
                                         box=frame.to_user(box) if spec.visible else None)
+    mirror = _mirror_for_regenerating_viewers(writer, page_ref, frame.to_user(box)) if spec.visible else None
     lang = spec.language if spec.language in _SIGNED_WORD else "en"
     stamp = _UprightStampStyle(
         stamp_text=f"{_SIGNED_WORD[lang]}\n%(signer)s\n%(ts)s\n{_ENVELOPE_WORD[lang]}:\n{spec.envelope_id}",
@@ -174,6 +224,7 @@ async def add_signature(
         timestamp_format="%Y-%m-%d %H:%M:%S UTC",
         border_width=1,
         frame=frame,
+        xobject=mirror,
     )
     long_term: dict[str, Any] = {}
     if spec.long_term is not None:

@@ -134,6 +134,8 @@ PAGES: dict[str, Callable[[], bytes]] = {
     "mediabox-offset": lambda: _pikepdf(make_pdf(), _set("/MediaBox", pikepdf.Array([-300, -400, 295, 442]))),
     "dark-page": _dark_page,
     "tiny-page": _tiny_page,
+    # poppler redraws every widget of a /NeedAppearances form from its value: a signature has none
+    "need-appearances": repro.need_appearances,
 }
 
 
@@ -258,3 +260,58 @@ async def test_a_certified_file_is_signed_in_its_own_empty_field_and_refused_whe
     # a second signer would need a new field, which the certification forbids: refused now, not after the SMS
     with pytest.raises(PdfCertifiedError):
         await shared_parts["inspector"].inspect(upload, _request(NAMES[:2]))
+
+
+async def test_an_empty_signature_field_drawn_over_the_text_is_not_used(shared_parts: dict[str, Any]) -> None:
+    def over_text(doc: pikepdf.Pdf) -> None:
+        doc.Root.AcroForm.Fields[0].Rect = pikepdf.Array([60, 700, 260, 760])  # over "Článek 3 …"
+
+    upload = _pikepdf(with_empty_signature_fields(("Objednatel",)), over_text)
+    info, signed = await _place_and_sign(shared_parts, upload, NAMES[:1])
+    assert info.placements[0].source == "automatic"
+    _assert_stamps_good(upload, signed, info, NAMES[:1])
+
+
+async def test_a_page_whose_cropbox_lies_outside_its_mediabox_takes_no_stamp(shared_parts: dict[str, Any]) -> None:
+    upload = _pikepdf(make_pdf(), _set("/CropBox", pikepdf.Array([700, 900, 900, 1100])))
+    info, signed = await _place_and_sign(shared_parts, upload, NAMES[:1])
+    assert info.signature_page and info.placements[0].page == 1
+    _assert_stamps_good(upload, signed, info, NAMES[:1])
+
+
+def _cut(text: str, width: float) -> str:
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    while stringWidth(text, _font(), 9) > width:
+        text = text[:-1]
+    return text
+
+
+def _one_small_gap() -> bytes:
+    """A page printed all over but for a 110 × 45 pt gap (x 400–510, y 60–105 from the bottom):
+    room for a smaller stamp only."""
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(595, 842))
+    c.setFont(_font(), 9)
+    for line in range(84):
+        y = 832 - line * 10
+        if 55 <= y <= 110:
+            c.drawString(10, y, _cut(LOREM, 385))  # ends left of the gap …
+            c.drawString(515, y, _cut(LOREM, 75))  # … and starts again right of it
+        else:
+            c.drawString(10, y, f"{LOREM} {LOREM}")
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+async def test_a_file_signed_elsewhere_gets_a_smaller_stamp_where_only_a_small_gap_is_free(
+    shared_parts: dict[str, Any]
+) -> None:
+    upload = await asyncio.to_thread(_signed_elsewhere, _one_small_gap())
+    info, signed = await _place_and_sign(shared_parts, upload, NAMES[:1])
+    (place,) = info.placements
+    assert place.width < 110 and place.height < 55  # smaller than 170 × 62 …
+    assert 385 <= place.x and place.x + place.width <= 515  # … in the gap …
+    assert 842 - 115 <= place.y and place.y + place.height <= 842 - 50
+    _assert_stamps_good(upload, signed, info, NAMES[:1])  # … over nothing, and still readable

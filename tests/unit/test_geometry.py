@@ -37,9 +37,11 @@ def test_a_box_goes_to_user_space_and_back_unchanged(rotate: int) -> None:
     assert 30 <= x0 < x1 <= 600 and 40 <= y0 < y1 <= 800  # inside the CropBox
 
 
-def test_reversed_and_offset_boxes_are_normalised_and_a_cropbox_outside_the_mediabox_is_ignored() -> None:
+def test_reversed_and_offset_boxes_are_normalised_and_a_cropbox_outside_the_mediabox_shows_nothing() -> None:
     assert PageFrame.of([595, 842, 0, 0], None, 0).box == (0, 0, 595, 842)
-    assert PageFrame.of(A4, [700, 900, 800, 1000], 0).box == (0, 0, 595, 842)
+    outside = PageFrame.of(A4, [700, 900, 800, 1000], 0)
+    assert outside.empty and outside.box == (0, 0, 595, 842)  # poppler shows nothing of such a page
+    assert not PageFrame.of(A4, [10, 10, 300, 400], 0).empty
     assert PageFrame.of(A4, [-50, -50, 300, 400], 0).box == (0, 0, 300, 400)  # clipped to the MediaBox
     assert PageFrame.of(A4, None, -90).rotate == 270 and PageFrame.of(A4, None, 450).rotate == 90
 
