@@ -42,7 +42,7 @@ from pyhanko_certvalidator import ValidationContext
 from esign_gateway.ports import StampPlacement
 
 from .geometry import PageFrame, frame_of_page
-from .repair import resolved_get
+from .repair import is_signed, resolved_get
 from .update import check_update, open_writer
 
 __all__ = [
@@ -157,17 +157,23 @@ if not getattr(cms_embedder.ensure_sig_flags, "__wrapped_by_esign__", False):
 
 
 def _mirror_for_regenerating_viewers(
-    writer: BasePdfFileWriter, page_ref: generic.IndirectObject, rect: tuple[float, float, float, float]
+    writer: BasePdfFileWriter, page_ref: generic.IndirectObject, rect: tuple[float, float, float, float],
+    *, first_signature: bool,
 ) -> generic.IndirectObject | None:
-    """On a form with ``/NeedAppearances true``, poppler (22.x; Evince, Okular, ``pdftotext``) redraws
-    *every* widget from its field's value, signature widgets included — and a signature field has
-    no value to draw, so the stamp vanished. There, the stamp's appearance is also shown by a plain
-    ``/Stamp`` annotation (printed, read-only, locked) under the signature widget, sharing the one
-    appearance stream: viewers that keep the widget's appearance draw the same stamp over it. The
-    reference to the appearance is returned, to be filled when pyHanko draws the stamp."""
+    """On a form with ``/NeedAppearances true``, viewers redraw widgets from their fields' values:
+    poppler 22 (Evince, Okular, ``pdftotext``) draws signature widgets blank, and Acrobat hides
+    visible signatures (PDFBox's PDFBOX-3738). There, the stamp's appearance is also shown by a
+    plain ``/Stamp`` annotation (printed, read-only, locked) under the signature widget, sharing its
+    one appearance stream; viewers that keep the widget's appearance draw the same stamp over it.
+
+    Only in the file's first signature: pyHanko's validator counts an annotation added after a
+    signature as a change that breaks it, so a later signer's stamp on such a form has no mirror
+    (see docs/placement.md). Returns the reference reserved for the appearance, or None."""
     try:
         need = resolved_get(writer.root["/AcroForm"], "/NeedAppearances")
     except KeyError:
+        return None
+    if first_signature is False:
         return None
     if need is not True and getattr(need, "value", need) is not True:
         return None
@@ -216,7 +222,10 @@ async def add_signature(
     else:
         new_field = fields.SigFieldSpec(sig_field_name=field_name, on_page=page_index,
                                         box=frame.to_user(box) if spec.visible else None)
-    mirror = _mirror_for_regenerating_viewers(writer, page_ref, frame.to_user(box)) if spec.visible else None
+    mirror = None
+    if spec.visible:
+        mirror = _mirror_for_regenerating_viewers(writer, page_ref, frame.to_user(box),
+                                                  first_signature=not is_signed(data))
     lang = spec.language if spec.language in _SIGNED_WORD else "en"
     stamp = _UprightStampStyle(
         stamp_text=f"{_SIGNED_WORD[lang]}\n%(signer)s\n%(ts)s\n{_ENVELOPE_WORD[lang]}:\n{spec.envelope_id}",
