@@ -135,8 +135,10 @@ def rotated_pdf(rotate: int = 90, *, crop: tuple[float, float, float, float] | N
     return out.getvalue()
 
 
-def with_empty_signature_fields(names: tuple[str, ...] = ("Objednatel", "Zhotovitel")) -> bytes:
-    """A contract with empty signature fields on page 1, as Word or LibreOffice export them."""
+def with_empty_signature_fields(names: tuple[str, ...] = ("Objednatel", "Zhotovitel"), *,
+                                appearance: bool = False) -> bytes:
+    """A contract with empty signature fields on page 1, as Word or LibreOffice export them (with
+    ``appearance``: each empty widget draws a frame, as Acrobat's do)."""
     import pikepdf
 
     pdf = pikepdf.open(io.BytesIO(make_pdf(pages=1, text="Smlouva s podpisovými poli")))
@@ -148,6 +150,10 @@ def with_empty_signature_fields(names: tuple[str, ...] = ("Objednatel", "Zhotovi
             Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Widget, FT=pikepdf.Name.Sig, T=pikepdf.String(name),
             Rect=pikepdf.Array([56 + i * 260, 60, 56 + i * 260 + 200, 130]), F=4, P=page.obj,
         ))
+        if appearance:
+            frame = pdf.make_stream(b"0.5 G 1 w 0.5 0.5 199 69 re S", Type=pikepdf.Name.XObject,
+                                    Subtype=pikepdf.Name.Form, BBox=pikepdf.Array([0, 0, 200, 70]))
+            widget["/AP"] = pikepdf.Dictionary(N=frame)
         fields.append(widget)
         annots.append(widget)
     page.obj["/Annots"] = annots

@@ -38,6 +38,11 @@ MAY_CHANGE = frozenset({
 AcroForm, DSS, document info). Every other entry must stay byte-for-byte what it was."""
 
 
+SIGNING_FILLS = frozenset({"/V", "/AP", "/AS"})
+"""What signing an *empty signature field* of the original sets on the field and its widget: the
+signature value, the stamp's appearance (and the appearance state that no longer applies)."""
+
+
 class UpdateIntegrityError(Exception):
     """The update changed something of the original (the message names it)."""
 
@@ -92,6 +97,20 @@ def _describe(ref: generic.Reference, obj: generic.PdfObject) -> str:
     return f"object {ref.idnum} {ref.generation}" + (f" ({kind})" if kind else "")
 
 
+def _empty_signature_field(obj: generic.DictionaryObject) -> bool:
+    """A signature field (or its widget) without a value in the original."""
+    node: generic.PdfObject = obj
+    for _ in range(8):
+        if not isinstance(node, generic.DictionaryObject):
+            return False
+        if "/FT" in node:
+            return node.raw_get("/FT") == "/Sig" and "/V" not in obj and "/V" not in node
+        if "/Parent" not in node:
+            return False
+        node = node.raw_get("/Parent").get_object()
+    return False
+
+
 def _kept(before: generic.PdfObject, after: generic.PdfObject) -> str | None:
     """None if ``after`` keeps everything of ``before``; otherwise what it lost."""
     if isinstance(before, generic.StreamObject) or isinstance(after, generic.StreamObject):
@@ -99,8 +118,9 @@ def _kept(before: generic.PdfObject, after: generic.PdfObject) -> str | None:
     if isinstance(before, generic.DictionaryObject):
         if not isinstance(after, generic.DictionaryObject):
             return f"a dictionary became {type(after).__name__}"
+        fills = SIGNING_FILLS if _empty_signature_field(before) else frozenset()
         for key in before:
-            if key in MAY_CHANGE:
+            if key in MAY_CHANGE or key in fills:
                 continue
             if key not in after:
                 return f"entry {key} was removed"

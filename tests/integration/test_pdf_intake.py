@@ -300,3 +300,36 @@ async def test_an_update_that_drops_an_entry_of_the_catalog_in_place_is_caught(m
     with pytest.raises(UpdateIntegrityError, match="/Lang was removed"):
         await add_signature(upload, _spec(0, None), signer=identity.signer, timestamper=identity.timestamper,
                             font=identity.font)
+
+
+def _update(upload: bytes, edit: Any) -> bytes:
+    """``upload`` plus one incremental revision made by ``edit(writer)``."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(upload), strict=False)
+    edit(writer)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_the_integrity_check_lets_only_an_empty_signature_field_take_a_value_and_an_appearance() -> None:
+    from tests.factories import with_empty_signature_fields
+
+    upload = with_empty_signature_fields(("Objednatel",), appearance=True)
+
+    def fill(writer: Any, key: str) -> None:
+        widget = writer.root["/AcroForm"]["/Fields"][0]
+        widget[generic.pdf_name(key)] = generic.DictionaryObject()
+        writer.update_container(widget)
+
+    check_update(upload, _update(upload, lambda w: fill(w, "/AP")))  # what signing that field does
+    with pytest.raises(UpdateIntegrityError, match="/Rect was changed"):
+        check_update(upload, _update(upload, lambda w: fill(w, "/Rect")))
+    signed_field = repro.signed_by_foreign_ca()  # a field that already holds a signature
+
+    def restyle(writer: Any) -> None:
+        field = writer.root["/AcroForm"]["/Fields"][0]
+        field[generic.pdf_name("/V")] = generic.NullObject()
+        writer.update_container(field)
+
+    with pytest.raises(UpdateIntegrityError, match="/V was changed"):
+        check_update(signed_field, _update(signed_field, restyle))

@@ -326,3 +326,14 @@ async def test_on_a_need_appearances_form_the_first_stamp_shows_and_later_signat
     _assert_stamps_good(upload, signed, info, NAMES[:1])
     checks = await asyncio.to_thread(validate, signed, load_roots(shared_parts["material"].trust_root_paths))
     assert [(c.field_name, c.bottom_line) for c in checks] == [("Signature-s0", True), ("Signature-s1", True)]
+
+
+async def test_an_empty_signature_field_with_its_own_appearance_is_signed_in_place(
+    shared_parts: dict[str, Any]
+) -> None:
+    upload = with_empty_signature_fields(("Objednatel",), appearance=True)  # a frame drawn by the empty field
+    info, signed = await _place_and_sign(shared_parts, upload, NAMES[:1])
+    assert (info.placements[0].source, info.placements[0].field_name) == ("form_field", "Objednatel")
+    checks = await asyncio.to_thread(validate, signed, load_roots(shared_parts["material"].trust_root_paths))
+    assert [(c.field_name, c.bottom_line) for c in checks] == [("Objednatel", True)]
+    assert [w for w in poppler_words(signed, 1) if w.text == NAMES[0]]  # our stamp replaced the frame
