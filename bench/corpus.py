@@ -19,7 +19,15 @@ parallel) → download. The result is compared with the upload by
 - ``pdftoppm -r 30 -gray`` per page (MediaBox, as pdftoppm renders by default), our stamp boxes masked
   with a margin: identical but for antialiasing (at most 0.1 % of the pixels differ, by at most 8 of
   255 levels); documents of more than 60 pages: the first 30, the last 10 and the stamped pages;
-- ``pdfinfo`` page count; ``qpdf --check``: no new error and no new kind of warning;
+- ``pdfinfo`` page count: the upload's, or one more when the gateway appended its signature page (an
+  unsigned upload whose last page has no room): only with exactly one ``document.signature_page_added``
+  audit event that matches the API (``documents[0].pages`` and ``prepared_sha256``, every
+  ``fields[].source == "signature_page"`` on that page and no other), the page's heading
+  (``SIGNATURE_PAGE_HEADING``) and the envelope ID in its ``pdftotext``, and those signers' stamps on it.
+  Pages 1..N then go through every check against the upload; the gateway's copy (qpdf's rewrite plus
+  the page) renders the same as the upload, and its pages' objects are the upload's (``_Canon``: by
+  content, object numbers aside); a repaired upload with a signature page is compared as a repair;
+- ``qpdf --check``: no new error and no new kind of warning;
 - pikepdf (qpdf): the result starts with the uploaded bytes, and every object of the upload (its
   xref entries) is where it was or has the same content in the result, except the ones an
   incremental signature update rewrites (catalog, pages that got an annotation and their /Annots
@@ -35,6 +43,16 @@ parallel) → download. The result is compared with the upload by
   under it (a page the gateway added has nothing to cover); with the page painted black under the
   annotations (a pikepdf copy, ``pdftoppm -r 30 -gray``) the box stays light (median grey > 200).
 
+A create answered 422 ``validation_failed`` on ``signers[k].fields`` "signed elsewhere" (a file signed
+elsewhere with no room for a stamp on any page, which cannot take a signature page) is ``needs-placement``;
+the file is retried once with a sender's box per signer on page 1 (``SENDER_BOX``). Signed so with every
+check passing, the file counts as accepted (the sender's place; words under it are a remark), otherwise
+``needs-placement`` is a failure. The summary lists these files either way.
+
+On a ``/NeedAppearances`` form poppler 22 draws a later signer's stamp blank (it redraws every widget
+there, signatures included; poppler 23+ does not): when only that fails, the stamp checks run again on
+a copy with the flag off, and if they pass there it is a remark.
+
 The process exits 1 when any file falls in a failure class (see ``FAILURE_CLASSES``).
 """
 
@@ -45,6 +63,7 @@ import asyncio
 import atexit
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import html
 import io
@@ -63,6 +82,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +93,7 @@ THIS = Path(__file__).resolve()
 
 FAILURE_CLASSES = (
     "accepted-then-unsignable", "changed-content", "overwritten-object", "lost-form-value",
-    "invalid-signature", "valid-refused", "5xx", "no-response", "qpdf-new-errors",
+    "invalid-signature", "valid-refused", "needs-placement", "5xx", "no-response", "qpdf-new-errors",
     "stamp-outside-cropbox", "stamp-not-upright", "stamp-unreadable", "stamp-over-text", "stamp-no-background",
 )
 CHECKS = ("sig", "hanko", "text", "render", "pages", "qpdf", "objects", "form", "stamp")
@@ -95,6 +115,12 @@ STAMP_TEXT = re.compile(
     r"|\d{4}-\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}\s+UTC"
 )
 """What our stamp prints besides the signer's name and the envelope ID (pades.py's stamp text)."""
+SIGNATURE_PAGE_HEADING = {"cs": "Podpisová strana", "sk": "Podpisová strana", "en": "Signature page"}
+"""The heading of the page the gateway appends when the last page has no room (signature_page.py)."""
+SENDER_BOX = {"page": 1, "x": 20, "width": 120, "height": 44}
+"""The box a sender gives for a file the gateway cannot place a stamp on (422 "signed elsewhere"): one
+per signer, ``SENDER_BOX_STEP`` points lower each."""
+SENDER_BOX_TOP, SENDER_BOX_STEP = 20, 50
 BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 RENDER_DPI = 30
@@ -176,6 +202,23 @@ class Result:
     seconds: float = 0.0
     envelope_id: str | None = None
     completed: bool = False
+    needs_placement: str = ""
+    """The create's 422 "signed elsewhere" (``needs-placement``): which signer, what it said."""
+    placed_retry: str = ""
+    """What the create answered when retried with a sender's box per signer (``SENDER_BOX``)."""
+
+    @property
+    def retry_outcome(self) -> str:
+        """Whether the sender-placed path signed, for a ``needs-placement`` file."""
+        if not self.placed_retry:
+            return "not retried"
+        if not self.placed_retry.startswith("201"):
+            return f"retry refused too: {self.placed_retry}"
+        if not self.completed:
+            return "retry accepted (201) but not signed"
+        other = sorted(self.failures - {"needs-placement"})
+        return "retry with sender boxes signed, all checks pass" if not other else \
+            f"retry with sender boxes signed; failed: {', '.join(other)}"
 
     def fail(self, cls: str, note: str) -> None:
         self.failures.add(cls)
@@ -469,6 +512,17 @@ def repair_render_changes(upload: dict[int, Path], repaired: dict[int, Path]) ->
     return ("; ".join(notes[:3]), too_much) if notes else None
 
 
+def copy_render_changes(upload: dict[int, Path], copy: dict[int, Path]) -> list[str]:
+    """The upload's pages in the gateway's copy with a signature page (no repair): the same rendering,
+    within the antialiasing tolerance of ``compare_pgm``."""
+    diffs = []
+    for page, p0 in sorted(upload.items()):
+        p1 = copy.get(page)
+        if d := "not rendered" if p1 is None else compare_pgm(p0.read_bytes(), p1.read_bytes(), None):
+            diffs.append(f"page {page}: {d}")
+    return diffs
+
+
 def render_ranges(pages: int | None, stamped: Iterable[int]) -> list[tuple[int, int]]:
     """1-based inclusive page ranges to render (bounded for long documents)."""
     if pages is None:
@@ -561,6 +615,8 @@ STAMP_LIGHT_MEDIAN = 200
 """The stamp box's median grey level (of 255) on the page painted black under the annotations."""
 STAMP_CLASSES = ("stamp-outside-cropbox", "stamp-not-upright", "stamp-unreadable", "stamp-over-text",
                  "stamp-no-background")
+SENDER_OVER_TEXT = "sender-box-over-text"
+"""Not a failure: the sender placed the stamp there (see ``stamp_problems``)."""
 WORD_TAG = re.compile(r'<word xMin="([^"]+)" yMin="([^"]+)" xMax="([^"]+)" yMax="([^"]+)">(.*?)</word>', re.DOTALL)
 
 
@@ -651,9 +707,11 @@ def _fmt(box: Box) -> str:
 
 
 def stamp_problems(stamps: list[Stamp], geom: dict[str, Any], signed_words: list[Word],
-                   original_words: list[Word] | None, envelope_id: str, names: Iterable[str]) -> list[tuple[str, str]]:
+                   original_words: list[Word] | None, envelope_id: str, names: Iterable[str],
+                   sender_placed: bool = False) -> list[tuple[str, str]]:
     """(failure class, what) for the stamps of one page. ``original_words`` None: the page is not in the
-    upload (added by the gateway), nothing to cover there."""
+    upload (added by the gateway), nothing to cover there. ``sender_placed``: the sender gave the boxes,
+    words of the page under them are a remark (class ``SENDER_OVER_TEXT``)."""
     problems: list[tuple[str, str]] = []
     names = list(names)
     page_box = displayed_page(geom)
@@ -696,7 +754,8 @@ def stamp_problems(stamps: list[Stamp], geom: dict[str, Any], signed_words: list
                                  f"ID at y {', '.join(f'{y:.0f}' for y in ys)})"))
         # 4. not over the upload's words, nor over another of our stamps
         if under := [w for w in original_words or [] if overlaps(w.box, s.box, STAMP_OVER_TOLERANCE)]:
-            problems.append(("stamp-over-text", f"{who}: {len(under)} words of the upload under {_fmt(s.box)}: "
+            problems.append((SENDER_OVER_TEXT if sender_placed else "stamp-over-text",
+                             f"{who}: {len(under)} words of the upload under {_fmt(s.box)}: "
                              + " ".join(w.text for w in under[:6])[:80]))
         for o in stamps:
             if o is not s and o.field > s.field and overlaps(o.box, s.box, STAMP_OVER_TOLERANCE):
@@ -1167,8 +1226,161 @@ def _op_darken(req: dict[str, Any]) -> dict[str, Any]:
     return {"pages": len(req["pages"])}
 
 
+def _op_flag_off(req: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the result (``out``) with ``/NeedAppearances false``: what viewers show that keep
+    signature appearances on such forms (poppler ≥ 23, pdf.js, pdfium)."""
+    import pikepdf
+
+    with pikepdf.open(req["signed"]) as pdf:
+        pdf.Root.AcroForm.NeedAppearances = False
+        pdf.save(req["out"])
+    return {"ok": True}
+
+
+CANON_BUDGET = 3_000_000
+"""Objects visited by ``_Canon`` per file before the comparison gives up (n/a)."""
+INHERITABLE = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
+STREAM_FRAMING = ("/Length", "/Filter", "/DecodeParms", "/DL")
+
+
+class _CanonBudget(Exception):
+    pass
+
+
+class _Canon:
+    """Digests of a document's pages that do not depend on object numbers, nor on whether an object
+    is direct or indirect: what qpdf changes when it rewrites a file (pikepdf ``save``, which is how
+    the gateway appends its signature page). A page is its dictionary with the inherited attributes
+    resolved (qpdf pushes them onto the pages when it adds one) and without /Parent; a reference to a
+    page is its position; the page tree is one token; a reference back to an object being digested is
+    its distance up the path; a stream is its dictionary without the framing keys and its decoded data
+    (raw data and filters when qpdf cannot decode it)."""
+
+    def __init__(self, pdf: Any) -> None:
+        self.pdf = pdf
+        self.pages = {p.obj.objgen: i for i, p in enumerate(pdf.pages)}
+        self.memo: dict[tuple[int, int], bytes] = {}
+        self.path: dict[tuple[int, int], int] = {}
+        self.left = CANON_BUDGET
+
+    def page(self, index: int) -> bytes:
+        import pikepdf
+
+        po = self.pdf.pages[index].obj
+        items = {k: po[k] for k in po.keys() if k != "/Parent"}  # noqa: SIM118 (pikepdf)
+        for key in INHERITABLE:
+            value = _inherited(po, key)
+            if value is not None:
+                items[key] = value
+        self.path[po.objgen] = 0
+        try:
+            digest, _ = self._dict(items, 0)
+        finally:
+            self.path.pop(po.objgen, None)
+        assert isinstance(po, pikepdf.Dictionary)
+        return digest
+
+    def root(self, key: str) -> bytes:
+        value = self.pdf.Root.get(key)
+        return self.visit(value, 0)[0] if value is not None else b"absent"
+
+    def visit(self, obj: Any, depth: int) -> tuple[bytes, int]:
+        """(digest, the smallest depth a back-reference inside reaches; a big number for none)."""
+        import pikepdf
+
+        self.left -= 1
+        if self.left < 0:
+            raise _CanonBudget
+        none = 1 << 30
+        if not isinstance(obj, pikepdf.Object) or not isinstance(obj, pikepdf.Dictionary | pikepdf.Array
+                                                                  | pikepdf.Stream):
+            if isinstance(obj, pikepdf.Object):
+                try:
+                    return b"s" + obj.unparse(resolved=True), none
+                except Exception:
+                    return b"?", none
+            if isinstance(obj, int | Decimal) and not isinstance(obj, bool):  # 0.0 and 0: the same number
+                return b"n" + str(Decimal(obj).normalize()).encode(), none
+            return b"v" + repr(obj).encode(), none
+        og = obj.objgen
+        if og != (0, 0):
+            if og in self.pages:
+                return b"P%d" % self.pages[og], none
+            if og in self.path:
+                return b"^%d" % (depth - self.path[og]), self.path[og]
+            if og in self.memo:
+                return self.memo[og], none
+        if isinstance(obj, pikepdf.Dictionary) and obj.get("/Type") == "/Pages":
+            return b"T", none
+        if og != (0, 0):
+            self.path[og] = depth
+        try:
+            if isinstance(obj, pikepdf.Stream):
+                digest, low = self._stream(obj, depth)
+            elif isinstance(obj, pikepdf.Dictionary):
+                digest, low = self._dict({k: obj[k] for k in obj.keys()}, depth)  # noqa: SIM118 (pikepdf)
+            else:
+                parts, low = [], none
+                for item in obj:
+                    d, lo = self.visit(item, depth + 1)
+                    parts.append(d)
+                    low = min(low, lo)
+                digest = hashlib.sha256(b"[" + b",".join(parts) + b"]").digest()
+        finally:
+            if og != (0, 0):
+                self.path.pop(og, None)
+        if low >= depth:
+            if og != (0, 0):
+                self.memo[og] = digest
+            low = none
+        return digest, low
+
+    def _dict(self, items: dict[str, Any], depth: int, prefix: bytes = b"<<") -> tuple[bytes, int]:
+        parts, low = [prefix], 1 << 30
+        for key in sorted(items):
+            d, lo = self.visit(items[key], depth + 1)
+            parts.append(key.encode("utf-8", "replace") + b"=" + d)
+            low = min(low, lo)
+        return hashlib.sha256(b";".join(parts)).digest(), low
+
+    def _stream(self, obj: Any, depth: int) -> tuple[bytes, int]:
+        try:
+            data, skip = b"decoded" + obj.read_bytes(), STREAM_FRAMING
+        except Exception:
+            try:
+                data, skip = b"raw" + obj.read_raw_bytes(), ("/Length",)
+            except Exception as exc:
+                data, skip = f"unreadable {type(exc).__name__}".encode(), ("/Length",)
+        d = obj.stream_dict
+        items = {k: d[k] for k in d.keys() if k not in skip}  # noqa: SIM118 (pikepdf)
+        return self._dict(items, depth, b"stream " + hashlib.sha256(data).digest())
+
+
+def _op_same_pages(req: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's copy with its signature page (``prepared``) against the upload: pages 1..N and
+    the catalog's /AcroForm the same (``_Canon``), and exactly one page more."""
+    import pikepdf
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 50_000))
+    with pikepdf.open(req["base"], inherit_page_attributes=False) as base, \
+            pikepdf.open(req["prepared"], inherit_page_attributes=False) as prepared:
+        a, b = _Canon(base), _Canon(prepared)
+        n, m = len(base.pages), len(prepared.pages)
+        out: dict[str, Any] = {"pages": n, "prepared_pages": m, "differ": [], "acroform_same": None}
+        try:
+            for i in range(min(n, m)):
+                if a.page(i) != b.page(i):
+                    out["differ"].append(i + 1)
+            out["acroform_same"] = a.root("/AcroForm") == b.root("/AcroForm")
+        except (_CanonBudget, RecursionError) as exc:
+            out["unchecked"] = f"gave up after {CANON_BUDGET - max(a.left, 0) + CANON_BUDGET - max(b.left, 0)} " \
+                               f"objects ({type(exc).__name__})"
+        return out
+
+
 WORKER_OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "objects": _op_objects, "pyhanko": _op_pyhanko, "darken": _op_darken,
+    "objects": _op_objects, "pyhanko": _op_pyhanko, "darken": _op_darken, "flag_off": _op_flag_off,
+    "same_pages": _op_same_pages,
 }
 
 
@@ -1373,6 +1585,44 @@ class Outbox:
         return await self.wait(lambda: self.codes[phone].pop(0) if self.codes.get(phone) else None, seconds)
 
 
+# ----------------------------------------------------------------------------- signature page
+
+
+def signature_page_claim(envelope: dict[str, Any], events: list[dict[str, Any]] | None,
+                         upload_sha: str) -> tuple[int | None, list[str]]:
+    """(the 1-based page the gateway says it appended to the document, what contradicts that): None
+    when neither the audit trail nor a signer's field speaks of a signature page. The API says it by
+    ``documents[0].pages``, ``prepared_sha256`` and the signers' ``fields[].source == "signature_page"``
+    on that page; the trail by exactly one ``document.signature_page_added`` event that matches."""
+    doc = (envelope.get("documents") or [{}])[0]
+    added = [e for e in events or [] if e.get("type") == "document.signature_page_added"]
+    placed = [(str(s.get("name")), fl) for s in envelope.get("signers") or [] for fl in s.get("fields") or []
+              if fl.get("document_id") in (None, doc.get("id"))]
+    if not added and not any(fl.get("source") == "signature_page" for _, fl in placed):
+        return None, []
+    page, prepared = doc.get("pages"), doc.get("prepared_sha256")
+    problems = []
+    if events is None:
+        problems.append("the audit trail cannot be read")
+    elif len(added) != 1:
+        problems.append(f"{len(added)} document.signature_page_added events, not 1")
+    for e in added[:1]:
+        d = e.get("data") or {}
+        for key, want in (("document_id", doc.get("id")), ("sha256", upload_sha), ("prepared_sha256", prepared),
+                          ("page", page)):
+            if d.get(key) != want:
+                problems.append(f"the event's {key} {str(d.get(key))[:16]!r} is not {str(want)[:16]!r}")
+    if not prepared or prepared == upload_sha:
+        problems.append(f"documents[0].prepared_sha256 is {str(prepared)[:16]!r}")
+    if not any(fl.get("source") == "signature_page" for _, fl in placed):
+        problems.append("no signer's field has source signature_page")
+    for name, fl in placed:
+        if (fl.get("source") == "signature_page") != (fl.get("page") == page):
+            problems.append(f"{name}: field on page {fl.get('page')} with source {fl.get('source')!r}, "
+                            f"the signature page is {page}")
+    return page if isinstance(page, int) else None, problems
+
+
 # ----------------------------------------------------------------------------- one file
 
 
@@ -1389,9 +1639,17 @@ class Signed:
     """Our signature fields, ``Signature-<signer id>``."""
     envelope: dict[str, Any]
     base: Path | None
-    """What the signatures were added to: the upload, the prepared (repaired) copy, or None when the
-    gateway prepared a copy that cannot be downloaded."""
+    """What the signatures were added to: the upload, the prepared copy (repaired, or with the signature
+    page appended, or both), or None when the gateway prepared a copy that cannot be downloaded."""
     base_note: str = ""
+    events: list[dict[str, Any]] | None = None
+    """The audit trail (``GET …/audit``, JSON); None when it cannot be read."""
+    sender_placed: bool = False
+    """Every signer's box was given by the sender (the ``needs-placement`` retry): covering the page's
+    words there is the sender's choice, a remark."""
+
+    def events_of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events or [] if e.get("type") == kind]
 
 
 class Http:
@@ -1401,13 +1659,14 @@ class Http:
         self.auth = {"Authorization": f"Bearer {api_key}"}
         self.timeout = timeout
 
-    async def request(self, method: str, path: str, *, auth: bool = True, **kw: Any) -> tuple[int, bytes, str]:
+    async def request(self, method: str, path: str, *, auth: bool = True, headers: dict[str, str] | None = None,
+                      **kw: Any) -> tuple[int, bytes, str]:
         import aiohttp
 
+        headers = {**(self.auth if auth else {}), **(headers or {})}
         try:
             async with asyncio.timeout(self.timeout):
-                async with self.session.request(method, self.base + path, headers=self.auth if auth else None,
-                                                **kw) as r:
+                async with self.session.request(method, self.base + path, headers=headers or None, **kw) as r:
                     return r.status, await r.read(), r.content_type
         except TimeoutError:
             raise NoResponse(f"{method} {path.split('?')[0][:60]}: no response in {self.timeout:.0f} s") from None
@@ -1421,6 +1680,33 @@ def problem_code(body: bytes) -> str:
         return str(d.get("code") or d.get("title") or "?")
     except (ValueError, AttributeError):
         return body[:60].decode("utf-8", "replace")
+
+
+def needs_placement(status: int, body: bytes) -> str | None:
+    """For the create's 422 that asks the sender for a stamp's place (a file signed elsewhere without
+    room, which cannot take a signature page): "signers[k].fields: message"."""
+    if status != 422:
+        return None
+    try:
+        d = json.loads(body)
+        errors = d.get("errors") or [{}]
+        where, message = str(errors[0].get("field", "")), str(errors[0].get("message", ""))
+    except (ValueError, AttributeError, TypeError):
+        return None
+    if d.get("code") == "validation_failed" and re.fullmatch(r"signers\[\d+\]\.fields", where) \
+            and "signed elsewhere" in message:
+        return f"{where}: {message}"
+    return None
+
+
+def sender_boxes(signers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The signers with a sender's box each (``SENDER_BOX``), one under the other on page 1."""
+    return [{**s, "fields": [{**SENDER_BOX, "y": SENDER_BOX_TOP + k * SENDER_BOX_STEP}]}
+            for k, s in enumerate(signers)]
+
+
+async def _none() -> None:
+    return None
 
 
 def _keep(path: Path, data: bytes) -> None:
@@ -1462,14 +1748,19 @@ class Runner:
             r.failures.add("harness-error")
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        if r.needs_placement:
+            outcome = r.retry_outcome
+            r.notes.append(f"(placement: {outcome})")
+            if outcome == "retry with sender boxes signed, all checks pass":
+                # Accepted with the sender's place (the 422 names the field and says why): not a refusal
+                # of the file. Listed in the summary; a retry that fails keeps the failure.
+                r.failures.discard("needs-placement")
         r.seconds = time.perf_counter() - t0
         return r
 
-    async def ceremony(self, f: CorpusFile, r: Result, work: Path) -> Signed | None:
+    async def create(self, r: Result, f: CorpusFile, data: bytes, signers: list[dict[str, Any]]) -> tuple[int, bytes]:
         import aiohttp
 
-        data = await asyncio.to_thread(f.path.read_bytes)
-        signers = f.signers(self.args.signers)
         envelope = {"record": {"type": "deal", "id": f"corpus-{f.index}", "name": f.name[:300]},
                     "name": f"Corpus {f.index}: {f.name}"[:300], "language": LANGUAGE, "signers": signers,
                     "send": True}
@@ -1477,7 +1768,25 @@ class Runner:
         form.add_field("envelope", json.dumps(envelope), content_type="application/json")
         form.add_field("document", data, filename=f.name, content_type="application/pdf")
         status, body, _ = await self.call(r, "POST", "/v1/envelopes", data=form)
-        if status != 201:
+        return status, body
+
+    async def ceremony(self, f: CorpusFile, r: Result, work: Path) -> Signed | None:
+        data = await asyncio.to_thread(f.path.read_bytes)
+        signers = f.signers(self.args.signers)
+        status, body = await self.create(r, f, data, signers)
+        sender_placed = False
+        if why := needs_placement(status, body):
+            # No room for a stamp on a file signed elsewhere: the gateway asks the sender for a place. A
+            # valid file not signed as it is; once more with a sender's box per signer (accepted so: a remark).
+            r.upload, r.needs_placement = "422 needs-placement", why
+            r.fail("needs-placement", f"create → 422 validation_failed, {why}"[:300])
+            status, body = await self.create(r, f, data, sender_boxes(signers))
+            r.placed_retry = "201" if status == 201 else f"{status} {problem_code(body)}"
+            if status != 201:
+                r.notes.append(f"(placement retry with sender boxes → {status} {body[:200]!r})")
+                return None
+            r.upload, sender_placed = "422 → placed 201", True
+        elif status != 201:
             code = problem_code(body)
             r.upload = f"{status} {code}"
             if f.must_accept and code == "pdf_certified" and "signs cleanly" in f.observed:
@@ -1494,7 +1803,9 @@ class Runner:
             elif status < 400:
                 r.fail("accepted-then-unsignable", f"upload answered {status}, not 201")
             return None
-        r.upload, r.accepted = "201", True
+        if not sender_placed:
+            r.upload = "201"
+        r.accepted = True
         env = json.loads(body)
         r.envelope_id = env_id = env["id"]
         by_email = {s["email"].lower(): s for s in env["signers"]}
@@ -1525,7 +1836,20 @@ class Runner:
         if self.args.keep:
             await asyncio.to_thread(_keep, Path(self.args.keep) / f"{f.path.stem}.signed.pdf", body)
         base, note = await self.prepared_base(r, env, data, work)
-        return Signed(signed, fields, env, base, note)
+        events = await self.audit_events(r, env_id)
+        return Signed(signed, fields, env, base, note, events, sender_placed)
+
+    async def audit_events(self, r: Result, env_id: str) -> list[dict[str, Any]] | None:
+        status, body, _ = await self.call(r, "GET", f"/v1/envelopes/{env_id}/audit",
+                                          headers={"Accept": "application/json"})
+        try:
+            events = json.loads(body)["events"] if status == 200 else None
+        except (ValueError, KeyError, TypeError):
+            events = None
+        if not isinstance(events, list):
+            r.notes.append(f"(audit trail unreadable: {status} {problem_code(body)})")
+            return None
+        return events
 
     async def sign_one(self, r: Result, s: dict[str, Any]) -> bool:
         token = await self.outbox.link(s["email"], self.args.timeout)
@@ -1584,17 +1908,29 @@ class Runner:
         )
         base_sig_fields = [s.field for s in sig0] if isinstance(sig0, list) else []
         fields = our_fields(fields, sig0, sig1)
-        objects, hanko = await asyncio.gather(
+        upload_sha = await asyncio.to_thread(lambda: hashlib.sha256(orig.read_bytes()).hexdigest())
+        added, claim_problems = signature_page_claim(result.envelope, result.events, upload_sha)
+        repaired = result.events is None or bool(result.events_of("document.normalised"))
+        # A signature page alone: the gateway's copy is the upload rewritten by qpdf plus one page
+        prepared = ((result.envelope.get("documents") or [{}])[0]).get("prepared_sha256")
+        compare_copy = added is not None and not repaired and base is not None and prepared not in (None, upload_sha)
+        objects, hanko, same = await asyncio.gather(
             self.pool.call("objects", signed=str(signed), base=str(base) if base else None, fields=fields),
             self.pool.call("pyhanko", signed=str(signed), base=str(orig), ca=str(self.gateway.ca_path),
                            base_fields=base_sig_fields, fields=fields),
+            self.pool.call("same_pages", base=str(orig), prepared=str(base)) if compare_copy else _none(),
         )
+        geometry: dict[int, dict[str, Any]] = {}
+        if objects.get("ok"):
+            geometry = {int(k): v for k, v in objects["result"]["geometry"].items()}
 
         # page count
         if pages0 is None:
             r.check("pages", None, "pdfinfo cannot read the upload")
-        else:
+        elif added is None:
             r.check("pages", pages1 == pages0, f"{pages0} → {pages1}")
+        else:
+            await self.check_signature_page(r, f, result, fields, pages0, pages1, added, claim_problems, geometry)
 
         # pdfsig
         self.check_pdfsig(r, sig0, sig1, fields)
@@ -1610,16 +1946,26 @@ class Runner:
         elif isinstance(txt1, str):
             r.check("text", False, f"pdftotext on the result: {txt1}")
         else:
+            added_text = None
+            if added is not None and added == len(txt0) + 1 == len(txt1):  # pages 1..N against the upload
+                txt1, added_text = txt1[:-1], txt1[-1]
             diff, remark = await asyncio.to_thread(compare_text, txt0, txt1, extra)
+            if diff is None and added_text is not None:
+                heading = SIGNATURE_PAGE_HEADING.get(LANGUAGE, SIGNATURE_PAGE_HEADING["en"])
+                flat = " ".join(added_text.split())
+                missing = [what for what, there in (
+                    (f"the heading {heading!r}", heading in flat),
+                    (f"the envelope ID {result.envelope['id']}", result.envelope["id"] in "".join(flat.split())),
+                ) if not there]
+                if missing:
+                    diff = f"signature page {added} lacks {' and '.join(missing)} ({flat[:80]!r})"
             r.check("text", diff is None, diff or "")
             if remark:
                 r.notes.append(f"(text: {remark})")
 
         # render
-        geometry: dict[int, dict[str, Any]] = {}
-        if objects.get("ok"):
-            geometry = {int(k): v for k, v in objects["result"]["geometry"].items()}
-        rendered = await self.check_render(r, orig, signed, work, pages0, geometry, result.base)
+        rendered = await self.check_render(r, orig, signed, work, pages0, geometry, result.base,
+                                           repaired=repaired)
         await self.check_stamps(r, f, result, fields, pages0, objects, geometry, rendered, work)
 
         # qpdf --check
@@ -1632,7 +1978,36 @@ class Runner:
             r.check("qpdf", not bad, f"exit {rc0} → {rc1}; new: {'; '.join(new)[:200]}")
 
         # objects + byte prefix, form values
-        self.check_objects(r, objects, result)
+        self.check_objects(r, objects, result, same if compare_copy else None)
+        if added is not None and repaired and base is not None and base != orig:
+            r.notes.append("(objects: a repaired copy with a signature page: its pages are compared with the "
+                           "upload by text and rendering only)")
+
+    async def check_signature_page(self, r: Result, f: CorpusFile, result: Signed, fields: list[str], pages0: int,
+                                   pages1: int | None, added: int, claim_problems: list[str],
+                                   geometry: dict[int, dict[str, Any]]) -> None:
+        """The result has exactly one page more than the upload, and that page is the signature page the
+        audit trail and the API speak of, with every stamp the API puts there (and no other)."""
+        problems = list(claim_problems)
+        if added != pages0 + 1:
+            problems.append(f"the API says page {added}, the upload has {pages0} pages")
+        if pages1 != pages0 + 1:
+            problems.append(f"{pages0} → {pages1} pages")
+        if result.base is None:
+            problems.append(f"the gateway's copy cannot be downloaded ({result.base_note})")
+        elif (prepared := await page_count(result.base)) != pages0 + 1:
+            problems.append(f"the gateway's copy has {prepared} pages")
+        by_email = {s["email"].lower(): s for s in result.envelope.get("signers") or []}
+        for fl, s in zip(fields, f.signers(self.args.signers), strict=True):
+            api = (by_email.get(s["email"].lower(), {}).get("fields") or [{}])[0]
+            on = sorted(i + 1 for i, g in geometry.items() if fl in (g.get("fields") or []))
+            if api.get("source") == "signature_page" and on != [added]:
+                problems.append(f"{s['name']}: stamp on page(s) {on}, the API says the signature page {added}")
+            elif api.get("source") != "signature_page" and added in on:
+                problems.append(f"{s['name']}: stamp on the signature page, the API says {api.get('source')!r}")
+        r.check("pages", not problems, "signature page: " + "; ".join(problems)[:300])
+        if not problems:
+            r.notes.append(f"(pages: {pages0} → {pages1}, the signature page {added} of the audit trail and the API)")
 
     def check_pdfsig(self, r: Result, sig0: list[PdfSig] | str, sig1: list[PdfSig] | str, fields: list[str]) -> None:
         if isinstance(sig1, str):
@@ -1697,10 +2072,22 @@ class Runner:
         r.check("hanko", not problems, "; ".join(problems)[:400])
 
     async def check_render(self, r: Result, orig: Path, signed: Path, work: Path, pages: int | None,
-                           geometry: dict[int, dict[str, Any]], base: Path | None = None) -> dict[int, Path] | None:
-        """Compares the renderings; returns the result's (page number → PGM) when it was rendered."""
+                           geometry: dict[int, dict[str, Any]], base: Path | None = None,
+                           repaired: bool = True) -> dict[int, Path] | None:
+        """Compares the renderings (pages 1..``pages``, those of the upload); returns the result's (page
+        number → PGM) when it was rendered."""
         ranges = render_ranges(pages, geometry)
-        if base is not None and base != orig and not await asyncio.to_thread(same_bytes, base, orig):
+        if base is not None and base != orig and not repaired and not await asyncio.to_thread(same_bytes, base, orig):
+            # The gateway's copy with the signature page, not repaired: the upload's pages as they were.
+            upload, copy = await asyncio.gather(render(orig, work / "png-u", ranges),
+                                                render(base, work / "png-p", ranges))
+            if isinstance(upload, dict) and isinstance(copy, dict):
+                diffs = await asyncio.to_thread(copy_render_changes, upload, copy)
+                if diffs:
+                    r.check("render", False, "the gateway's copy with the signature page: " + "; ".join(diffs[:3]))
+                    return None
+            orig = base
+        elif base is not None and base != orig and not await asyncio.to_thread(same_bytes, base, orig):
             # A repaired upload: the signatures must change nothing of the repaired copy; the repair
             # itself may make poppler draw a little differently (a form state it skipped in the broken
             # file), within RENDER_MAX_DIFF_SHARE of a page, which is reported.
@@ -1785,7 +2172,8 @@ class Runner:
                 before = None
             elif before is None and pages0 is None:
                 r.notes.append(f"(stamp: the upload's page count is unknown; covered text on page {i + 1} unchecked)")
-            problems += stamp_problems(stamps[i], geometry[i], words, before, envelope_id, signer_of.values())
+            problems += stamp_problems(stamps[i], geometry[i], words, before, envelope_id, signer_of.values(),
+                                       result.sender_placed)
 
         # 5. opaque background: the page painted black under the annotations, rendered like check_render does
         dark_pages: dict[int, Path] | str = "-"
@@ -1809,15 +2197,40 @@ class Runner:
                                      f"{_fmt(s.box)} on the page painted black"))
 
         gone = [k for k, (c, _) in enumerate(problems) if c in ("stamp-unreadable", "stamp-no-background")]
-        if objects["result"].get("need_appearances") and gone:
-            c, note = problems[gone[0]]
-            problems[gone[0]] = (c, f"{note} (/NeedAppearances true: poppler redraws the widget without our /AP)")
+        first = signer_of[fields[0]] if fields else None  # the file's first signature has a mirror: no excuse
+        first_signature = not await asyncio.to_thread(lambda: b"/ByteRange" in f.path.read_bytes())
+        if (objects["result"].get("need_appearances") and gone and len(gone) == len(problems)
+                and not (first_signature and any(f" {first}:" in f" {n}" for _, n in problems))):
+            # poppler 22 redraws every widget of a /NeedAppearances form from its value, signatures
+            # included (blank); poppler 23+ keeps signature appearances. The same checks on a copy with
+            # the flag off show whether our stamps are right: then it is that viewer's, a remark.
+            again = Result(file=r.file)
+            flag_off = await self.pool.call("flag_off", signed=str(result.path), out=str(work / "flag-off.pdf"))
+            if flag_off.get("ok"):
+                (work / "flag-off").mkdir(exist_ok=True)
+                await self.check_stamps(again, f, dataclasses.replace(result, path=work / "flag-off.pdf"), fields,
+                                        pages0, {**objects, "result": {**objects["result"], "need_appearances": False}},
+                                        geometry, None, work / "flag-off")
+            if flag_off.get("ok") and not again.failures:
+                r.notes.append("(stamp: a later signer's stamp on a /NeedAppearances form is drawn blank by this "
+                               "poppler (22), which redraws signature widgets there; with the flag off every check "
+                               "passes)")
+                problems = []
+            else:
+                c, note = problems[gone[0]]
+                problems[gone[0]] = (c, f"{note} (/NeedAppearances true; wrong with the flag off too)")
+        if remarks := [n for c, n in problems if c == SENDER_OVER_TEXT]:
+            r.notes.append(f"(stamp: the sender's box covers words: {'; '.join(remarks)[:200]})")
+            problems = [(c, n) for c, n in problems if c != SENDER_OVER_TEXT]
         r.checks["stamp"] = "fail" if problems else "n/a" if pages and len(unchecked) == len(pages) else "ok"
         for cls in STAMP_CLASSES:
             if notes := [n for c, n in problems if c == cls]:
                 r.fail(cls, "; ".join(dict.fromkeys(notes))[:400])
 
-    def check_objects(self, r: Result, objects: dict[str, Any], result: Signed) -> None:
+    def check_objects(self, r: Result, objects: dict[str, Any], result: Signed,
+                      same: dict[str, Any] | None = None) -> None:
+        """The result against what it was signed on (prefix, objects, form values); with ``same``
+        (``_op_same_pages``), also the gateway's signature-page copy against the upload."""
         base = result.base
         if not objects.get("ok"):
             r.check("objects", False, f"pikepdf: {objects.get('error')}")
@@ -1837,6 +2250,20 @@ class Runner:
         changed = res.get("overwritten", [])
         if changed:
             problems.append(f"{len(changed)} of {res.get('base_objects')} objects changed: " + ", ".join(changed[:4]))
+        if same is not None and not same.get("ok"):
+            problems.append(f"the signature-page copy against the upload: pikepdf: {same.get('error')}")
+        elif same is not None:
+            s = same["result"]
+            if s.get("differ"):
+                problems.append(f"the signature-page copy changed page(s) {s['differ'][:8]} of the upload "
+                                f"(objects of {s['pages']} pages compared)")
+            if s.get("acroform_same") is False:
+                problems.append("the signature-page copy changed the upload's /AcroForm")
+            if s.get("prepared_pages") != s.get("pages", 0) + 1:
+                problems.append(f"the signature-page copy has {s.get('prepared_pages')} pages, "
+                                f"the upload {s.get('pages')}")
+            if s.get("unchecked"):
+                r.notes.append(f"(objects: the signature-page copy against the upload: {s['unchecked']})")
         r.check("objects", not problems, "; ".join(problems)[:400])
         form = res.get("form") or {}
         if form.get("error"):
@@ -1873,7 +2300,8 @@ def row(r: Result) -> str:
             f"{marks} {r.seconds:5.1f}s")
     if r.failures:
         line += "   ✗ " + ", ".join(sorted(r.failures))
-    shown = ("[", "(text:", "(sig:", "(render:", "(stamp", "(signed the prepared", "HARNESS", "refused as")
+    shown = ("[", "(text:", "(sig:", "(render:", "(stamp", "(signed the prepared", "HARNESS", "refused as", "(pages:",
+             "(placement", "(objects:", "(audit")
     return line + "".join(f"\n      {n}" for n in r.notes if n.startswith(shown))
 
 
@@ -1909,6 +2337,16 @@ def summary(results: list[Result], elapsed: float, selected: int) -> str:
         fc = Counter(x for r in rs for x in r.failures)
         lines.append(f"| {k} | {len(rs)} | {c.get('signed, all checks pass', 0)} | {c.get('refused (ok)', 0)} | "
                      f"{c.get('FAILED', 0)} | {', '.join(f'{x} {n}' for x, n in sorted(fc.items()))} |")
+    if placed := [r for r in results if r.needs_placement]:
+        lines += ["", "Needs a place from the sender (`needs-placement`: 422 validation_failed, \"signed elsewhere\", "
+                  f"no room for a stamp on any page), retried once with a sender's box per signer on page 1 "
+                  f"({SENDER_BOX['width']}×{SENDER_BOX['height']} pt at x {SENDER_BOX['x']}, y {SENDER_BOX_TOP} + "
+                  f"{SENDER_BOX_STEP} per signer):", ""]
+        for r in sorted(placed, key=lambda r: r.file.name):
+            lines.append(f"- `{r.file.name}` ({r.file.short_class}): {r.needs_placement.split(':')[0]}; "
+                         f"{r.retry_outcome}")
+    if pages := [r for r in results if any(n.startswith("(pages: ") for n in r.notes)]:
+        lines += ["", f"Signature page appended by the gateway (audit event and API agree): {len(pages)} files."]
     failed = [r for r in results if r.failures]
     if failed:
         lines += ["", "Failed files:", ""]
