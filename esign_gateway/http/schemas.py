@@ -237,8 +237,9 @@ class DocumentOut(BaseModel):
     sha256: str
     """SHA-256 of the upload, byte for byte."""
     prepared_sha256: str | None = None
-    """Set when the upload was structurally broken and carried no signature: it was repaired once
-    (audit event ``document.normalised``) and this repaired file is what the signers sign."""
+    """Set when the signers sign another file than the upload (which carried no signature): the upload
+    repaired (audit event ``document.normalised``) and/or with a signature page appended because its
+    last page had no room for the stamps (``document.signature_page_added``; ``pages`` counts it)."""
     signed_sha256: str | None
 
 

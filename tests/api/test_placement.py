@@ -223,3 +223,16 @@ async def test_the_signer_is_told_of_the_signature_page(api: Any, tenant: Tenant
     await ceremony.run_jobs()
     page = await (await api.get(f"/sign/{ceremony.link_token(JANA['email'])}")).text()
     assert "na podpisové straně na konci dokumentu (strana 2)" in page
+
+
+async def test_a_field_names_its_document_and_the_other_documents_are_placed_automatically(
+    api: Any, tenant: Tenant, ceremony: Ceremony
+) -> None:
+    body = _body(czech_contract(pages=1, label_page=0, full_pages=False), [
+        {**JANA, "fields": [{"document": 2, "anchor": "Podpis objednatele:"}]}])
+    body["documents"].append({"name": "dodatek.pdf", "content": base64.b64encode(czech_contract(pages=2)).decode()})
+    env = await _create(api, tenant, body)
+    first, second = env["documents"]
+    fields = {f["document_id"]: f for f in env["signers"][0]["fields"]}
+    assert (fields[first["id"]]["source"], fields[first["id"]]["page"]) == ("automatic", 1)
+    assert (fields[second["id"]]["source"], fields[second["id"]]["page"]) == ("anchor", 2)
