@@ -46,8 +46,8 @@ GAP = 8.0
 """Between two stamps, and between a stamp and the page's content (points)."""
 INK_LEVEL = 40
 """A pixel this far (of 255) from the page's background colour is content."""
-RENDER_PIXELS = 700
-"""The longer side of the rendered page, in pixels (~1.2 pt per pixel on A4)."""
+RENDER_PIXELS = 500
+"""The longer side of the rendered page, in pixels (~1.7 pt per pixel on A4; the gap kept to content is 4 pt)."""
 
 _PLACEHOLDER = re.compile(r"^\{\{.*\}\}$", re.DOTALL)
 
@@ -109,17 +109,25 @@ class _Page:
         return page
 
     def ink(self) -> tuple[np.ndarray, float]:
-        """A boolean mask of the displayed page (True: content), and pixels per point."""
+        """A boolean mask of the displayed page (True: content), and pixels per point: what the
+        render shows, and the boxes of the text layer (a word's box is larger than its ink, and
+        faint or tiny text may render below ``INK_LEVEL``)."""
         if self._ink is None:
+            page = self._page()
             scale = min(4.0, RENDER_PIXELS / max(self.frame.width, self.frame.height))
-            bitmap = self._page().render(scale=scale, grayscale=True, draw_annots=True, may_draw_forms=True)
+            bitmap = page.render(scale=scale, grayscale=True, draw_annots=True, may_draw_forms=True)
             gray = np.asarray(bitmap.to_numpy(), dtype=np.int16)
             if gray.ndim == 3:
                 gray = gray[:, :, 0]
             counts = np.bincount(gray.ravel(), minlength=256)
             background = int(np.argmax(counts))
-            self._ink = np.abs(gray - background) > INK_LEVEL
-            self._scale = scale
+            ink = np.abs(gray - background) > INK_LEVEL
+            text = page.get_textpage()
+            for i in range(text.count_rects()):
+                x, y, w, h = self.frame.to_display(text.get_rect(i))
+                top, left = max(0, int(y * scale)), max(0, int(x * scale))
+                ink[top:int((y + h) * scale) + 1, left:int((x + w) * scale) + 1] = True
+            self._ink, self._scale = ink, scale
         return self._ink, self._scale
 
     def is_free(self, rect: Rect, gap: float = GAP / 2) -> bool:
@@ -378,13 +386,17 @@ def _at_anchor(doc: _Document, wanted: FieldRequest) -> StampPlacement:
         candidates = [(left - 2 + (ox or 0), top - 2 + (oy or 0), w, h)]
     elif ox is not None or oy is not None:
         candidates = [(left + (ox or 0), bottom + (oy or 0), w, h)]
-    else:  # under the label, else right of it, else above it: where nothing is printed
-        middle = (top + bottom) / 2
-        candidates = [(left, bottom + 4, w, h), (right + 6, middle - h / 2, w, h), (left, top - 4 - h, w, h)]
+    else:  # under the label, else right of it, else above it: where nothing is printed; moved along
+        # the label's edge as far as needed to stay on the page (a label near the right edge)
+        margin = _margin(page.frame)
+        x = max(margin, min(left, page.frame.width - margin - w))
+        y = max(margin, min((top + bottom - h) / 2, page.frame.height - margin - h))
+        candidates = [(x, bottom + 6, w, h), (right + 6, y, w, h), (x, top - 6 - h, w, h)]
     inside = [c for c in candidates if page.frame.contains(c)]
     if not inside:
         _must_fit(page.frame, candidates[0], wanted.path, f"page {index + 1}")
-    free = [c for c in inside if page.is_free(c)] if len(inside) > 1 else inside
+    # 2 pt kept to other content: the label's own glyphs (descenders) are 6 pt away by construction
+    free = [c for c in inside if page.is_free(c, gap=2)] if len(inside) > 1 else inside
     box = (free or inside)[0]
     return StampPlacement(page=index, x=_r(box[0]), y=_r(box[1]), width=_r(box[2]), height=_r(box[3]),
                           source="anchor", anchor=wanted.anchor)

@@ -123,6 +123,21 @@ def _tiny_page() -> bytes:
     return buf.getvalue()
 
 
+def _faint_footer() -> bytes:
+    """Light grey small print along the bottom of the page (as footers often are): faint in a render."""
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(595, 842))
+    c.setFont(_font(), 10)
+    c.drawString(56, 780, "Smlouva o dílo")
+    c.setFillGray(0.88)
+    c.setFont(_font(), 6)
+    for line in range(8):
+        c.drawString(30, 30 + line * 9, f"{LOREM} {LOREM}"[:140])
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
 PAGES: dict[str, Callable[[], bytes]] = {
     "rotate-90": lambda: _pikepdf(make_pdf(), _set("/Rotate", 90)),
     "rotate-180": lambda: _pikepdf(make_pdf(), _set("/Rotate", 180)),
@@ -134,6 +149,7 @@ PAGES: dict[str, Callable[[], bytes]] = {
     "mediabox-offset": lambda: _pikepdf(make_pdf(), _set("/MediaBox", pikepdf.Array([-300, -400, 295, 442]))),
     "dark-page": _dark_page,
     "tiny-page": _tiny_page,
+    "faint-footer": _faint_footer,
 }
 
 
@@ -337,3 +353,19 @@ async def test_an_empty_signature_field_with_its_own_appearance_is_signed_in_pla
     checks = await asyncio.to_thread(validate, signed, load_roots(shared_parts["material"].trust_root_paths))
     assert [(c.field_name, c.bottom_line) for c in checks] == [("Objednatel", True)]
     assert [w for w in poppler_words(signed, 1) if w.text == NAMES[0]]  # our stamp replaced the frame
+
+
+@pytest.mark.parametrize("rotate", [90, 180, 270])
+async def test_an_anchor_on_a_rotated_cropped_page_is_found_where_a_viewer_shows_it(
+    shared_parts: dict[str, Any], rotate: int
+) -> None:
+    upload = _pikepdf(make_pdf(), lambda d: (_set("/CropBox", pikepdf.Array([30, 40, 570, 800]))(d),
+                                             _set("/Rotate", rotate)(d)))
+    info = await shared_parts["inspector"].inspect(upload, _request(NAMES[:1], (FieldRequest(
+        path="signers[0].fields[0]", anchor="Článek 12:"),)))
+    (place,) = info.placements
+    (label,) = [w for w in poppler_words(upload, 1) if w.text == "12:"]  # poppler's box, displayed page
+    right, bottom = place.x + place.width, place.y + place.height
+    gaps = (place.x - label.x1, label.x0 - right, place.y - label.y1, label.y0 - bottom)
+    assert 0 <= max(gaps) <= 12, (place, label)  # next to the label, on one side of it …
+    assert not label.meets((place.x, place.y, place.width, place.height))  # … and not over it
