@@ -189,7 +189,8 @@ class SignatureRequest:
     signer_name: str
     signer_email: str
     field_name: str
-    """Unique per signer within the document, e.g. ``Signature-<signer id>``."""
+    """Unique per signer within the document, e.g. ``Signature-<signer id>``; a placement that names
+    the PDF's own empty field (``StampPlacement.field_name``) signs that field instead."""
     slot: int
     """0-based position of this signer among the signers; places the stamp when ``placement`` is None
     (envelopes created before placements were stored): bottom-left of the last page's visible area."""

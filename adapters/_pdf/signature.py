@@ -169,13 +169,13 @@ def _mirror_for_regenerating_viewers(
     Only in the file's first signature: pyHanko's validator counts an annotation added after a
     signature as a change that breaks it, so a later signer's stamp on such a form has no mirror
     (see docs/placement.md). Returns the reference reserved for the appearance, or None."""
+    if not first_signature:
+        return None
     try:
         need = resolved_get(writer.root["/AcroForm"], "/NeedAppearances")
     except KeyError:
         return None
-    if first_signature is False:
-        return None
-    if need is not True and getattr(need, "value", need) is not True:
+    if getattr(need, "value", need) is not True:
         return None
     appearance = writer.allocate_placeholder()
     annot = writer.add_object(generic.DictionaryObject({
