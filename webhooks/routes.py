@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import Annotated
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -14,6 +14,7 @@ from esign_gateway.errors import NotFoundError, UnauthorizedError, ValidationFai
 from esign_gateway.http.auth import tenant_of
 from esign_gateway.http.bodies import read_json
 from esign_gateway.http.keys import CONTAINER
+from esign_gateway.http.openapi import PUBLIC, Param, Problem, doc
 from esign_gateway.ports import InvalidWebhook
 
 from .delivery import retry_now
@@ -53,6 +54,39 @@ class EndpointOut(BaseModel):
     previous_secret_valid_until: str | None = None
 
 
+class AttemptOut(BaseModel):
+    at: datetime
+    status_code: int | None
+    error: str | None
+    latency_ms: int | None
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    event_id: str
+    type: str
+    envelope_id: str | None
+    status: str
+    """``pending``, ``succeeded`` or ``failed``."""
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    attempt_log: list[AttemptOut]
+
+
+class DeliveryPageOut(BaseModel):
+    items: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class InboundOut(BaseModel):
+    status: str
+    """What became of the event: e.g. ``accepted`` or ``duplicate``."""
+
+
 def _out(ep: WebhookEndpoint, secret: str | None = None) -> web.Response:
     until = ep.previous_valid_until.isoformat() if ep.previous_valid_until else None
     body = EndpointOut(url=ep.url, events=ep.events, enabled=ep.enabled, disabled_reason=ep.disabled_reason,
@@ -61,6 +95,7 @@ def _out(ep: WebhookEndpoint, secret: str | None = None) -> web.Response:
 
 
 @routes.get("/v1/webhook")
+@doc("The webhook endpoint", "Webhooks", response=EndpointOut, errors=(NotFoundError,))
 async def get_endpoint(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     ep = await WebhookEndpoint.get_or_none(tenant_id=tenant.id)
@@ -70,6 +105,8 @@ async def get_endpoint(request: web.Request) -> web.Response:
 
 
 @routes.put("/v1/webhook")
+@doc("Set the webhook endpoint", "Webhooks", body=EndpointIn, response=EndpointOut,
+     description="The signing secret is in the answer when the endpoint is created, and never again.")
 async def put_endpoint(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     body = EndpointIn.model_validate(await read_json(request))
@@ -94,6 +131,8 @@ async def put_endpoint(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhook/rotate-secret")
+@doc("Rotate the signing secret", "Webhooks", response=EndpointOut, errors=(NotFoundError,),
+     description="The previous secret keeps signing (a second signature) for 24 hours.")
 async def rotate(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     container = request.app[CONTAINER]
@@ -108,18 +147,24 @@ async def rotate(request: web.Request) -> web.Response:
     return _out(ep, secret)
 
 
-def _delivery(d: WebhookDelivery, attempts: list[WebhookAttempt]) -> dict[str, Any]:
-    return {
-        "id": d.id, "event_id": d.event_id, "type": d.event_type, "envelope_id": d.envelope_id, "status": d.status,
-        "attempts": d.attempts, "last_status_code": d.last_status_code, "last_error": d.last_error,
-        "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at else None,
-        "created_at": d.created_at.isoformat(), "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
-        "attempt_log": [{"at": a.at.isoformat(), "status_code": a.status_code, "error": a.error,
-                         "latency_ms": a.latency_ms} for a in attempts],
-    }
+def _delivery(d: WebhookDelivery, attempts: list[WebhookAttempt]) -> DeliveryOut:
+    return DeliveryOut(
+        id=d.id, event_id=d.event_id, type=d.event_type, envelope_id=d.envelope_id, status=d.status,
+        attempts=d.attempts, last_status_code=d.last_status_code, last_error=d.last_error,
+        next_attempt_at=d.next_attempt_at, created_at=d.created_at, delivered_at=d.delivered_at,
+        attempt_log=[AttemptOut(at=a.at, status_code=a.status_code, error=a.error, latency_ms=a.latency_ms)
+                     for a in attempts],
+    )
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(text=model.model_dump_json(), content_type="application/json", status=status)
 
 
 @routes.get("/v1/webhook/deliveries")
+@doc("The delivery log", "Webhooks", response=DeliveryPageOut, params=(
+    Param("status", schema={"type": "string", "enum": ["pending", "succeeded", "failed"]}),
+    Param("envelope_id"), Param("cursor")), errors=(ValidationFailedError,))
 async def list_deliveries(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     qs = WebhookDelivery.filter(tenant_id=tenant.id)
@@ -137,20 +182,23 @@ async def list_deliveries(request: web.Request) -> web.Response:
     attempts: dict[str, list[WebhookAttempt]] = {r.id: [] for r in rows}
     for a in await WebhookAttempt.filter(delivery_id__in=list(attempts)).order_by("id"):
         attempts[a.delivery_id].append(a)
-    return web.json_response({"items": [_delivery(r, attempts[r.id]) for r in rows],
-                              "next_cursor": rows[-1].id if more and rows else None})
+    return _json(DeliveryPageOut(items=[_delivery(r, attempts[r.id]) for r in rows],
+                                 next_cursor=rows[-1].id if more and rows else None))
 
 
 @routes.post("/v1/webhook/deliveries/{id}/retry")
+@doc("Deliver again now", "Webhooks", status=202, response=DeliveryOut, errors=(NotFoundError,))
 async def retry(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     delivery = await retry_now(tenant.id, request.match_info["id"], request.app[CONTAINER].clock.now())
     if delivery is None:
         raise NotFoundError("No such delivery.")
-    return web.json_response(_delivery(delivery, []), status=202)
+    return _json(_delivery(delivery, []), status=202)
 
 
 @routes.post("/webhooks/digisign")
+@doc("DigiSign's webhooks (inbound)", "Providers", auth=PUBLIC, response=InboundOut,
+     also={401: Problem, 404: Problem}, body=None)
 async def digisign_webhook(request: web.Request) -> web.Response:
     """DigiSign's webhooks (``Signature: t=…,s=…``): authenticated, deduplicated, then a sync job
     reads the envelope's real state from DigiSign. 401 for a bad signature (nothing changes)."""
@@ -162,4 +210,4 @@ async def digisign_webhook(request: web.Request) -> web.Response:
         raise UnauthorizedError("The webhook signature does not verify.") from None
     except LookupError:
         raise NotFoundError("DigiSign is not configured here.") from None
-    return web.json_response({"status": outcome})
+    return _json(InboundOut(status=outcome))

@@ -18,6 +18,7 @@ from esign_gateway.domain.events import WEBHOOK_TYPES, DomainEvent
 from esign_gateway.domain.ids import uuid7
 from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
 from esign_gateway.ports import StampPlacement
+from esign_gateway.webhook_payloads import EnvelopeEventData, WebhookEnvelope, WebhookRecord, WebhookSigner
 
 from .jobs import JobRepository
 from .models import AuditEvent, DocumentRow, EnvelopeRow, OutboxEvent, SignerRow
@@ -289,23 +290,17 @@ def _snapshot(env: Envelope) -> dict[str, Any]:
 
 def _outbox_row(env: Envelope, event: DomainEvent, sequence: int) -> OutboxEvent:
     signer = env.signer(event.signer_id) if event.signer_id else None
-    data: dict[str, Any] = {
-        "envelope": {
-            "id": env.id,
-            "status": env.status.value,
-            "record": {"type": env.record_type, "id": env.record_id, "name": env.record_name},
-            "name": env.name,
-            "metadata": env.metadata,
-            "sent_at": env.sent_at.isoformat() if env.sent_at else None,
-            "expires_at": env.expires_at.isoformat() if env.expires_at else None,
-            "completed_at": env.completed_at.isoformat() if env.completed_at else None,
-            "version": env.version,  # grows with every change: a CRM can drop stale events
-        }
-    }
-    if signer is not None:
-        data["signer"] = {"id": signer.id, "status": signer.status.value, "order": signer.order}
-    data["sequence"] = sequence  # per envelope, strictly increasing: orders events that arrive out of order
-    return outbox_event(env.tenant_id, env.id, event.type, event.at, data)
+    data = EnvelopeEventData(
+        envelope=WebhookEnvelope(
+            id=env.id, status=env.status.value, name=env.name, metadata=env.metadata,
+            record=WebhookRecord(type=env.record_type, id=env.record_id, name=env.record_name),
+            sent_at=env.sent_at, expires_at=env.expires_at, completed_at=env.completed_at, version=env.version,
+        ),
+        signer=WebhookSigner(id=signer.id, status=signer.status.value, order=signer.order) if signer else None,
+        sequence=sequence,
+    )
+    return outbox_event(env.tenant_id, env.id, event.type, event.at,
+                        data.model_dump(mode="json", exclude={"signer"} if signer is None else None))
 
 
 def outbox_event(
@@ -315,7 +310,7 @@ def outbox_event(
     event_id = f"evt_{uuid7().hex}"
     return OutboxEvent(
         id=event_id, tenant_id=tenant_id, envelope_id=envelope_id, type=type_, created_at=at,
-        payload={"id": event_id, "type": type_, "created_at": at.isoformat(), "data": data},
+        payload={"id": event_id, "type": type_, "created_at": at.isoformat().replace("+00:00", "Z"), "data": data},
     )
 
 

@@ -16,7 +16,8 @@ from esign_gateway.container import Container
 from .keys import CONTAINER, LOOP_LAG
 from .loop_lag import LoopLag, LoopLagMonitor
 from .middlewares import middlewares
-from .routes import archive, envelopes, plans, signing, signing_page
+from .openapi import PUBLIC, Media, doc
+from .routes import archive, docs, envelopes, plans, signing, signing_page
 
 __all__ = ["create_app"]
 
@@ -24,6 +25,8 @@ _STATIC = {"sign.css": "text/css", "sign.js": "text/javascript"}
 _TEMPLATES = Path(__file__).parent / "templates"
 
 
+@doc("The signer page's stylesheet and script", "Signer page", auth=PUBLIC,
+     response=Media("text/css", "`sign.css` (`text/css`) or `sign.js` (`text/javascript`)."))
 async def _static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in _STATIC:  # a fixed list: no path is built from the request
@@ -32,6 +35,11 @@ async def _static(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
 
+class Health(BaseModel):
+    status: str
+
+
+@doc("Liveness: the process answers", "Meta", auth=PUBLIC, response=Health)
 async def _healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -51,6 +59,8 @@ class Readiness(BaseModel):
     """The upload inspector processes of this web process."""
 
 
+@doc("Readiness: the database answers and an upload inspector runs", "Meta", auth=PUBLIC, response=Readiness,
+     also={503: Readiness})
 async def _readyz(request: web.Request) -> web.Response:
     from tortoise import connections
 
@@ -76,6 +86,8 @@ def create_app(container: Container, *, run_worker: bool | None = None) -> web.A
     app.router.add_routes(archive.routes)
     app.router.add_routes(signing.routes)
     app.router.add_routes(signing_page.routes)
+    app.router.add_routes(docs.routes)
+    app[docs.OPENAPI_CACHE] = {}
     for table in container.extra_routes:
         app.router.add_routes(table)
     app.router.add_get("/static/{name}", _static)

@@ -158,7 +158,8 @@ class CreateEnvelopeIn(_In):
     name: Annotated[str, Field(min_length=1, max_length=300)]
     message: Annotated[str | None, Field(max_length=2000)] = None
     language: Literal["cs", "sk", "en"] = "cs"
-    documents: Annotated[list[DocumentIn], Field(min_length=1, max_length=20)] = []
+    documents: Annotated[list[DocumentIn], Field(max_length=20)] = []
+    """1 to 20 in a JSON request; empty in a multipart one, whose documents are file parts."""
     signers: Annotated[list[SignerIn], Field(min_length=1, max_length=10)]
     expires_in_days: Annotated[int | None, Field(ge=1, le=90)] = None
     expires_at: datetime | None = None
@@ -338,6 +339,32 @@ class EnvelopeOut(BaseModel):
 class EnvelopePage(BaseModel):
     items: list[EnvelopeOut]
     next_cursor: str | None
+
+
+class AuditEventOut(BaseModel):
+    seq: int
+    type: str
+    at: datetime
+    actor: str
+    signer_id: str | None
+    data: dict[str, Any]
+    ip: str | None
+    user_agent: str | None
+    hash: str
+    prev_hash: str
+
+
+class AuditTrailOut(BaseModel):
+    """The envelope's hash-chained event trail (``Accept: application/json``)."""
+
+    envelope_id: str
+    chain_head: str | None
+    events: list[AuditEventOut]
+
+
+class SignedOut(BaseModel):
+    status: Literal["signed", "declined"]
+    envelope_status: str
 
 
 class CodeSentOut(BaseModel):

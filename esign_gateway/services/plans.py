@@ -32,6 +32,7 @@ from esign_gateway.errors import (
     SigningDisabledError,
     ValidationFailedError,
 )
+from esign_gateway.webhook_payloads import UsageEventData, WebhookUsage
 
 from .tenants import TenantInfo
 
@@ -200,12 +201,10 @@ class PlanService:
             raise self._quota_error(month, plan, allowance, await uow.usage.used(tenant_id, month), n)
         await uow.usage.record(tenant_id, envelope_id, document_ids, month, now)
         events = [
-            outbox_event(tenant_id, None, "usage.threshold", now, {
-                "usage": {
-                    "month": month, "threshold_percent": pct, "documents_sent": total, "allowance": allowance,
-                    "remaining": max(0, allowance - total), "plan": plan.code if plan else None,
-                }
-            })
+            outbox_event(tenant_id, None, "usage.threshold", now, UsageEventData(usage=WebhookUsage(
+                month=month, threshold_percent=pct, documents_sent=total, allowance=allowance,
+                remaining=max(0, allowance - total), plan=plan.code if plan else None,
+            )).model_dump(mode="json"))
             for pct in quota.crossed_thresholds(total - n, total, allowance)
         ]
         await write_outbox(uow.conn, events)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from adapters._pdf.certs import as_leaf, as_root
+from esign_gateway.http.openapi import PUBLIC, Media, doc
 
 __all__ = ["DevPki", "crl_routes", "ensure_dev_pki"]
 
@@ -164,6 +165,7 @@ def crl_routes(pki: DevPki) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
     @routes.get("/pki/dev-ca.crl")
+    @doc("Development CA's CRL", "Development", auth=PUBLIC, response=Media("application/pkix-crl", "The CRL."))
     async def crl(_: web.Request) -> web.Response:
         return web.Response(body=pki.crl_path.read_bytes(), content_type="application/pkix-crl",
                             headers={"Cache-Control": "public, max-age=3600"})

@@ -15,6 +15,7 @@ from asn1crypto import tsp
 from pyhanko.keys import load_cert_from_pemder, load_private_key_from_pemder
 
 from adapters._pdf.keys import CachedKeyTimeStamper
+from esign_gateway.http.openapi import PUBLIC, Media, doc
 
 __all__ = ["DevTimeStamper", "tsa_routes"]
 
@@ -32,6 +33,10 @@ def tsa_routes(timestamper: DevTimeStamper) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
     @routes.post("/tsa")
+    @doc("Development TSA (RFC 3161)", "Development", auth=PUBLIC,
+         response=Media("application/timestamp-reply", "The time-stamp response."),
+         also={400: Media("text/plain", "Not a TimeStampReq."), 413: Media(None, "Too large."),
+               415: Media("text/plain", "Send application/timestamp-query.")})
     async def timestamp(request: web.Request) -> web.Response:
         if request.content_type != "application/timestamp-query":
             return web.Response(status=415, text="application/timestamp-query expected")

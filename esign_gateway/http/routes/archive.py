@@ -12,13 +12,15 @@ from datetime import UTC, datetime
 from aiohttp import web
 from pydantic import BaseModel
 
+from esign_gateway import errors as err
 from esign_gateway.errors import MalformedRequestError, ValidationFailedError
 from esign_gateway.services.tenants import Principal
 
 from ..auth import authenticate, tenant_of
 from ..bodies import render
 from ..keys import CONTAINER
-from ..schemas import EnvelopeOut
+from ..openapi import OPERATOR, SUPPORT, Media, Param, doc
+from ..schemas import AuditTrailOut, EnvelopeOut
 from .envelopes import attachment, audit_response
 
 __all__ = ["routes"]
@@ -70,6 +72,13 @@ def _when(request: web.Request, name: str) -> datetime | None:
 
 
 @routes.get("/v1/archive")
+@doc("Completed envelopes still retained", "Archive", response=ArchivePageOut, params=(
+    Param("from", schema={"type": "string", "format": "date-time"}, description="Completed at or after."),
+    Param("to", schema={"type": "string", "format": "date-time"}, description="Completed before."),
+    Param("record_type"), Param("record_id"),
+    Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 200, "default": 50}),
+    Param("cursor"),
+), errors=(err.ValidationFailedError, err.MalformedRequestError))
 async def archive(request: web.Request) -> web.Response:
     """Completed envelopes still retained, newest first: ``from``/``to`` on the completion time."""
     tenant = await tenant_of(request)
@@ -113,12 +122,17 @@ async def _support(request: web.Request, action: str) -> tuple[Principal, str]:
 
 
 @routes.get("/v1/support/envelopes/{id}")
+@doc("Support: any tenant's envelope", "Support", auth=SUPPORT, response=EnvelopeOut,
+     errors=(err.NotFoundError, err.GoneError, err.MalformedRequestError))
 async def support_envelope(request: web.Request) -> web.Response:
     _, envelope_id = await _support(request, "read")
     return render(EnvelopeOut.from_domain(await request.app[CONTAINER].archive.load(envelope_id, None)))
 
 
 @routes.get("/v1/support/envelopes/{id}/download")
+@doc("Support: the signed result", "Support", auth=SUPPORT,
+     response=Media("application/pdf", "The signed PDF (or a ZIP for several documents).", ("Content-Disposition",)),
+     errors=(err.NotFoundError, err.GoneError, err.InvalidStateError, err.MalformedRequestError))
 async def support_download(request: web.Request) -> web.Response:
     _, envelope_id = await _support(request, "download")
     container = request.app[CONTAINER]
@@ -127,12 +141,18 @@ async def support_download(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/support/envelopes/{id}/audit")
+@doc("Support: the audit report or trail", "Support", auth=SUPPORT,
+     response=(Media("application/pdf", "The sealed audit report; `Accept: application/json` gives the trail.",
+                     ("Content-Disposition",)), AuditTrailOut),
+     errors=(err.NotFoundError, err.GoneError, err.InvalidStateError, err.MalformedRequestError))
 async def support_audit(request: web.Request) -> web.Response:
     _, envelope_id = await _support(request, "audit")
     return await audit_response(request, envelope_id, None)
 
 
 @routes.get("/v1/support/access-log")
+@doc("Operator: who opened which envelope, and why", "Support", auth=OPERATOR, response=AccessLogOut,
+     params=(Param("envelope_id"),))
 async def access_log(request: web.Request) -> web.Response:
     await authenticate(request, "operator")
     rows = await request.app[CONTAINER].archive.access_log(request.query.get("envelope_id") or None)

@@ -12,6 +12,8 @@ from typing import Any
 from aiohttp import web
 from markupsafe import Markup, escape
 
+from esign_gateway.http.openapi import PUBLIC, Media, doc
+
 __all__ = ["dev_outbox_routes"]
 
 _LINK = re.compile(r"https?://[^\s<>\"']+")
@@ -46,10 +48,13 @@ def dev_outbox_routes(outbox_dir: Path) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
     @routes.get("/dev/outbox.json")
+    @doc("Development: the e-mails and SMS sent", "Development", auth=PUBLIC,
+         response=Media("application/json", "Newest first; only with `ESIGN_ENV=dev`."))
     async def outbox_json(_: web.Request) -> web.Response:
         return web.json_response(await asyncio.to_thread(_read, outbox_dir))
 
     @routes.get("/dev/outbox")
+    @doc("Development: the outbox as a page", "Development", auth=PUBLIC, response=Media("text/html", "The page."))
     async def outbox_page(_: web.Request) -> web.Response:
         data = await asyncio.to_thread(_read, outbox_dir)
         rows = [Markup("<h2>SMS</h2>")]

@@ -11,6 +11,7 @@ from urllib.parse import quote, unquote
 from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
+from esign_gateway import errors as err
 from esign_gateway.domain.envelope import Envelope
 from esign_gateway.errors import DocumentTooLargeError, MalformedRequestError, ValidationFailedError
 from esign_gateway.ports import FieldRequest
@@ -21,8 +22,18 @@ from esign_gateway.services.tenants import TenantInfo
 from ..auth import tenant_of
 from ..bodies import read_json, render
 from ..keys import CONTAINER
+from ..openapi import Media, Param, doc
 from ..problems import from_validation_error
-from ..schemas import CancelIn, CreateEnvelopeIn, EnvelopeOut, EnvelopePage, ExtendIn, RemindOut
+from ..schemas import (
+    AuditEventOut,
+    AuditTrailOut,
+    CancelIn,
+    CreateEnvelopeIn,
+    EnvelopeOut,
+    EnvelopePage,
+    ExtendIn,
+    RemindOut,
+)
 
 __all__ = ["attachment", "audit_response", "routes", "wants_json"]
 
@@ -160,6 +171,14 @@ async def _idempotent(
 
 
 @routes.post("/v1/envelopes")
+@doc("Create an envelope (and send it)", "Envelopes", body=CreateEnvelopeIn, multipart=True, status=201,
+     response=EnvelopeOut, idempotent=True,
+     errors=(err.PdfInvalidError, err.PdfEncryptedError, err.PdfCertifiedError, err.DocumentTooLargeError,
+             err.QuotaExceededError, err.InstanceNotPaidError, err.SigningDisabledError, err.IdempotencyConflictError,
+             err.IdempotencyInProgressError, err.InspectorBusyError, err.ProviderError),
+     description="JSON with base64 documents, or multipart: an `envelope` JSON part and one `document` part per "
+                 "PDF. Every document is checked (a trial signature) and every signer's stamp placed before "
+                 "anything is stored; `send: false` keeps a draft.")
 async def create_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     cmd = await _parse_create(request)
@@ -171,6 +190,14 @@ async def create_envelope(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/envelopes")
+@doc("List envelopes, newest first", "Envelopes", response=EnvelopePage, params=(
+    Param("record_type", schema={"type": "string", "enum": ["client", "contact", "deal", "offer", "order"]}),
+    Param("record_id", description="The CRM record's id: every envelope of one deal."),
+    Param("status", schema={"type": "string",
+                            "enum": ["draft", "sent", "completed", "declined", "expired", "cancelled"]}),
+    Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
+    Param("cursor", description="`next_cursor` of the previous page."),
+), errors=(err.ValidationFailedError, err.MalformedRequestError))
 async def list_envelopes(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     q = request.query
@@ -194,6 +221,7 @@ async def list_envelopes(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/envelopes/{id}")
+@doc("Get an envelope", "Envelopes", response=EnvelopeOut, errors=(err.NotFoundError, err.GoneError))
 async def get_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     env = await request.app[CONTAINER].envelopes.get_envelope(tenant, request.match_info["id"])
@@ -201,6 +229,10 @@ async def get_envelope(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/envelopes/{id}/send")
+@doc("Send a draft", "Envelopes", response=EnvelopeOut, idempotent=True,
+     errors=(err.NotFoundError, err.InvalidStateError, err.QuotaExceededError, err.InstanceNotPaidError,
+             err.SigningDisabledError, err.IdempotencyConflictError, err.IdempotencyInProgressError,
+             err.ProviderError, err.ValidationFailedError))
 async def send_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     envelope_id = request.match_info["id"]
@@ -212,6 +244,9 @@ async def send_envelope(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/envelopes/{id}/cancel")
+@doc("Cancel a sent envelope", "Envelopes", body=CancelIn, response=EnvelopeOut,
+     errors=(err.NotFoundError, err.InvalidStateError, err.ProviderError),
+     description="The body may be empty (`{}`); `reason` is shown to the signers.")
 async def cancel_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     raw = await read_json(request, empty={})
@@ -224,6 +259,8 @@ async def cancel_envelope(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/envelopes/{id}/extend")
+@doc("Move the expiry", "Envelopes", body=ExtendIn, response=EnvelopeOut,
+     errors=(err.NotFoundError, err.InvalidStateError, err.ProviderError))
 async def extend_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     body = ExtendIn.model_validate(await read_json(request))
@@ -234,6 +271,9 @@ async def extend_envelope(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/envelopes/{id}/remind")
+@doc("Remind the signers who have to act now", "Envelopes", status=202, response=RemindOut,
+     errors=(err.NotFoundError, err.InvalidStateError, err.TooManyRequestsError, err.ProviderError),
+     description="At most once an hour per envelope (`429` with `Retry-After`).")
 async def remind(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     signers = await request.app[CONTAINER].envelopes.remind_now(tenant, request.match_info["id"])
@@ -241,6 +281,8 @@ async def remind(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/envelopes/{id}")
+@doc("Delete a draft", "Envelopes", status=204, response=Media(None, "Deleted."),
+     errors=(err.NotFoundError, err.InvalidStateError))
 async def delete_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     await request.app[CONTAINER].envelopes.delete_draft(tenant, request.match_info["id"])
@@ -253,6 +295,12 @@ def attachment(name: str) -> str:
 
 
 @routes.get("/v1/envelopes/{id}/documents/{document_id}")
+@doc("One document as it stands", "Envelopes", response=Media("application/pdf", "The PDF.", ("Content-Disposition",)),
+     params=(Param("version", schema={"type": "string", "enum": ["current", "original", "prepared"],
+                                       "default": "current"},
+                   description="`original`: the upload; `prepared`: what the signers sign (repaired and/or with a "
+                               "signature page); `current`: with every signature so far."),),
+     errors=(err.NotFoundError, err.GoneError, err.ValidationFailedError))
 async def get_document(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     version = request.query.get("version", "current")
@@ -266,6 +314,10 @@ async def get_document(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/envelopes/{id}/download")
+@doc("The signed result", "Envelopes",
+     response=Media("application/pdf", "The signed PDF, or a ZIP of every signed PDF and the audit report when "
+                    "there are several documents (`application/zip`).", ("Content-Disposition",)),
+     errors=(err.NotFoundError, err.GoneError, err.InvalidStateError))
 async def download(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     name, ctype, data = await request.app[CONTAINER].envelopes.signed_result(tenant, request.match_info["id"])
@@ -273,6 +325,10 @@ async def download(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/envelopes/{id}/audit")
+@doc("The audit report (PDF) or the event trail (JSON)", "Envelopes",
+     response=(Media("application/pdf", "The sealed audit report; with `Accept: application/json` the "
+                     "hash-chained event trail.", ("Content-Disposition",)), AuditTrailOut),
+     errors=(err.NotFoundError, err.GoneError, err.InvalidStateError))
 async def audit(request: web.Request) -> web.Response:
     """The sealed audit report PDF; ``Accept: application/json`` gives the event trail."""
     tenant = await tenant_of(request)
@@ -291,15 +347,9 @@ async def audit_response(request: web.Request, envelope_id: str, tenant_id: str 
                             headers={"Content-Disposition": attachment(f"audit-{envelope_id}.pdf")})
     env = await archive.load(envelope_id, tenant_id)
     events = await archive.trail(env.id)
-    body = {
-        "envelope_id": env.id,
-        "chain_head": events[-1].hash if events else None,
-        "events": [
-            {
-                "seq": e.seq, "type": e.type, "at": e.at.isoformat(), "actor": e.actor, "signer_id": e.signer_id,
-                "data": e.data, "ip": e.ip, "user_agent": e.user_agent, "hash": e.hash, "prev_hash": e.prev_hash,
-            }
-            for e in events
-        ],
-    }
-    return web.json_response(body)
+    return render(AuditTrailOut(
+        envelope_id=env.id, chain_head=events[-1].hash if events else None,
+        events=[AuditEventOut(seq=e.seq, type=e.type, at=e.at, actor=e.actor, signer_id=e.signer_id, data=e.data,
+                              ip=e.ip, user_agent=e.user_agent, hash=e.hash, prev_hash=e.prev_hash)
+                for e in events],
+    ))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from esign_gateway import errors as err
+
 from ..auth import tenant_of
 from ..bodies import read_json, render
 from ..keys import CONTAINER
+from ..openapi import Param, doc
 from ..schemas import PlanCatalogueOut, PlanIn, PlanOut, PlanStateOut, UsageOut
 
 __all__ = ["routes"]
@@ -15,6 +18,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/v1/plans")
+@doc("The plan catalogue", "Plans and usage", response=PlanCatalogueOut)
 async def plans(request: web.Request) -> web.Response:
     await tenant_of(request)
     catalogue = request.app[CONTAINER].plans.catalogue
@@ -22,12 +26,15 @@ async def plans(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/plan")
+@doc("The tenant's plan", "Plans and usage", response=PlanStateOut)
 async def current_plan(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     return render(PlanStateOut.from_domain(await request.app[CONTAINER].plans.state(tenant.id)))
 
 
 @routes.put("/v1/plan")
+@doc("Change the plan", "Plans and usage", body=PlanIn, response=PlanStateOut,
+     errors=(err.NotFoundError, err.InvalidStateError))
 async def change_plan(request: web.Request) -> web.Response:
     """Raise at once, lower from the 1st of next month; also re-enables a terminated module."""
     tenant = await tenant_of(request)
@@ -37,6 +44,7 @@ async def change_plan(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/plan")
+@doc("Terminate the signing module", "Plans and usage", response=PlanStateOut, errors=(err.InvalidStateError,))
 async def terminate_plan(request: web.Request) -> web.Response:
     """Terminate the signing module: new sends are refused; in-flight envelopes finish."""
     tenant = await tenant_of(request)
@@ -44,6 +52,10 @@ async def terminate_plan(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/usage")
+@doc("A month's usage", "Plans and usage", response=UsageOut,
+     params=(Param("month", schema={"type": "string", "pattern": r"^\d{4}-\d{2}$"},
+                   description="`YYYY-MM` (Prague time); the current month by default."),),
+     errors=(err.ValidationFailedError,))
 async def usage(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     service = request.app[CONTAINER].plans

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from esign_gateway import errors as err
 from esign_gateway.domain.masking import mask_phone
 from esign_gateway.errors import MalformedRequestError
 from esign_gateway.services.ceremony import SignerView
 
-from ..bodies import read_json
+from ..bodies import read_json, render
 from ..keys import CONTAINER
-from ..schemas import CodeSentOut, DeclineIn, PlacementOut, SignerDocumentOut, SignerViewOut, SignIn
+from ..openapi import SIGNER_LINK, Media, Param, doc
+from ..schemas import CodeSentOut, DeclineIn, PlacementOut, SignedOut, SignerDocumentOut, SignerViewOut, SignIn
 from .signing_page import check_origin, client_of
 
 __all__ = ["routes"]
@@ -49,7 +51,11 @@ def _view_out(view: SignerView, token: str) -> SignerViewOut:
 # ------------------------------------------------------------------------------ JSON API
 
 
+_DEAD = (err.NotFoundError, err.GoneError)
+
+
 @routes.get("/api/sign/{token}")
+@doc("What the signer sees", "Signer", auth=SIGNER_LINK, response=SignerViewOut, errors=_DEAD)
 async def api_view(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     view = await request.app[CONTAINER].ceremony.view(token, client_of(request))
@@ -57,6 +63,9 @@ async def api_view(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/sign/{token}/documents/{document_id}")
+@doc("A document, for the signer", "Signer", auth=SIGNER_LINK,
+     response=Media("application/pdf", "The PDF as it stands.", ("Content-Disposition",)),
+     params=(Param("download", description="Any value: as an attachment instead of inline."),), errors=_DEAD)
 async def api_document(request: web.Request) -> web.Response:
     name, data = await request.app[CONTAINER].ceremony.document(request.match_info["token"],
                                                                request.match_info["document_id"])
@@ -70,6 +79,9 @@ async def api_document(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/sign/{token}/code")
+@doc("Send the SMS code", "Signer", auth=SIGNER_LINK, status=202, response=CodeSentOut,
+     errors=(*_DEAD, err.MalformedRequestError, err.InvalidStateError, err.TooManyRequestsError, err.DeliveryError),
+     description="Send `{}` as `application/json`.")
 async def api_code(request: web.Request) -> web.Response:
     await _json_body(request)
     sent = await request.app[CONTAINER].ceremony.request_code(request.match_info["token"], client_of(request))
@@ -78,15 +90,19 @@ async def api_code(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/sign/{token}/sign")
+@doc("Sign with the SMS code", "Signer", auth=SIGNER_LINK, body=SignIn, response=SignedOut,
+     errors=(*_DEAD, err.CodeRejectedError, err.InvalidStateError, err.TooManyRequestsError, err.ProviderError))
 async def api_sign(request: web.Request) -> web.Response:
     body = SignIn.model_validate(await _json_body(request))
     env = await request.app[CONTAINER].ceremony.sign(request.match_info["token"], body.code, body.agree,
                                                     client_of(request))
-    return web.json_response({"status": "signed", "envelope_status": env.status.value})
+    return render(SignedOut(status="signed", envelope_status=env.status.value))
 
 
 @routes.post("/api/sign/{token}/decline")
+@doc("Decline to sign", "Signer", auth=SIGNER_LINK, body=DeclineIn, response=SignedOut,
+     errors=(*_DEAD, err.InvalidStateError))
 async def api_decline(request: web.Request) -> web.Response:
     body = DeclineIn.model_validate(await _json_body(request))
     env = await request.app[CONTAINER].ceremony.decline(request.match_info["token"], body.reason, client_of(request))
-    return web.json_response({"status": "declined", "envelope_status": env.status.value})
+    return render(SignedOut(status="declined", envelope_status=env.status.value))

@@ -27,6 +27,7 @@ from esign_gateway.errors import ForbiddenError, GatewayError, GoneError, Valida
 from esign_gateway.services.ceremony import Client, SignerView
 
 from ..keys import CONTAINER
+from ..openapi import SIGNER_LINK, Media, Param, doc
 from .envelopes import attachment
 from .signer_texts import DEAD_LINK, ERRORS, LANGUAGES, NOTICES, TEXT
 
@@ -117,6 +118,11 @@ def _error_word(err: GatewayError) -> str:
 
 
 @routes.get("/sign/{token}")
+@doc("The signer's page", "Signer page", auth=SIGNER_LINK,
+     response=Media("text/html", "The page (cs/sk/en: `?lang=`); a dead link answers 404/410 with a page that "
+                    "says why."),
+     also={404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")},
+     params=(Param("lang", schema={"type": "string", "enum": ["cs", "sk", "en"]}),))
 async def page(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     try:
@@ -173,6 +179,10 @@ async def _form_post(
 
 
 @routes.post("/sign/{token}/code")
+@doc("The page's form: send the SMS code", "Signer page", auth=SIGNER_LINK, status=303,
+     response=Media(None, "Back to the page with a notice or an error.", ("Location",)),
+     also={403: Media("text/html", "The form's CSRF token or origin is wrong."),
+           404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")})
 async def page_code(request: web.Request) -> web.StreamResponse:
     async def act(token: str, form: Any, lang: str) -> web.StreamResponse:
         await request.app[CONTAINER].ceremony.request_code(token, client_of(request))
@@ -182,6 +192,10 @@ async def page_code(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/sign/{token}/sign")
+@doc("The page's form: sign", "Signer page", auth=SIGNER_LINK, status=303,
+     response=Media(None, "Back to the page with a notice or an error.", ("Location",)),
+     also={403: Media("text/html", "The form's CSRF token or origin is wrong."),
+           404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")})
 async def page_sign(request: web.Request) -> web.StreamResponse:
     async def act(token: str, form: Any, lang: str) -> web.StreamResponse:
         code = str(form.get("code", "")).strip()
@@ -196,6 +210,10 @@ async def page_sign(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/sign/{token}/decline")
+@doc("The page's form: decline", "Signer page", auth=SIGNER_LINK, response=Media("text/html", "Declined."),
+     also={303: Media(None, "Back to the page with an error.", ("Location",)),
+           403: Media("text/html", "The form's CSRF token or origin is wrong."),
+           404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")})
 async def page_decline(request: web.Request) -> web.StreamResponse:
     async def act(token: str, form: Any, lang: str) -> web.StreamResponse:
         try:
@@ -210,7 +228,10 @@ async def page_decline(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/download/{token}")
-async def download(request: web.Request) -> web.Response:
+@doc("The signer's download of the signed result", "Signer page", auth=SIGNER_LINK,
+     response=Media("application/pdf", "The signed PDF (or a ZIP).", ("Content-Disposition",)),
+     also={404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")})
+async def signer_download(request: web.Request) -> web.Response:
     """The signed result, from the time-limited link of the completion e-mail or the completed page."""
     container = request.app[CONTAINER]
     opened = container.notifications.open_download_token(request.match_info["token"])

@@ -1,0 +1,60 @@
+"""The OpenAPI document: valid 3.1 (checked by a validator we did not write), and the same routes
+as the server (no drift either way)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from openapi_spec_validator import validate
+
+from tests.api.conftest import Tenant, envelope_body
+
+
+async def _document(api: Any) -> dict[str, Any]:
+    resp = await api.get("/openapi.json")
+    assert resp.status == 200 and resp.content_type == "application/json"
+    return await resp.json()
+
+
+async def test_the_document_is_valid_openapi_3_1(api: Any) -> None:
+    document = await _document(api)
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+async def test_every_route_is_documented_and_every_operation_is_routed(api: Any) -> None:
+    document = await _document(api)
+    documented = {(method.upper(), path) for path, ops in document["paths"].items() for method in ops}
+    routed = {(r.method, r.resource.canonical) for r in api.app.router.routes()
+              if r.method != "HEAD" and r.resource is not None}
+    assert documented == routed
+
+
+async def test_the_problem_codes_a_route_answers_are_in_its_operation(api: Any, tenant: Tenant) -> None:
+    document = await _document(api)
+    create = document["paths"]["/v1/envelopes"]["post"]
+    body = envelope_body()
+    body["signers"][0]["fields"] = [{"anchor": "no such text anywhere"}]
+    resp = await api.post("/v1/envelopes", json=body, headers=tenant.auth)
+    problem = await resp.json()
+    described = create["responses"][str(resp.status)]["description"]
+    assert f"`{problem['code']}`" in described
+    unauthenticated = await api.get("/v1/envelopes")
+    assert "`unauthorized`" in document["paths"]["/v1/envelopes"]["get"]["responses"][
+        str(unauthenticated.status)]["description"]
+
+
+async def test_the_envelope_schema_shows_where_each_signer_signs(api: Any) -> None:
+    schemas = (await _document(api))["components"]["schemas"]
+    signer_in = next(v for k, v in schemas.items() if re.fullmatch(r"SignerIn(-Input)?", k))
+    assert "fields" in signer_in["properties"]
+    signer_out = next(v for k, v in schemas.items() if re.fullmatch(r"SignerOut(-Output)?", k))
+    assert "fields" in signer_out["properties"]
+
+
+async def test_webhooks_are_documented_for_every_event_type(api: Any) -> None:
+    from esign_gateway.domain.events import WEBHOOK_TYPES
+
+    document = await _document(api)
+    assert set(document["webhooks"]) == set(WEBHOOK_TYPES)
