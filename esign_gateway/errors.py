@@ -42,6 +42,7 @@ __all__ = [
     "InstanceNotPaidError",
     "InvalidStateError",
     "MalformedRequestError",
+    "MethodNotAllowedError",
     "NotFoundError",
     "PdfCertifiedError",
     "PdfEncryptedError",
@@ -51,6 +52,7 @@ __all__ = [
     "SigningDisabledError",
     "TooManyRequestsError",
     "UnauthorizedError",
+    "UnsupportedMediaTypeError",
     "ValidationFailedError",
 ]
 
@@ -85,6 +87,14 @@ class MalformedRequestError(GatewayError):
     code, status, title = "malformed_request", 400, "The request could not be read"
 
 
+class UnsupportedMediaTypeError(GatewayError):
+    code, status, title = "unsupported_media_type", 415, "The body's media type is not accepted here"
+
+
+class MethodNotAllowedError(GatewayError):
+    code, status, title = "method_not_allowed", 405, "This method is not allowed on this resource"
+
+
 class PdfInvalidError(GatewayError):
     code, status, title = "pdf_invalid", 422, "The document is not a readable PDF"
 
@@ -113,6 +123,8 @@ class DocumentTooLargeError(GatewayError):
 
 class UnauthorizedError(GatewayError):
     code, status, title = "unauthorized", 401, "Missing or invalid API key"
+    challenge: ClassVar[str] = 'Bearer realm="esign-gateway"'
+    """``WWW-Authenticate`` of every 401 (RFC 9110 §11.6.1)."""
 
 
 class ForbiddenError(GatewayError):

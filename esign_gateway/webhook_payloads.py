@@ -33,8 +33,11 @@ class WebhookEnvelope(BaseModel):
 
 class WebhookSigner(BaseModel):
     id: str
+    name: str
     status: str
     order: int
+    decline_reason: str | None = None
+    """Set on ``signer.declined``: what the signer wrote."""
 
 
 class EnvelopeEventData(BaseModel):

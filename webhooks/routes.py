@@ -51,7 +51,7 @@ class EndpointOut(BaseModel):
     disabled_reason: str | None
     secret: str | None = None
     """Shown when it is created or rotated, never again."""
-    previous_secret_valid_until: str | None = None
+    previous_secret_valid_until: datetime | None = None
 
 
 class AttemptOut(BaseModel):
@@ -88,7 +88,7 @@ class InboundOut(BaseModel):
 
 
 def _out(ep: WebhookEndpoint, secret: str | None = None) -> web.Response:
-    until = ep.previous_valid_until.isoformat() if ep.previous_valid_until else None
+    until = ep.previous_valid_until
     body = EndpointOut(url=ep.url, events=ep.events, enabled=ep.enabled, disabled_reason=ep.disabled_reason,
                        secret=secret, previous_secret_valid_until=until)
     return web.Response(text=body.model_dump_json(), content_type="application/json")

@@ -296,7 +296,8 @@ def _outbox_row(env: Envelope, event: DomainEvent, sequence: int) -> OutboxEvent
             record=WebhookRecord(type=env.record_type, id=env.record_id, name=env.record_name),
             sent_at=env.sent_at, expires_at=env.expires_at, completed_at=env.completed_at, version=env.version,
         ),
-        signer=WebhookSigner(id=signer.id, status=signer.status.value, order=signer.order) if signer else None,
+        signer=WebhookSigner(id=signer.id, name=signer.name, status=signer.status.value, order=signer.order,
+                             decline_reason=signer.decline_reason) if signer else None,
         sequence=sequence,
     )
     return outbox_event(env.tenant_id, env.id, event.type, event.at,

@@ -29,7 +29,7 @@ async def authenticate(request: web.Request, *roles: str) -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret:
-        raise UnauthorizedError("Send 'Authorization: Bearer <api key>'.", headers={"WWW-Authenticate": "Bearer"})
+        raise UnauthorizedError("Send 'Authorization: Bearer <api key>'.")
     principal = await request.app[CONTAINER].tenants.authenticate(secret.strip())
     if principal.role not in roles:
         raise ForbiddenError(f"This needs a key with role {' or '.join(roles)}.")

@@ -8,20 +8,29 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from esign_gateway.errors import MalformedRequestError
+from esign_gateway.errors import MalformedRequestError, UnsupportedMediaTypeError
 
-__all__ = ["read_json", "render"]
+__all__ = ["is_json", "read_json", "render"]
 
 
 def render(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(status=status, text=model.model_dump_json(), content_type="application/json")
 
 
+def is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (content_type.startswith("application/")
+                                                   and content_type.endswith("+json"))
+
+
 async def read_json(request: web.Request, *, empty: Any = None) -> Any:
-    """The body as JSON; ``400 malformed_request`` (not a 500) when it is not JSON. With ``empty``,
-    a request without a body reads as that value."""
+    """The body as JSON: ``415 unsupported_media_type`` unless it says it is JSON, ``400
+    malformed_request`` (not a 500) when it is not. With ``empty``, a request without a body reads
+    as that value."""
     if empty is not None and not request.can_read_body:
         return empty
+    if not is_json(request.content_type):
+        raise UnsupportedMediaTypeError(
+            f"Send the body as 'Content-Type: application/json' (this one is {request.content_type!r}).")
     try:
         return await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -13,6 +13,7 @@ from esign_gateway.errors import (
     DocumentTooLargeError,
     GatewayError,
     MalformedRequestError,
+    MethodNotAllowedError,
     NotFoundError,
     ValidationFailedError,
 )
@@ -69,6 +70,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(ValidationFailedError(errors=from_validation_error(exc)))
     except web.HTTPNotFound:
         return problem_response(NotFoundError("No such resource."))
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        problem = MethodNotAllowedError(f"{exc.method} is not allowed here; allowed: {allowed}.",
+                                        headers={"Allow": allowed})
+        return problem_response(problem)
     except web.HTTPRequestEntityTooLarge:
         return problem_response(DocumentTooLargeError("The request body is too large."))
     except web.HTTPException as exc:

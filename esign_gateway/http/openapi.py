@@ -99,7 +99,7 @@ class Problem(BaseModel):
 
 PROBLEM = "application/problem+json"
 _AUTH_ERRORS = (err.UnauthorizedError, err.ForbiddenError, err.TooManyRequestsError)
-_BODY_ERRORS = (err.MalformedRequestError, err.ValidationFailedError)
+_BODY_ERRORS = (err.MalformedRequestError, err.UnsupportedMediaTypeError, err.ValidationFailedError)
 _HEADERS: dict[str, dict[str, Any]] = {
     "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}},
     "RateLimit-Limit": {"description": "API requests allowed per day by the plan.", "schema": {"type": "integer"}},

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from esign_gateway.errors import GatewayError
+from esign_gateway.errors import GatewayError, UnauthorizedError
 
 __all__ = ["from_validation_error", "problem_response"]
 
@@ -17,6 +17,9 @@ PROBLEM_TYPE = "https://esign-gateway.dev/problems/"
 
 def problem_response(err: GatewayError, *, instance: str | None = None, status: int | None = None) -> web.Response:
     status = status or err.status
+    headers = dict(err.headers)
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", UnauthorizedError.challenge)
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + err.code.replace("_", "-"),
         "title": err.title,
@@ -31,7 +34,7 @@ def problem_response(err: GatewayError, *, instance: str | None = None, status: 
     body.update(err.extra)
     return web.Response(
         status=status, text=json.dumps(body, ensure_ascii=False),
-        content_type="application/problem+json", headers=err.headers,
+        content_type="application/problem+json", headers=headers,
     )
 
 

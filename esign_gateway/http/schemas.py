@@ -303,6 +303,11 @@ class EnvelopeOut(BaseModel):
     sent_at: datetime | None
     expires_at: datetime | None
     completed_at: datetime | None
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+    """What the sender gave when cancelling (shown to the signers)."""
+    declined_at: datetime | None = None
+    """When a signer declined (that signer's ``decline_reason`` says why)."""
     retained_until: datetime | None
     documents: list[DocumentOut]
     signers: list[SignerOut]
@@ -311,14 +316,18 @@ class EnvelopeOut(BaseModel):
     links: LinksOut
 
     @classmethod
-    def from_domain(cls, env: Envelope) -> EnvelopeOut:
-        base = f"/v1/envelopes/{env.id}"
+    def from_domain(cls, env: Envelope, base_url: str = "") -> EnvelopeOut:
+        """``base_url``: the gateway's public URL (``ESIGN_PUBLIC_URL``): the links are absolute."""
+        base = f"{base_url}/v1/envelopes/{env.id}"
+        ended = env.ended_at
         return cls(
             id=env.id, status=env.status.value,
             record=RecordOut(type=env.record_type, id=env.record_id, name=env.record_name),
             name=env.name, message=env.message, language=env.language, provider=env.provider,
             created_at=env.created_at, sent_at=env.sent_at, expires_at=env.expires_at,
             completed_at=env.completed_at, retained_until=env.retained_until,
+            cancelled_at=ended if env.status.value == "cancelled" else None, cancel_reason=env.cancel_reason,
+            declined_at=ended if env.status.value == "declined" else None,
             documents=[
                 DocumentOut(id=d.id, name=d.name, pages=d.pages, size=d.size, sha256=d.sha256,
                             prepared_sha256=d.prepared_sha256, signed_sha256=d.signed_sha256)

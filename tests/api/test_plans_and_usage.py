@@ -254,7 +254,8 @@ async def test_same_key_and_body_replays_the_first_response_and_counts_once(
     again = await api.post("/v1/envelopes", json=body, headers=headers)
     assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert await again.json() == first_body
-    assert again.headers["Location"] == f"/v1/envelopes/{first_body['id']}"
+    assert again.headers["Location"] == first.headers["Location"] == first_body["links"]["self"]
+    assert again.headers["Location"].endswith(f"/v1/envelopes/{first_body['id']}")
     assert await _stored(container) == stored
     assert (await _usage(api, free))["documents_sent"] == 1
 

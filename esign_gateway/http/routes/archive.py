@@ -95,7 +95,7 @@ async def archive(request: web.Request) -> web.Response:
     )
     out = []
     for env in page.items:
-        base = f"/v1/envelopes/{env.id}"
+        base = f"{request.app[CONTAINER].settings.base_url.rstrip('/')}/v1/envelopes/{env.id}"
         out.append(ArchiveItemOut(
             id=env.id, name=env.name, record={"type": env.record_type, "id": env.record_id, "name": env.record_name},
             completed_at=env.completed_at, retained_until=env.retained_until,
@@ -126,7 +126,8 @@ async def _support(request: web.Request, action: str) -> tuple[Principal, str]:
      errors=(err.NotFoundError, err.GoneError, err.MalformedRequestError))
 async def support_envelope(request: web.Request) -> web.Response:
     _, envelope_id = await _support(request, "read")
-    return render(EnvelopeOut.from_domain(await request.app[CONTAINER].archive.load(envelope_id, None)))
+    env = await request.app[CONTAINER].archive.load(envelope_id, None)
+    return render(EnvelopeOut.from_domain(env, request.app[CONTAINER].settings.base_url.rstrip("/")))
 
 
 @routes.get("/v1/support/envelopes/{id}/download")

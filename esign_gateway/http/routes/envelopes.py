@@ -143,11 +143,11 @@ async def _claim(
     body = outcome.body
     if body is None:  # committed, but its process died before keeping the body: render it now
         env = await request.app[CONTAINER].envelopes.get_envelope(tenant, outcome.envelope_id)
-        body = EnvelopeOut.from_domain(env).model_dump_json()
+        body = EnvelopeOut.from_domain(env, _base(request)).model_dump_json()
     resp = web.Response(status=outcome.status, text=body, content_type="application/json")
     resp.headers["Idempotent-Replayed"] = "true"
     if outcome.status == 201:
-        resp.headers["Location"] = f"/v1/envelopes/{outcome.envelope_id}"
+        resp.headers["Location"] = f"{_base(request)}/v1/envelopes/{outcome.envelope_id}"
     return resp
 
 
@@ -162,9 +162,9 @@ async def _idempotent(
         if claim is not None:
             await asyncio.shield(idem.abandon(claim))
         raise
-    resp = render(EnvelopeOut.from_domain(env), status=status)
+    resp = render(EnvelopeOut.from_domain(env, _base(request)), status=status)
     if status == 201:
-        resp.headers["Location"] = f"/v1/envelopes/{env.id}"
+        resp.headers["Location"] = f"{_base(request)}/v1/envelopes/{env.id}"
     if claim is not None:
         await idem.remember(claim, resp.text or "")
     return resp
@@ -217,7 +217,9 @@ async def list_envelopes(request: web.Request) -> web.Response:
         tenant, record_type=record_type, record_id=q.get("record_id"), status=status, limit=limit,
         cursor=q.get("cursor"),
     )
-    return render(EnvelopePage(items=[EnvelopeOut.from_domain(e) for e in page.items], next_cursor=page.next_cursor))
+    base = _base(request)
+    return render(EnvelopePage(items=[EnvelopeOut.from_domain(e, base) for e in page.items],
+                               next_cursor=page.next_cursor))
 
 
 @routes.get("/v1/envelopes/{id}")
@@ -225,7 +227,7 @@ async def list_envelopes(request: web.Request) -> web.Response:
 async def get_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     env = await request.app[CONTAINER].envelopes.get_envelope(tenant, request.match_info["id"])
-    return render(EnvelopeOut.from_domain(env))
+    return render(EnvelopeOut.from_domain(env, _base(request)))
 
 
 @routes.post("/v1/envelopes/{id}/send")
@@ -255,7 +257,7 @@ async def cancel_envelope(request: web.Request) -> web.Response:
     except ValidationError as exc:
         raise ValidationFailedError(errors=from_validation_error(exc)) from None
     env = await request.app[CONTAINER].envelopes.cancel_envelope(tenant, request.match_info["id"], body.reason)
-    return render(EnvelopeOut.from_domain(env))
+    return render(EnvelopeOut.from_domain(env, _base(request)))
 
 
 @routes.post("/v1/envelopes/{id}/extend")
@@ -267,7 +269,7 @@ async def extend_envelope(request: web.Request) -> web.Response:
     env = await request.app[CONTAINER].envelopes.extend_envelope(
         tenant, request.match_info["id"], expires_in_days=body.expires_in_days, expires_at=body.expires_at
     )
-    return render(EnvelopeOut.from_domain(env))
+    return render(EnvelopeOut.from_domain(env, _base(request)))
 
 
 @routes.post("/v1/envelopes/{id}/remind")
@@ -287,6 +289,11 @@ async def delete_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     await request.app[CONTAINER].envelopes.delete_draft(tenant, request.match_info["id"])
     return web.Response(status=204)
+
+
+def _base(request: web.Request) -> str:
+    """The gateway's public URL: links in answers are absolute."""
+    return str(request.app[CONTAINER].settings.base_url).rstrip("/")
 
 
 def attachment(name: str) -> str:

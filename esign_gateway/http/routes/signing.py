@@ -10,7 +10,7 @@ from aiohttp import web
 
 from esign_gateway import errors as err
 from esign_gateway.domain.masking import mask_phone
-from esign_gateway.errors import MalformedRequestError
+from esign_gateway.errors import UnsupportedMediaTypeError
 from esign_gateway.services.ceremony import SignerView
 
 from ..bodies import read_json, render
@@ -29,18 +29,18 @@ async def _json_body(request: web.Request) -> object:
     which we never grant), from no foreign origin."""
     check_origin(request)
     if request.content_type != "application/json":
-        raise MalformedRequestError("Send a JSON body with 'Content-Type: application/json' (it may be {}).")
+        raise UnsupportedMediaTypeError("Send a JSON body with 'Content-Type: application/json' (it may be {}).")
     return await read_json(request, empty={})
 
 
-def _view_out(view: SignerView, token: str) -> SignerViewOut:
+def _view_out(view: SignerView, token: str, base_url: str) -> SignerViewOut:
     env, signer = view.envelope, view.signer
     return SignerViewOut(
         envelope_id=env.id, envelope_name=env.name, sender=view.sender_name, message=env.message,
         signer_name=signer.name, phone=mask_phone(signer.phone), status=signer.status.value,
         envelope_status=env.status.value, expires_at=env.expires_at, language=env.language,
         documents=[
-            SignerDocumentOut(id=d.id, name=d.name, pages=d.pages, url=f"/api/sign/{token}/documents/{d.id}",
+            SignerDocumentOut(id=d.id, name=d.name, pages=d.pages, url=f"{base_url}/api/sign/{token}/documents/{d.id}",
                               signature=PlacementOut.of(d.id, d.placements[signer.id])
                               if signer.id in d.placements else None)
             for d in env.documents
@@ -59,7 +59,7 @@ _DEAD = (err.NotFoundError, err.GoneError)
 async def api_view(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     view = await request.app[CONTAINER].ceremony.view(token, client_of(request))
-    return web.Response(text=_view_out(view, token).model_dump_json(), content_type="application/json")
+    return render(_view_out(view, token, request.app[CONTAINER].settings.base_url.rstrip("/")))
 
 
 @routes.get("/api/sign/{token}/documents/{document_id}")
@@ -80,7 +80,7 @@ async def api_document(request: web.Request) -> web.Response:
 
 @routes.post("/api/sign/{token}/code")
 @doc("Send the SMS code", "Signer", auth=SIGNER_LINK, status=202, response=CodeSentOut,
-     errors=(*_DEAD, err.MalformedRequestError, err.InvalidStateError, err.TooManyRequestsError, err.DeliveryError),
+     errors=(*_DEAD, err.UnsupportedMediaTypeError, err.InvalidStateError, err.TooManyRequestsError, err.DeliveryError),
      description="Send `{}` as `application/json`.")
 async def api_code(request: web.Request) -> web.Response:
     await _json_body(request)
