@@ -72,7 +72,7 @@ class UsageEventData(BaseModel):
 
 
 class WebhookUsageEvent(BaseModel):
-    """``usage.threshold``: the month's sent documents crossed 80 % or 100 % of the allowance."""
+    """``usage.threshold``: the month's sent documents crossed 75 % or 100 % of the allowance."""
 
     id: str
     type: str

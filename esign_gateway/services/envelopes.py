@@ -301,7 +301,8 @@ class EnvelopeService:
             elif last is not None and now - last < MANUAL_REMINDER_INTERVAL:
                 wait = max(1, math.ceil((last + MANUAL_REMINDER_INTERVAL - now).total_seconds()))
                 refused = TooManyRequestsError(
-                    f"Signers were reminded at {last.isoformat()}; the next reminder is possible in {wait} s.",
+                    f"Signers were reminded at {last.isoformat().replace('+00:00', 'Z')}; the next reminder is "
+                    f"possible in {wait} s.",
                     headers={"Retry-After": str(wait)}, extra={"retry_after": wait},
                 )
             else:
