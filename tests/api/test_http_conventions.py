@@ -60,8 +60,8 @@ def _times(value: Any, key: str = "") -> list[tuple[str, str]]:
         return [t for k, v in value.items() for t in _times(v, k)]
     if isinstance(value, list):
         return [t for v in value for t in _times(v, key)]
-    if isinstance(value, str) and key.endswith(("_at", "_until")) or key == "at":
-        return [(key, value)] if isinstance(value, str) else []
+    if isinstance(value, str) and (key.endswith(("_at", "_until")) or key == "at"):
+        return [(key, value)]
     return []
 
 
