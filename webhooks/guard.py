@@ -27,7 +27,11 @@ def _forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 async def check_url(url: str, *, allow_internal: bool) -> None:
     """Refuse a URL a CRM must not make us call. ``allow_internal`` is for dev and tests only."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a port that is not a number from 0 to 65535
+    except ValueError:  # e.g. "http://[not-an-ipv6"
+        raise UnsafeUrl("the URL must be http(s)://host/…") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UnsafeUrl("the URL must be http(s)://host/…")
     if parts.scheme != "https" and not allow_internal:
@@ -37,7 +41,7 @@ async def check_url(url: str, *, allow_internal: bool) -> None:
     if allow_internal:
         return
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port or 443,
                                                              type=socket.SOCK_STREAM)
     except OSError:
         raise UnsafeUrl("the host does not resolve") from None

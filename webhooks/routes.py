@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from esign_gateway.http.auth import tenant_of
 from esign_gateway.http.bodies import read_json
 from esign_gateway.http.keys import CONTAINER
 from esign_gateway.http.openapi import PUBLIC, Param, Problem, doc
+from esign_gateway.http.paths import ID_SCHEMA, path_id, query_id
 from esign_gateway.ports import InvalidWebhook
 
 from .delivery import retry_now
@@ -28,10 +30,27 @@ routes = web.RouteTableDef()
 ROTATION_OVERLAP = timedelta(hours=24)
 
 
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_URL_PATTERN = rf"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:{_PORT})?([/?#][^\s\x00-\x1f\x7f]*)?$"
+"""The shape of a webhook URL, checked and documented alike: a scheme, a host name or IPv4
+address (ASCII: punycode for an IDN), maybe a port, then no spaces or control characters.
+``check_url`` then decides what may be called (https outside dev, a public address)."""
+_URL = re.compile(_URL_PATTERN)
+
+
 class EndpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    url: Annotated[str, Field(min_length=8, max_length=2000)]
-    events: list[str] | None = None
+    url: Annotated[str, Field(min_length=8, max_length=2000, json_schema_extra={"pattern": _URL_PATTERN})]
+    """``https://`` (``http://`` in dev and test only), a public host, no credentials."""
+    events: list[Annotated[str, Field(json_schema_extra={"enum": sorted(WEBHOOK_TYPES)})]] | None = None
+    """The event types to deliver; all of them when absent or null."""
+
+    @field_validator("url")
+    @classmethod
+    def _shape(cls, v: str) -> str:
+        if not _URL.fullmatch(v):
+            raise ValueError("the URL must be http(s)://host[:port]/…, without credentials or spaces")
+        return v
 
     @field_validator("events")
     @classmethod
@@ -164,19 +183,21 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 @routes.get("/v1/webhook/deliveries")
 @doc("The delivery log", "Webhooks", response=DeliveryPageOut, params=(
     Param("status", schema={"type": "string", "enum": ["pending", "succeeded", "failed"]}),
-    Param("envelope_id"), Param("cursor")), errors=(ValidationFailedError,))
+    Param("envelope_id", schema=ID_SCHEMA),
+    Param("cursor", schema=ID_SCHEMA, description="`next_cursor` of the previous page.")),
+    errors=(ValidationFailedError,))
 async def list_deliveries(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     qs = WebhookDelivery.filter(tenant_id=tenant.id)
     status = request.query.get("status")
-    if status:
+    if status is not None:
         if status not in ("pending", "succeeded", "failed"):
             raise ValidationFailedError(errors=[{"field": "status", "message": "pending|succeeded|failed"}])
         qs = qs.filter(status=status)
-    if request.query.get("envelope_id"):
-        qs = qs.filter(envelope_id=request.query["envelope_id"])
-    if request.query.get("cursor"):
-        qs = qs.filter(id__lt=request.query["cursor"])
+    if (envelope_id := query_id(request, "envelope_id")) is not None:
+        qs = qs.filter(envelope_id=envelope_id)
+    if (cursor := query_id(request, "cursor")) is not None:
+        qs = qs.filter(id__lt=cursor)
     rows = await qs.order_by("-id").limit(51)
     more, rows = len(rows) > 50, rows[:50]
     attempts: dict[str, list[WebhookAttempt]] = {r.id: [] for r in rows}
@@ -190,7 +211,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 @doc("Deliver again now", "Webhooks", status=202, response=DeliveryOut, errors=(NotFoundError,))
 async def retry(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    delivery = await retry_now(tenant.id, request.match_info["id"], request.app[CONTAINER].clock.now())
+    delivery = await retry_now(tenant.id, path_id(request), request.app[CONTAINER].clock.now())
     if delivery is None:
         raise NotFoundError("No such delivery.")
     return _json(_delivery(delivery, []), status=202)

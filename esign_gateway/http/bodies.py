@@ -6,11 +6,18 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 from pydantic import BaseModel
 
 from esign_gateway.errors import MalformedRequestError, UnsupportedMediaTypeError
 
-__all__ = ["is_json", "read_json", "render"]
+__all__ = ["UNREADABLE_BODY", "is_json", "read_form", "read_json", "render"]
+
+UNREADABLE_BODY = (ValueError, LookupError, HttpProcessingError)
+"""What aiohttp raises on a form or multipart body it cannot read: no or a wrong boundary
+(``ValueError``), an unknown charset (``LookupError``), a part header it refuses
+(``HttpProcessingError``). The client's fault: a 400, never a 500."""
 
 
 def render(model: BaseModel, status: int = 200) -> web.Response:
@@ -35,3 +42,11 @@ async def read_json(request: web.Request, *, empty: Any = None) -> Any:
         return await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise MalformedRequestError("The body is not valid JSON.") from None
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """A urlencoded or multipart form; ``400 malformed_request`` when it cannot be read."""
+    try:
+        return await request.post()
+    except UNREADABLE_BODY:
+        raise MalformedRequestError("The form body could not be read.") from None

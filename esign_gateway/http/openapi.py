@@ -57,6 +57,8 @@ class Doc:
     tag: str
     auth: str = API_KEY
     body: type[BaseModel] | None = None
+    body_optional: bool = False
+    """The request may come without a body (read as ``{}``)."""
     multipart: bool = False
     """The body may also be ``multipart/form-data`` (an ``envelope`` JSON part and ``document`` files)."""
     params: tuple[Param, ...] = ()
@@ -67,6 +69,8 @@ class Doc:
     errors: tuple[type[GatewayError], ...] = ()
     idempotent: bool = False
     description: str = ""
+    choices: dict[str, Callable[[web.Application], list[str]]] = field(default_factory=dict)
+    """Body fields whose allowed values are this gateway's data, not code (an ``enum`` from the app)."""
 
 
 def doc(summary: str, tag: str, **kw: Any) -> Callable[[F], F]:
@@ -100,6 +104,8 @@ class Problem(BaseModel):
 PROBLEM = "application/problem+json"
 _AUTH_ERRORS = (err.UnauthorizedError, err.ForbiddenError, err.TooManyRequestsError)
 _BODY_ERRORS = (err.MalformedRequestError, err.UnsupportedMediaTypeError, err.ValidationFailedError)
+_PATH_ERRORS = (err.NotFoundError,)
+"""A path with a parameter names something, and may name nothing (an unknown id, file or link)."""
 _HEADERS: dict[str, dict[str, Any]] = {
     "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}},
     "RateLimit-Limit": {"description": "API requests allowed per day by the plan.", "schema": {"type": "integer"}},
@@ -124,10 +130,12 @@ _ROLE = {
 }
 
 
-def _errors_of(d: Doc) -> list[type[GatewayError]]:
+def _errors_of(d: Doc, path: str) -> list[type[GatewayError]]:
     found: list[type[GatewayError]] = []
     implied = [*(_AUTH_ERRORS if d.auth in (API_KEY, SUPPORT, OPERATOR) else ()),
-               *(_BODY_ERRORS if d.body is not None else ()), *d.errors]
+               *(_BODY_ERRORS if d.body is not None else ()),
+               *(_PATH_ERRORS if "{" in path and 404 not in d.also else ()),  # unless a page says it
+               *d.errors]
     for e in implied:
         if e not in found:
             found.append(e)
@@ -148,8 +156,11 @@ def _response(target: Any, description: str, refs: dict[type[BaseModel], str], r
             out["description"] = one.description
             headers.update({name: _HEADERS[name] for name in one.headers})
             if one.content_type:
-                schema = ({"type": "string", "format": "binary"} if not one.content_type.startswith("text/")
-                          else {"type": "string"})
+                ctype = one.content_type
+                schema: dict[str, Any] = (
+                    {"type": "object"} if ctype == "application/json" or ctype.endswith("+json")  # a JSON document
+                    else {"type": "string"} if ctype.startswith("text/")
+                    else {"type": "string", "format": "binary"})
                 content[one.content_type] = {"schema": schema}
         else:
             content["application/json"] = {"schema": {"$ref": refs[one]}}
@@ -191,17 +202,17 @@ def _operation(method: str, path: str, d: Doc, refs: dict[type[BaseModel], str],
                 "schema": {"type": "object", "required": ["envelope", "document"], "properties": {
                     "envelope": {"$ref": refs[d.body]},
                     "document": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                }},
+                }, "additionalProperties": False},  # any other part is refused (422)
                 "encoding": {"envelope": {"contentType": "application/json"},
                              "document": {"contentType": "application/pdf"}},
             }
-        op["requestBody"] = {"required": True, "content": content}
+        op["requestBody"] = {"required": not d.body_optional, "content": content}
     rate_limited = d.auth in (API_KEY, SUPPORT, OPERATOR)
     responses = {str(d.status): _response(d.response, "OK" if d.status < 300 else "See Location", refs, rate_limited)}
     for status, target in d.also.items():
         responses[str(status)] = _response(target, "Also", refs, rate_limited)
     by_status: dict[int, list[type[GatewayError]]] = {}
-    for e in _errors_of(d):
+    for e in _errors_of(d, path):
         by_status.setdefault(e.status, []).append(e)
     for status, group in sorted(by_status.items()):
         codes = ", ".join(f"`{e.code}` ({e.title})" for e in group)
@@ -246,6 +257,10 @@ def build(app: web.Application, *, title: str, version: str, server_url: str,
     if twice := sorted({n for n in names if names.count(n) > 1}):
         raise LookupError(f"handlers share a name (their operationId): {', '.join(twice)}")
     refs, schemas = _models((d for _, _, d, _ in routes), (webhooks or {}).values())
+    for _, _, d, _ in routes:
+        for name, values in d.choices.items():
+            assert d.body is not None, "choices name fields of the body"
+            schemas[refs[d.body].rsplit("/", 1)[1]]["properties"][name]["enum"] = values(app)
     paths: dict[str, dict[str, Any]] = {}
     for method, path, d, handler in routes:
         paths.setdefault(path, {})[method] = _operation(method, path, d, refs, handler)

@@ -17,6 +17,8 @@ from esign_gateway.domain.quota import Plan, PlanTerms
 from esign_gateway.ports import StampPlacement
 from esign_gateway.services.plans import MonthUsage, PlanState
 
+from .examples import CREATE_ENVELOPE
+
 __all__ = [
     "CancelIn",
     "CodeIn",
@@ -154,6 +156,7 @@ class RemindersIn(_In):
 
 
 class CreateEnvelopeIn(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [CREATE_ENVELOPE]})
     record: RecordIn
     name: Annotated[str, Field(min_length=1, max_length=300)]
     message: Annotated[str | None, Field(max_length=2000)] = None
@@ -191,6 +194,13 @@ class CancelIn(_In):
 
 
 class ExtendIn(_In):
+    # exactly one of the two, as ``_exactly_one`` checks (a null counts as absent); each branch says
+    # its field in full, so a generated client gets one typed shape per branch
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["expires_in_days"],
+         "properties": {"expires_in_days": {"type": "integer", "minimum": 1, "maximum": 90}}},
+        {"required": ["expires_at"], "properties": {"expires_at": {"type": "string", "format": "date-time"}}},
+    ]})
     expires_in_days: Annotated[int | None, Field(ge=1, le=90)] = None
     expires_at: datetime | None = None
 
@@ -214,7 +224,8 @@ class CodeIn(_In):
 
 class SignIn(_In):
     code: Annotated[str | None, Field(pattern=r"^\d{6}$")] = None
-    agree: bool = False
+    agree: Annotated[bool, Field(json_schema_extra={"const": True})]
+    """Must be ``true``: the signer's consent to sign (``false`` is refused, 422)."""
 
 
 class DeclineIn(_In):

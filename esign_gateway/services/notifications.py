@@ -20,7 +20,7 @@ from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import Envelope, Signer
 from esign_gateway.domain.masking import mask_email
 from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
-from esign_gateway.errors import DeliveryError
+from esign_gateway.errors import DeliveryError, GoneError, NotFoundError
 from esign_gateway.messages import (
     MessageContext,
     render_cancelled,
@@ -168,10 +168,14 @@ class NotificationService:
         """A time-limited link to the signed result (sealed: it cannot be forged or extended)."""
         return self.box.seal(f"{envelope_id}|{recipient_id}", at=self.clock.now())
 
-    def open_download_token(self, token: str) -> tuple[str, str] | None:
+    def open_download_token(self, token: str) -> tuple[str, str]:
+        """(envelope id, recipient id) of a download link: ``NotFoundError`` for a token we never
+        issued, ``GoneError`` for one of ours older than :data:`DOWNLOAD_LINK_TTL`."""
         plain = self.box.open_fresh(token, max_age=DOWNLOAD_LINK_TTL, now=self.clock.now())
         if plain is None or "|" not in plain:
-            return None
+            if plain is None and self.box.authentic(token):
+                raise GoneError("This download link is no longer valid.", extra={"reason": "download_expired"})
+            raise NotFoundError("Unknown download link.", extra={"reason": "download_expired"})
         envelope_id, _, recipient = plain.partition("|")
         return envelope_id, recipient
 

@@ -119,7 +119,7 @@ async def test_completion_email_names_the_envelope_and_links_the_result_for_a_li
     clock.advance(days=30, seconds=1)
     resp = await api.get(path)
     assert resp.status == 410 and "vypršel" in await resp.text()
-    assert (await api.get("/download/not-a-token")).status == 410
+    assert (await api.get("/download/not-a-token")).status == 404  # never ours: unknown, not expired
 
 
 async def test_a_declined_request_tells_the_other_invited_signer_and_the_sender_once(

@@ -20,8 +20,9 @@ from ..auth import authenticate, tenant_of
 from ..bodies import render
 from ..keys import CONTAINER
 from ..openapi import OPERATOR, SUPPORT, Media, Param, doc
-from ..schemas import AuditTrailOut, EnvelopeOut
-from .envelopes import attachment, audit_response
+from ..paths import ID_SCHEMA, path_id, query_id
+from ..schemas import RECORD_TYPES, AuditTrailOut, EnvelopeOut
+from .envelopes import attachment, audit_response, record_filter
 
 __all__ = ["routes"]
 
@@ -60,8 +61,10 @@ class AccessLogOut(BaseModel):
 
 def _when(request: web.Request, name: str) -> datetime | None:
     raw = request.query.get(name)
-    if not raw:
+    if raw is None:
         return None
+    if not raw:  # `?to=` is not "no bound": the document says date-time
+        raise ValidationFailedError(errors=[{"field": name, "message": "an ISO 8601 date or time"}])
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
@@ -75,9 +78,10 @@ def _when(request: web.Request, name: str) -> datetime | None:
 @doc("Completed envelopes still retained", "Archive", response=ArchivePageOut, params=(
     Param("from", schema={"type": "string", "format": "date-time"}, description="Completed at or after."),
     Param("to", schema={"type": "string", "format": "date-time"}, description="Completed before."),
-    Param("record_type"), Param("record_id"),
+    Param("record_type", schema={"type": "string", "enum": list(RECORD_TYPES)}),
+    Param("record_id", schema={"type": "string", "maxLength": 128}),
     Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 200, "default": 50}),
-    Param("cursor"),
+    Param("cursor", schema=ID_SCHEMA, description="`next_cursor` of the previous page."),
 ), errors=(err.ValidationFailedError, err.MalformedRequestError))
 async def archive(request: web.Request) -> web.Response:
     """Completed envelopes still retained, newest first: ``from``/``to`` on the completion time."""
@@ -88,10 +92,10 @@ async def archive(request: web.Request) -> web.Response:
         limit = 0
     if not 1 <= limit <= 200:
         raise ValidationFailedError(errors=[{"field": "limit", "message": "an integer from 1 to 200"}])
+    record_type, record_id = record_filter(request)
     page = await request.app[CONTAINER].archive.archive_page(
         tenant.id, since=_when(request, "from"), until=_when(request, "to"),
-        record_type=request.query.get("record_type"), record_id=request.query.get("record_id"), limit=limit,
-        cursor=request.query.get("cursor"),
+        record_type=record_type, record_id=record_id, limit=limit, cursor=query_id(request, "cursor"),
     )
     out = []
     for env in page.items:
@@ -114,7 +118,7 @@ async def _support(request: web.Request, action: str) -> tuple[Principal, str]:
             "Support reads need an 'X-Access-Reason' header: why you open this envelope (e.g. a ticket number).",
             errors=[{"field": "X-Access-Reason", "message": "required"}],
         )
-    envelope_id = request.match_info["id"]
+    envelope_id = path_id(request)
     await request.app[CONTAINER].archive.record_access(
         key_id=principal.key_id, envelope_id=envelope_id, action=action, reason=reason, ip=request.remote,
     )

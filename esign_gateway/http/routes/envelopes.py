@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 from pydantic import ValidationError
 
 from esign_gateway import errors as err
@@ -20,11 +20,13 @@ from esign_gateway.services.idempotency import Claim
 from esign_gateway.services.tenants import TenantInfo
 
 from ..auth import tenant_of
-from ..bodies import read_json, render
+from ..bodies import UNREADABLE_BODY, read_json, render
 from ..keys import CONTAINER
 from ..openapi import Media, Param, doc
+from ..paths import ID_SCHEMA, path_id, query_id
 from ..problems import from_validation_error
 from ..schemas import (
+    RECORD_TYPES,
     AuditEventOut,
     AuditTrailOut,
     CancelIn,
@@ -35,7 +37,7 @@ from ..schemas import (
     RemindOut,
 )
 
-__all__ = ["attachment", "audit_response", "routes", "wants_json"]
+__all__ = ["attachment", "audit_response", "record_filter", "routes", "wants_json"]
 
 routes = web.RouteTableDef()
 ENVELOPE_JSON_MAX = 256 * 1024
@@ -69,14 +71,25 @@ def _filename(raw: str | None, index: int) -> str:
     return name[:255] or f"document-{index + 1}.pdf"
 
 
+async def _next_part(reader: MultipartReader) -> Any:
+    """The next part; ``400 malformed_request`` for a body aiohttp cannot split into parts."""
+    try:
+        return await reader.next()
+    except UNREADABLE_BODY:
+        raise MalformedRequestError("The multipart body could not be read.") from None
+
+
 async def _parse_create(request: web.Request) -> NewEnvelope:
     settings = request.app[CONTAINER].settings
     docs: list[NewDocument] = []
     if request.content_type == "multipart/form-data":
         raw_envelope: Any = None
         total = 0
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
+        try:
+            reader = await request.multipart()
+        except UNREADABLE_BODY:  # no boundary
+            raise MalformedRequestError("The multipart body could not be read.") from None
+        while (part := await _next_part(reader)) is not None:
             if not isinstance(part, BodyPartReader):
                 raise MalformedRequestError("Nested multipart is not supported.")
             if part.name == "envelope":
@@ -192,11 +205,12 @@ async def create_envelope(request: web.Request) -> web.Response:
 @routes.get("/v1/envelopes")
 @doc("List envelopes, newest first", "Envelopes", response=EnvelopePage, params=(
     Param("record_type", schema={"type": "string", "enum": ["client", "contact", "deal", "offer", "order"]}),
-    Param("record_id", description="The CRM record's id: every envelope of one deal."),
+    Param("record_id", schema={"type": "string", "maxLength": 128},
+          description="The CRM record's id: every envelope of one deal."),
     Param("status", schema={"type": "string",
                             "enum": ["draft", "sent", "completed", "declined", "expired", "cancelled"]}),
     Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
-    Param("cursor", description="`next_cursor` of the previous page."),
+    Param("cursor", schema=ID_SCHEMA, description="`next_cursor` of the previous page."),
 ), errors=(err.ValidationFailedError, err.MalformedRequestError))
 async def list_envelopes(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
@@ -207,15 +221,13 @@ async def list_envelopes(request: web.Request) -> web.Response:
         limit = 0
     if not 1 <= limit <= 100:
         raise ValidationFailedError(errors=[{"field": "limit", "message": "an integer from 1 to 100"}])
-    record_type = q.get("record_type")
-    if record_type and record_type not in ("client", "contact", "deal", "offer", "order"):
-        raise ValidationFailedError(errors=[{"field": "record_type", "message": "client|contact|deal|offer|order"}])
+    record_type, record_id = record_filter(request)
     status = q.get("status")
-    if status and status not in ("draft", "sent", "completed", "declined", "expired", "cancelled"):
+    if status is not None and status not in ("draft", "sent", "completed", "declined", "expired", "cancelled"):
         raise ValidationFailedError(errors=[{"field": "status", "message": "not a known status"}])
     page = await request.app[CONTAINER].envelopes.list_envelopes(
-        tenant, record_type=record_type, record_id=q.get("record_id"), status=status, limit=limit,
-        cursor=q.get("cursor"),
+        tenant, record_type=record_type, record_id=record_id, status=status, limit=limit,
+        cursor=query_id(request, "cursor"),
     )
     base = _base(request)
     return render(EnvelopePage(items=[EnvelopeOut.from_domain(e, base) for e in page.items],
@@ -226,7 +238,7 @@ async def list_envelopes(request: web.Request) -> web.Response:
 @doc("Get an envelope", "Envelopes", response=EnvelopeOut, errors=(err.NotFoundError, err.GoneError))
 async def get_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    env = await request.app[CONTAINER].envelopes.get_envelope(tenant, request.match_info["id"])
+    env = await request.app[CONTAINER].envelopes.get_envelope(tenant, path_id(request))
     return render(EnvelopeOut.from_domain(env, _base(request)))
 
 
@@ -237,7 +249,7 @@ async def get_envelope(request: web.Request) -> web.Response:
              err.ProviderError, err.ValidationFailedError))
 async def send_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    envelope_id = request.match_info["id"]
+    envelope_id = path_id(request)
     claim = await _claim(request, tenant, "send_envelope", {"envelope_id": envelope_id})
     if isinstance(claim, web.Response):
         return claim
@@ -246,7 +258,7 @@ async def send_envelope(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/envelopes/{id}/cancel")
-@doc("Cancel a sent envelope", "Envelopes", body=CancelIn, response=EnvelopeOut,
+@doc("Cancel a sent envelope", "Envelopes", body=CancelIn, body_optional=True, response=EnvelopeOut,
      errors=(err.NotFoundError, err.InvalidStateError, err.ProviderError),
      description="The body may be empty (`{}`); `reason` is shown to the signers.")
 async def cancel_envelope(request: web.Request) -> web.Response:
@@ -256,7 +268,7 @@ async def cancel_envelope(request: web.Request) -> web.Response:
         body = CancelIn.model_validate(raw)
     except ValidationError as exc:
         raise ValidationFailedError(errors=from_validation_error(exc)) from None
-    env = await request.app[CONTAINER].envelopes.cancel_envelope(tenant, request.match_info["id"], body.reason)
+    env = await request.app[CONTAINER].envelopes.cancel_envelope(tenant, path_id(request), body.reason)
     return render(EnvelopeOut.from_domain(env, _base(request)))
 
 
@@ -267,7 +279,7 @@ async def extend_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     body = ExtendIn.model_validate(await read_json(request))
     env = await request.app[CONTAINER].envelopes.extend_envelope(
-        tenant, request.match_info["id"], expires_in_days=body.expires_in_days, expires_at=body.expires_at
+        tenant, path_id(request), expires_in_days=body.expires_in_days, expires_at=body.expires_at
     )
     return render(EnvelopeOut.from_domain(env, _base(request)))
 
@@ -278,7 +290,7 @@ async def extend_envelope(request: web.Request) -> web.Response:
      description="At most once an hour per envelope (`429` with `Retry-After`).")
 async def remind(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    signers = await request.app[CONTAINER].envelopes.remind_now(tenant, request.match_info["id"])
+    signers = await request.app[CONTAINER].envelopes.remind_now(tenant, path_id(request))
     return render(RemindOut(reminded=[s.id for s in signers]), status=202)
 
 
@@ -287,8 +299,19 @@ async def remind(request: web.Request) -> web.Response:
      errors=(err.NotFoundError, err.InvalidStateError))
 async def delete_envelope(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    await request.app[CONTAINER].envelopes.delete_draft(tenant, request.match_info["id"])
+    await request.app[CONTAINER].envelopes.delete_draft(tenant, path_id(request))
     return web.Response(status=204)
+
+
+def record_filter(request: web.Request) -> tuple[str | None, str | None]:
+    """``record_type`` and ``record_id`` of a list's query: one of the record types, an id no longer
+    than a record's (128); ``422`` otherwise (never a filter no record could match)."""
+    record_type, record_id = request.query.get("record_type"), request.query.get("record_id")
+    if record_type is not None and record_type not in RECORD_TYPES:
+        raise ValidationFailedError(errors=[{"field": "record_type", "message": "|".join(RECORD_TYPES)}])
+    if record_id is not None and len(record_id) > 128:
+        raise ValidationFailedError(errors=[{"field": "record_id", "message": "at most 128 characters"}])
+    return record_type, record_id
 
 
 def _base(request: web.Request) -> str:
@@ -314,7 +337,7 @@ async def get_document(request: web.Request) -> web.Response:
     if version not in ("current", "original", "prepared"):
         raise ValidationFailedError(errors=[{"field": "version", "message": "current, original or prepared"}])
     doc, data = await request.app[CONTAINER].envelopes.document_content(
-        tenant, request.match_info["id"], request.match_info["document_id"], version=version
+        tenant, path_id(request), path_id(request, "document_id"), version=version
     )
     return web.Response(body=data, content_type="application/pdf",
                         headers={"Content-Disposition": attachment(doc.name)})
@@ -327,7 +350,7 @@ async def get_document(request: web.Request) -> web.Response:
      errors=(err.NotFoundError, err.GoneError, err.InvalidStateError))
 async def download(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    name, ctype, data = await request.app[CONTAINER].envelopes.signed_result(tenant, request.match_info["id"])
+    name, ctype, data = await request.app[CONTAINER].envelopes.signed_result(tenant, path_id(request))
     return web.Response(body=data, content_type=ctype, headers={"Content-Disposition": attachment(name)})
 
 
@@ -339,7 +362,7 @@ async def download(request: web.Request) -> web.Response:
 async def audit(request: web.Request) -> web.Response:
     """The sealed audit report PDF; ``Accept: application/json`` gives the event trail."""
     tenant = await tenant_of(request)
-    return await audit_response(request, request.match_info["id"], tenant.id)
+    return await audit_response(request, path_id(request), tenant.id)
 
 
 def wants_json(request: web.Request) -> bool:

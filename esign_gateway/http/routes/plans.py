@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from esign_gateway import errors as err
+from esign_gateway.errors import ValidationFailedError
 
 from ..auth import tenant_of
 from ..bodies import read_json, render
@@ -34,7 +35,8 @@ async def current_plan(request: web.Request) -> web.Response:
 
 @routes.put("/v1/plan")
 @doc("Change the plan", "Plans and usage", body=PlanIn, response=PlanStateOut,
-     errors=(err.NotFoundError, err.InvalidStateError))
+     errors=(err.NotFoundError, err.InvalidStateError),
+     choices={"code": lambda app: [p.code for p in app[CONTAINER].plans.catalogue.plans if not p.is_custom]})
 async def change_plan(request: web.Request) -> web.Response:
     """Raise at once, lower from the 1st of next month; also re-enables a terminated module."""
     tenant = await tenant_of(request)
@@ -53,11 +55,14 @@ async def terminate_plan(request: web.Request) -> web.Response:
 
 @routes.get("/v1/usage")
 @doc("A month's usage", "Plans and usage", response=UsageOut,
-     params=(Param("month", schema={"type": "string", "pattern": r"^\d{4}-\d{2}$"},
+     params=(Param("month", schema={"type": "string", "pattern": r"^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])$"},
                    description="`YYYY-MM` (Prague time); the current month by default."),),
      errors=(err.ValidationFailedError,))
 async def usage(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     service = request.app[CONTAINER].plans
-    month = await service.usage(tenant.id, request.query.get("month") or None)
+    asked = request.query.get("month")
+    if asked == "":  # `?month=` is not "this month": the document says YYYY-MM
+        raise ValidationFailedError(errors=[{"field": "month", "message": "use YYYY-MM"}])
+    month = await service.usage(tenant.id, asked)
     return render(UsageOut.from_domain(month, service.catalogue.currency))

@@ -16,7 +16,7 @@ from esign_gateway.services.ceremony import SignerView
 from ..bodies import read_json, render
 from ..keys import CONTAINER
 from ..openapi import SIGNER_LINK, Media, Param, doc
-from ..schemas import CodeSentOut, DeclineIn, PlacementOut, SignedOut, SignerDocumentOut, SignerViewOut, SignIn
+from ..schemas import CodeIn, CodeSentOut, DeclineIn, PlacementOut, SignedOut, SignerDocumentOut, SignerViewOut, SignIn
 from .signing_page import check_origin, client_of
 
 __all__ = ["routes"]
@@ -79,11 +79,11 @@ async def api_document(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/sign/{token}/code")
-@doc("Send the SMS code", "Signer", auth=SIGNER_LINK, status=202, response=CodeSentOut,
+@doc("Send the SMS code", "Signer", auth=SIGNER_LINK, body=CodeIn, status=202, response=CodeSentOut,
      errors=(*_DEAD, err.UnsupportedMediaTypeError, err.InvalidStateError, err.TooManyRequestsError, err.DeliveryError),
      description="Send `{}` as `application/json`.")
 async def api_code(request: web.Request) -> web.Response:
-    await _json_body(request)
+    CodeIn.model_validate(await _json_body(request))  # `{}`: a field would be a client's mistake
     sent = await request.app[CONTAINER].ceremony.request_code(request.match_info["token"], client_of(request))
     out = CodeSentOut(sent_to=sent.sent_to, expires_in=sent.expires_in, resend_after=sent.resend_after)
     return web.Response(status=202, text=out.model_dump_json(), content_type="application/json")

@@ -23,9 +23,10 @@ from aiohttp import web
 
 from esign_gateway.domain.masking import mask_phone
 from esign_gateway.domain.otp import RESEND_INTERVAL
-from esign_gateway.errors import ForbiddenError, GatewayError, GoneError, ValidationFailedError
+from esign_gateway.errors import ForbiddenError, GatewayError, MalformedRequestError, ValidationFailedError
 from esign_gateway.services.ceremony import Client, SignerView
 
+from ..bodies import read_form
 from ..keys import CONTAINER
 from ..openapi import SIGNER_LINK, Media, Param, doc
 from .envelopes import attachment
@@ -70,7 +71,7 @@ def check_origin(request: web.Request) -> None:
 
 async def _checked_form(request: web.Request, token: str) -> Any:
     check_origin(request)
-    form = await request.post()
+    form = await read_form(request)
     if not hmac.compare_digest(str(form.get("csrf", "")), _csrf(request, token)):
         raise ForbiddenError("The form has expired; open the page again.", extra={"reason": "csrf"})
     return form
@@ -171,6 +172,8 @@ async def _form_post(
         form = await _checked_form(request, token)
         lang = str(form.get("lang", "cs"))
         return await act(token, form, lang)
+    except MalformedRequestError:
+        raise  # a body no browser sends (no boundary, an unknown charset): a problem, not a page
     except GatewayError as err:
         if back_with is None or err.status in (403, 404, 410):
             return _dead(request, err, token)
@@ -182,7 +185,8 @@ async def _form_post(
 @doc("The page's form: send the SMS code", "Signer page", auth=SIGNER_LINK, status=303,
      response=Media(None, "Back to the page with a notice or an error.", ("Location",)),
      also={403: Media("text/html", "The form's CSRF token or origin is wrong."),
-           404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")})
+           404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")},
+     errors=(MalformedRequestError,))
 async def page_code(request: web.Request) -> web.StreamResponse:
     async def act(token: str, form: Any, lang: str) -> web.StreamResponse:
         await request.app[CONTAINER].ceremony.request_code(token, client_of(request))
@@ -195,7 +199,8 @@ async def page_code(request: web.Request) -> web.StreamResponse:
 @doc("The page's form: sign", "Signer page", auth=SIGNER_LINK, status=303,
      response=Media(None, "Back to the page with a notice or an error.", ("Location",)),
      also={403: Media("text/html", "The form's CSRF token or origin is wrong."),
-           404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")})
+           404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")},
+     errors=(MalformedRequestError,))
 async def page_sign(request: web.Request) -> web.StreamResponse:
     async def act(token: str, form: Any, lang: str) -> web.StreamResponse:
         code = str(form.get("code", "")).strip()
@@ -213,7 +218,8 @@ async def page_sign(request: web.Request) -> web.StreamResponse:
 @doc("The page's form: decline", "Signer page", auth=SIGNER_LINK, response=Media("text/html", "Declined."),
      also={303: Media(None, "Back to the page with an error.", ("Location",)),
            403: Media("text/html", "The form's CSRF token or origin is wrong."),
-           404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")})
+           404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")},
+     errors=(MalformedRequestError,))
 async def page_decline(request: web.Request) -> web.StreamResponse:
     async def act(token: str, form: Any, lang: str) -> web.StreamResponse:
         try:
@@ -234,12 +240,9 @@ async def page_decline(request: web.Request) -> web.StreamResponse:
 async def signer_download(request: web.Request) -> web.Response:
     """The signed result, from the time-limited link of the completion e-mail or the completed page."""
     container = request.app[CONTAINER]
-    opened = container.notifications.open_download_token(request.match_info["token"])
-    if opened is None:
-        return _dead(request, GoneError("This download link is no longer valid.",
-                                        extra={"reason": "download_expired"}))
     try:
-        env = await container.archive.load(opened[0], None)
+        envelope_id, _ = container.notifications.open_download_token(request.match_info["token"])
+        env = await container.archive.load(envelope_id, None)
         name, ctype, data = await container.envelopes.result_of(env)
     except GatewayError as err:
         return _dead(request, err)

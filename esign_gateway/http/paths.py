@@ -1,0 +1,36 @@
+"""Ids in request paths: ours are UUIDs (``str(uuid7())``); anything else names nothing.
+
+Checked before any lookup, so a path segment that cannot be one of our ids is a ``404`` (and never
+reaches the ORM, whose column validation would turn a long one into a 500, or the database, which
+may refuse odd bytes). Call it after authentication: a request without a key is still a 401.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from esign_gateway.errors import NotFoundError, ValidationFailedError
+
+__all__ = ["ID_SCHEMA", "path_id", "query_id"]
+
+_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+ID_SCHEMA = {"type": "string", "format": "uuid"}
+"""How the document describes one of our ids in a query (a cursor, a filter)."""
+
+
+def path_id(request: web.Request, name: str = "id") -> str:
+    value = request.match_info[name]
+    if not _ID.fullmatch(value):
+        raise NotFoundError("No such resource.")
+    return value
+
+
+def query_id(request: web.Request, name: str) -> str | None:
+    """An id in the query (a ``cursor`` we gave out, an ``envelope_id`` filter): None when absent,
+    ``422`` when present but not one of our ids (an empty one included)."""
+    value = request.query.get(name)
+    if value is not None and not _ID.fullmatch(value):
+        raise ValidationFailedError(errors=[{"field": name, "message": "an id this API gave out"}])
+    return value
