@@ -4,19 +4,15 @@ to any other origin (no CDN, no telemetry, no web fonts)."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, Request
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from esign_gateway.http.routes.docs import docs_csp
-
-CHROMIUM = "/usr/bin/chromium"
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the page, not the database
 
@@ -37,15 +33,6 @@ def _expected(violation: dict[str, Any]) -> bool:
     to the console."""
     return (violation["directive"] == "script-src" and violation["blocked"] == "eval"
             and violation["source"].endswith("/docs/assets/redoc.standalone.js"))
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert os.access(CHROMIUM, os.X_OK), "install Debian's chromium (.ci/ensure-chromium)"
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        await b.close()
 
 
 def _origin(url: str) -> str:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from adapters.providers.local import pades
 from esign_gateway.container import Container
@@ -22,21 +21,11 @@ from tests.api.conftest import Ceremony, Tenant, envelope_body
 from tests.conftest import SmtpServer
 from tests.fakes import FrozenClock
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).parent.parent.parent / "docs" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the page, not the database
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert os.access(CHROMIUM, os.X_OK), "install Debian's chromium (.ci/ensure-chromium)"
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        await b.close()
 
 
 async def _open(browser: Browser, link: str, viewport: dict[str, int], **options: Any) -> tuple[Any, Page, Any]:
