@@ -58,3 +58,12 @@ async def test_webhooks_are_documented_for_every_event_type(api: Any) -> None:
 
     document = await _document(api)
     assert set(document["webhooks"]) == set(WEBHOOK_TYPES)
+
+
+async def test_the_documented_request_example_is_accepted_as_it_stands(api: Any, tenant: Tenant) -> None:
+    document = await _document(api)
+    ref = document["paths"]["/v1/envelopes"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    (example,) = document["components"]["schemas"][ref.rsplit("/", 1)[1]]["examples"]
+    resp = await api.post("/v1/envelopes", json=example, headers=tenant.auth)
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["status"] == "sent"
