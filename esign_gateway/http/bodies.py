@@ -40,7 +40,7 @@ async def read_json(request: web.Request, *, empty: Any = None) -> Any:
             f"Send the body as 'Content-Type: application/json' (this one is {request.content_type!r}).")
     try:
         return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise MalformedRequestError("The body is not valid JSON.") from None
 
 

@@ -54,14 +54,20 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+ONE_LINE = r"^[^\x00-\x1f\x7f\u2028\u2029]*$"
+"""No control character and no line break: names end up in e-mail headers, file names, PDF stamps."""
+TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+"""A message may have lines and tabs (LF, TAB), but no CR and no other control character."""
+
+
 class RecordIn(_In):
     type: Literal["client", "contact", "deal", "offer", "order"]
-    id: Annotated[str, Field(min_length=1, max_length=128)]
-    name: Annotated[str | None, Field(max_length=300)] = None
+    id: Annotated[str, Field(min_length=1, max_length=128, pattern=ONE_LINE)]
+    name: Annotated[str | None, Field(max_length=300, pattern=ONE_LINE)] = None
 
 
 class DocumentIn(_In):
-    name: Annotated[str, Field(min_length=1, max_length=255)]
+    name: Annotated[str, Field(min_length=1, max_length=255, pattern=ONE_LINE)]
     content: Annotated[str, Field(min_length=1, description="base64 of the PDF")]
 
     def decoded(self) -> bytes:
@@ -114,7 +120,7 @@ class FieldIn(_In):
 
 
 class SignerIn(_In):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=ONE_LINE)]
     email: str
     phone: str
     order: Annotated[int, Field(ge=1, le=10)] = 1
@@ -158,8 +164,8 @@ class RemindersIn(_In):
 class CreateEnvelopeIn(_In):
     model_config = ConfigDict(json_schema_extra={"examples": [CREATE_ENVELOPE]})
     record: RecordIn
-    name: Annotated[str, Field(min_length=1, max_length=300)]
-    message: Annotated[str | None, Field(max_length=2000)] = None
+    name: Annotated[str, Field(min_length=1, max_length=300, pattern=ONE_LINE)]
+    message: Annotated[str | None, Field(max_length=2000, pattern=TEXT)] = None
     language: Literal["cs", "sk", "en"] = "cs"
     documents: Annotated[list[DocumentIn], Field(max_length=20)] = []
     """1 to 20 in a JSON request; empty in a multipart one, whose documents are file parts."""
@@ -190,7 +196,7 @@ class CreateEnvelopeIn(_In):
 
 
 class CancelIn(_In):
-    reason: Annotated[str | None, Field(max_length=1000)] = None
+    reason: Annotated[str | None, Field(max_length=1000, pattern=TEXT)] = None
 
 
 class ExtendIn(_In):
@@ -229,7 +235,7 @@ class SignIn(_In):
 
 
 class DeclineIn(_In):
-    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+    reason: Annotated[str, Field(min_length=1, max_length=1000, pattern=TEXT)]
 
 
 # ------------------------------------------------------------------------------ responses

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, unquote
@@ -26,6 +27,7 @@ from ..openapi import Media, Param, doc
 from ..paths import ID_SCHEMA, path_id, query_id
 from ..problems import from_validation_error
 from ..schemas import (
+    ONE_LINE,
     RECORD_TYPES,
     AuditEventOut,
     AuditTrailOut,
@@ -65,9 +67,13 @@ async def _read_limited(part: BodyPartReader, limit: int, what: str) -> bytes:
 
 
 def _filename(raw: str | None, index: int) -> str:
-    """Clients percent-encode non-ASCII file names (RFC 7578 §4.2 tolerates it): decode them."""
+    """Clients percent-encode non-ASCII file names (RFC 7578 §4.2 tolerates it): decode them. A
+    name with a control character or a line break is refused, as in a JSON request."""
     name = unquote(raw) if raw and "%" in raw else raw
     name = (name or "").replace("/", "_").replace("\\", "_").strip()
+    if not re.fullmatch(ONE_LINE, name):
+        raise ValidationFailedError(errors=[{"field": f"document[{index}]",
+                                             "message": "a file name without control characters or line breaks"}])
     return name[:255] or f"document-{index + 1}.pdf"
 
 
@@ -95,7 +101,7 @@ async def _parse_create(request: web.Request) -> NewEnvelope:
             if part.name == "envelope":
                 try:
                     raw_envelope = json.loads(await _read_limited(part, ENVELOPE_JSON_MAX, "envelope part"))
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                     raise MalformedRequestError("The 'envelope' part is not valid JSON.") from None
             elif part.name == "document":
                 data = await _read_limited(part, settings.max_document_bytes, "document")
