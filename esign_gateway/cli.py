@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     kcreate.add_argument("--tenant")
     kcreate.add_argument("--json", action="store_true")
     krevoke = key.add_parser("revoke")
-    krevoke.add_argument("prefix")
+    krevoke.add_argument("prefix", metavar="KEY",
+                         help="the key id that `key create` prints, or the key's first 8 or more characters")
     return p
 
 
@@ -271,6 +272,14 @@ async def _gdpr(settings: Settings, args: argparse.Namespace) -> None:
     await _with_db(settings, run)
 
 
+def _cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first)
+    gets a leading apostrophe (OWASP's CSV injection advice); numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 async def _billing(settings: Settings, args: argparse.Namespace) -> None:
     async def run(c: Container) -> None:
         lines = [line.as_dict() for line in await c.plans.billing(args.month)]
@@ -279,7 +288,7 @@ async def _billing(settings: Settings, args: argparse.Namespace) -> None:
             return
         out = csv.DictWriter(sys.stdout, fieldnames=BILLING_COLUMNS, lineterminator="\n")
         out.writeheader()
-        out.writerows(lines)
+        out.writerows({k: _cell(v) for k, v in line.items()} for line in lines)
 
     await _with_db(settings, run)
 
@@ -312,7 +321,7 @@ async def _key(settings: Settings, args: argparse.Namespace) -> None:
             if args.json:
                 print(json.dumps({"key_id": key.id, "api_key": key.secret, "role": args.role}))
             else:
-                print(f"{args.role} API key (shown once): {key.secret}")
+                print(f"{args.role} API key (shown once): {key.secret}\nkey id: {key.id}")
         else:
             count = await c.tenants.revoke_key(args.prefix)
             print(f"revoked {count} key(s)")

@@ -134,11 +134,19 @@ class TenantService:
         )
         return IssuedKey(key_id, prefix, secret)
 
-    async def revoke_key(self, prefix: str) -> int:
-        """Revoke every live key starting with ``prefix`` (at least 8 characters)."""
-        if len(prefix) < 8:
-            raise ValidationFailedError(errors=[{"field": "prefix", "message": "give at least 8 characters"}])
-        return await ApiKey.filter(prefix=prefix[:12], revoked_at=None).update(revoked_at=self.clock.now())
+    async def revoke_key(self, ref: str) -> int:
+        """Revoke the live key with id ``ref`` (what ``key create`` prints), or every live key whose
+        secret starts with ``ref`` (at least 8 characters; the first 12 are stored). ``NotFoundError``
+        when none matched: a revocation that did nothing must not look like one that did."""
+        if len(ref) < 8:
+            raise ValidationFailedError(errors=[{"field": "key", "message": "the key id, or 8 characters or more"}])
+        live = ApiKey.filter(revoked_at=None)
+        matched = live.filter(id=ref) if len(ref) == 36 and ref.count("-") == 4 else (
+            live.filter(prefix=ref[:12]) if len(ref) >= 12 else live.filter(prefix__startswith=ref))
+        count = await matched.update(revoked_at=self.clock.now())
+        if not count:
+            raise NotFoundError(f"no live key has the id or prefix {ref[:12]!r}")
+        return count
 
     async def authenticate(self, secret: str) -> Principal:
         """Look the key up by its SHA-256 (an index lookup: no timing oracle on the secret)."""

@@ -77,3 +77,25 @@ def test_operator_sets_a_custom_plan_and_billing_export_writes_csv_and_json(data
     assert bad.returncode == 2 and "month" in bad.stderr
     bad = run(data_dir, "tenant", "update", paid["tenant_id"], "--plan", "custom", check=False)
     assert bad.returncode == 2 and "documents" in bad.stderr
+
+
+def test_key_revoke_takes_the_printed_key_id_or_a_prefix_and_fails_when_nothing_matched(data_dir: Path) -> None:
+    by_id = json.loads(run(data_dir, "key", "create", "--role", "support", "--json").stdout)
+    assert "revoked 1 key" in run(data_dir, "key", "revoke", by_id["key_id"]).stdout
+    by_prefix = json.loads(run(data_dir, "key", "create", "--role", "support", "--json").stdout)
+    assert "revoked 1 key" in run(data_dir, "key", "revoke", by_prefix["api_key"][:8]).stdout  # the documented minimum
+    again = run(data_dir, "key", "revoke", by_prefix["api_key"][:8], check=False)
+    assert again.returncode != 0 and "no live key" in again.stderr
+    shown = run(data_dir, "key", "create", "--role", "operator").stdout
+    assert "key id" in shown
+
+
+def test_billing_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas(data_dir: Path) -> None:
+    month = month_of(datetime.now(UTC))
+    for name in ("=HYPERLINK(\"http://evil\")", "+1+1", "-2", "@SUM(A1)", "Poctivá s.r.o."):
+        run(data_dir, "tenant", "create", "--name", name, "--paid", "--json")
+    rows = list(csv.DictReader(io.StringIO(run(data_dir, "billing", "export", "--month", month).stdout)))
+    names = sorted(r["tenant_name"] for r in rows)
+    assert names == sorted(["'=HYPERLINK(\"http://evil\")", "'+1+1", "'-2", "'@SUM(A1)", "Poctivá s.r.o."])
+    as_json = json.loads(run(data_dir, "billing", "export", "--month", month, "--format", "json").stdout)
+    assert "=HYPERLINK(\"http://evil\")" in {r["tenant_name"] for r in as_json}  # JSON is data, not a sheet
