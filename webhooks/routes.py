@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from esign_gateway.domain.events import WEBHOOK_TYPES
 from esign_gateway.domain.ids import uuid7
-from esign_gateway.errors import NotFoundError, UnauthorizedError, ValidationFailedError
+from esign_gateway.errors import DocumentTooLargeError, NotFoundError, UnauthorizedError, ValidationFailedError
 from esign_gateway.http.auth import tenant_of
 from esign_gateway.http.bodies import read_json
 from esign_gateway.http.keys import CONTAINER
@@ -28,6 +28,8 @@ __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 ROTATION_OVERLAP = timedelta(hours=24)
+INBOUND_MAX_BYTES = 1024 * 1024
+"""A provider's event is a few kB; more is refused before its signature is even checked."""
 
 
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
@@ -219,11 +221,16 @@ async def retry(request: web.Request) -> web.Response:
 
 @routes.post("/webhooks/digisign")
 @doc("DigiSign's webhooks (inbound)", "Providers", auth=PUBLIC, response=InboundOut,
-     also={401: Problem, 404: Problem}, body=None)
+     also={401: Problem, 404: Problem, 413: Problem}, body=None)
 async def digisign_webhook(request: web.Request) -> web.Response:
     """DigiSign's webhooks (``Signature: t=…,s=…``): authenticated, deduplicated, then a sync job
-    reads the envelope's real state from DigiSign. 401 for a bad signature (nothing changes)."""
-    body = await request.read()
+    reads the envelope's real state from DigiSign. 401 for a bad signature (nothing changes); a body
+    over ``INBOUND_MAX_BYTES`` is refused before it is read whole or verified."""
+    if (request.content_length or 0) > INBOUND_MAX_BYTES:
+        raise DocumentTooLargeError(f"A webhook body is at most {INBOUND_MAX_BYTES} bytes.")
+    body = await request.content.read(INBOUND_MAX_BYTES + 1)
+    if len(body) > INBOUND_MAX_BYTES:
+        raise DocumentTooLargeError(f"A webhook body is at most {INBOUND_MAX_BYTES} bytes.")
     container = request.app[CONTAINER]
     try:
         outcome = await container.remote.accept_webhook("digisign", dict(request.headers), body)

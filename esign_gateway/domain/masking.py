@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["mask_email", "mask_phone"]
 
 
@@ -14,6 +16,14 @@ def mask_phone(e164: str) -> str:
     masked = "*" * (len(rest) - 3) + rest[-3:]
     groups = [masked[max(0, i - 3):i] for i in range(len(masked), 0, -3)][::-1]
     return f"{country} {' '.join(groups)}"
+
+
+_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+
+def mask_addresses(text: str) -> str:
+    """Every e-mail address in a free text (a mail server's refusal quotes it) masked."""
+    return _ADDRESS.sub(lambda m: mask_email(m.group(0)), text)
 
 
 def mask_email(email: str) -> str:

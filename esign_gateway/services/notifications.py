@@ -18,7 +18,7 @@ from esign_gateway.clock import Clock
 from esign_gateway.db.models import EnvelopeRow, ReminderLog, Tenant
 from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import Envelope, Signer
-from esign_gateway.domain.masking import mask_email
+from esign_gateway.domain.masking import mask_addresses, mask_email
 from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
 from esign_gateway.errors import DeliveryError, GoneError, NotFoundError
 from esign_gateway.messages import (
@@ -93,7 +93,8 @@ class NotificationService:
                 if env is not None:
                     env.mark_undeliverable(env.signer(signer_id), exc.detail, self.clock.now())
                     await uow.envelopes.save(env)
-            log.warning("email_undeliverable", envelope_id=envelope_id, signer_id=signer_id, reason=exc.detail)
+            log.warning("email_undeliverable", envelope_id=envelope_id, signer_id=signer_id,
+                        reason=mask_addresses(exc.detail))
             return False
         return True
 

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from esign_gateway.container import Container
 from esign_gateway.db.models import Job, OutboxEvent
@@ -109,7 +110,8 @@ class RefusingSmtp:
 
     async def send(self, message: OutgoingEmail) -> None:
         if message.to.startswith("nobody@"):
-            raise DeliveryError("The mail server refused the recipient: 550 5.1.1 No such user", permanent=True)
+            raise DeliveryError(f"The mail server refused the recipient: 550 5.1.1 <{message.to}> No such user",
+                                permanent=True)
         if message.to.startswith("later@"):
             raise DeliveryError("SMTP answered 451 4.3.0 Try again later", permanent=False)
         await self.inner.send(message)
@@ -122,10 +124,13 @@ async def test_a_permanently_refused_invitation_makes_the_signer_undeliverable_a
     body = envelope_body([signer("Nikdo", "nobody@example.cz", "+420602111222"),
                           signer("Později", "later@example.cz", "+420603111222")])
     env = await (await api.post("/v1/envelopes", json=body, headers=tenant.auth)).json()
-    await ceremony.run_jobs()
+    with structlog.testing.capture_logs() as logs:
+        await ceremony.run_jobs()
+    refused = [e for e in logs if e["event"] == "email_undeliverable"]
+    assert refused and all("nobody@example.cz" not in str(e) for e in logs)  # the server quoted it in full
     state = await (await api.get(f"/v1/envelopes/{env['id']}", headers=tenant.auth)).json()
     nobody, later = state["signers"]
-    assert nobody["status"] == "undeliverable" and "550 5.1.1 No such user" in nobody["delivery_error"]
+    assert nobody["status"] == "undeliverable" and "550 5.1.1" in nobody["delivery_error"]
     assert later["status"] == "notified" and later["delivery_error"] is None
     events = [e.payload for e in await OutboxEvent.filter(envelope_id=env["id"], type="signer.undeliverable")]
     assert len(events) == 1 and events[0]["data"]["signer"]["id"] == nobody["id"]

@@ -142,3 +142,14 @@ async def test_provider_reported_expiry_is_taken_over(
         await http.post(f"{fake_digisign.base_url}/_control/envelopes/{remote_id}/expire")
     await signers.settle()
     assert await _status(api, tenant, envelope_id) == "expired"
+
+
+async def test_an_oversized_webhook_body_is_refused_before_it_is_read_or_verified(
+    api: Any, tenant: Tenant, signers: Signers, fake_digisign: FakeDigiSign
+) -> None:
+    await _sent(api, tenant, signers)
+    jobs, events = await Job.all().count(), await InboundEvent.all().count()
+    huge = b'{"id": "evt-big", "pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    resp = await api.post("/webhooks/digisign", data=huge, headers={"Signature": "t=1,s=abc"})
+    assert resp.status == 413 and (await resp.json())["code"] == "document_too_large"
+    assert (await Job.all().count(), await InboundEvent.all().count()) == (jobs, events)

@@ -58,3 +58,10 @@ def test_logs_never_hold_tokens_codes_keys_or_bytes(capsys: pytest.CaptureFixtur
     event = json.loads(line)
     assert event["token"] == event["code"] == event["api_key"] == event["content"] == "[redacted]"
     assert "AAAA" not in line and "bbbb" not in line and not re.search(r"\b123456\b", line)
+
+
+def test_every_address_in_a_free_text_is_masked() -> None:
+    from esign_gateway.domain.masking import mask_addresses
+
+    text = "550 5.1.1 <jana.novakova@example.cz>: no such user (also petr@firma.co.uk)"
+    assert mask_addresses(text) == "550 5.1.1 <j***a@e***.cz>: no such user (also p***r@f***.uk)"
