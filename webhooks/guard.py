@@ -7,7 +7,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-__all__ = ["UnsafeUrl", "check_url"]
+__all__ = ["UnsafeUrl", "check_url", "forbidden"]
 
 METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 
@@ -16,13 +16,22 @@ class UnsafeUrl(Exception):
     pass
 
 
-def _forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip in METADATA or ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
-        or ip.is_reserved or ip.is_unspecified
-    )
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+"""NAT64 prefixes (RFC 6052, RFC 8215): the last 32 bits are an IPv4 address."""
+
+
+def forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Anything but a globally routable address (``is_global``), also when an internal IPv4
+    address hides in an IPv6 one: IPv4-mapped, 6to4, Teredo, NAT64."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded: list[ipaddress.IPv4Address | None] = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        if any(ip in net for net in NAT64):
+            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if any(e is not None and forbidden(e) for e in embedded):
+            return True
+        if ip.teredo is not None:  # a tunnel endpoint whatever it carries
+            return True
+    return ip in METADATA or ip.is_multicast or not ip.is_global
 
 
 async def check_url(url: str, *, allow_internal: bool) -> None:
@@ -46,5 +55,5 @@ async def check_url(url: str, *, allow_internal: bool) -> None:
     except OSError:
         raise UnsafeUrl("the host does not resolve") from None
     for info in infos:
-        if _forbidden(ipaddress.ip_address(info[4][0])):
+        if forbidden(ipaddress.ip_address(info[4][0])):
             raise UnsafeUrl("the host resolves to an internal address")

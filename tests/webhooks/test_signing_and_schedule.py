@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 
 import pytest
@@ -65,3 +66,26 @@ async def test_guard_refuses_internal_or_plain_http_targets(url: str) -> None:
 
 async def test_guard_allows_loopback_in_dev() -> None:
     await check_url("http://127.0.0.1:8080/hooks", allow_internal=True)
+
+
+@pytest.mark.parametrize("address", [
+    "100.64.0.1",  # carrier-grade NAT (shared address space): not private, not global either
+    "2002:a00:1::",  # 6to4 of 10.0.0.1
+    "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+    "64:ff9b:1::a9fe:a9fe",  # local-use NAT64 of the metadata address
+    "2001:0:4136:e378:8000:63bf:f5ff:fff7",  # Teredo
+    "::ffff:10.0.0.1",
+    "fd00::1",
+    "198.18.0.1",  # benchmarking
+])
+def test_only_globally_routable_addresses_pass_the_guard(address: str) -> None:
+    from webhooks.guard import forbidden
+
+    assert forbidden(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "2606:4700::1111", "2002:808:808::", "64:ff9b::808:808"])
+def test_public_addresses_pass_the_guard(address: str) -> None:
+    from webhooks.guard import forbidden
+
+    assert not forbidden(ipaddress.ip_address(address))
