@@ -11,12 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from esign_gateway.domain.events import WEBHOOK_TYPES
 from esign_gateway.domain.ids import uuid7
-from esign_gateway.errors import DocumentTooLargeError, NotFoundError, UnauthorizedError, ValidationFailedError
+from esign_gateway.errors import (
+    DocumentTooLargeError,
+    MalformedRequestError,
+    NotFoundError,
+    UnauthorizedError,
+    ValidationFailedError,
+)
 from esign_gateway.http.auth import tenant_of
 from esign_gateway.http.bodies import read_json
 from esign_gateway.http.keys import CONTAINER
 from esign_gateway.http.openapi import PUBLIC, Param, Problem, doc
-from esign_gateway.http.paths import ID_SCHEMA, path_id, query_id
+from esign_gateway.http.paths import ID_SCHEMA, path_id, query_cursor, query_id
 from esign_gateway.ports import InvalidWebhook
 
 from .delivery import retry_now
@@ -187,7 +193,7 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     Param("status", schema={"type": "string", "enum": ["pending", "succeeded", "failed"]}),
     Param("envelope_id", schema=ID_SCHEMA),
     Param("cursor", schema=ID_SCHEMA, description="`next_cursor` of the previous page.")),
-    errors=(ValidationFailedError,))
+    errors=(ValidationFailedError, MalformedRequestError))
 async def list_deliveries(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     qs = WebhookDelivery.filter(tenant_id=tenant.id)
@@ -198,7 +204,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
         qs = qs.filter(status=status)
     if (envelope_id := query_id(request, "envelope_id")) is not None:
         qs = qs.filter(envelope_id=envelope_id)
-    if (cursor := query_id(request, "cursor")) is not None:
+    if (cursor := query_cursor(request)) is not None:
         qs = qs.filter(id__lt=cursor)
     rows = await qs.order_by("-id").limit(51)
     more, rows = len(rows) > 50, rows[:50]

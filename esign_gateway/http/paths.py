@@ -11,9 +11,9 @@ import re
 
 from aiohttp import web
 
-from esign_gateway.errors import NotFoundError, ValidationFailedError
+from esign_gateway.errors import MalformedRequestError, NotFoundError, ValidationFailedError
 
-__all__ = ["ID_SCHEMA", "path_id", "query_id"]
+__all__ = ["ID_SCHEMA", "path_id", "query_cursor", "query_id"]
 
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ID_SCHEMA = {"type": "string", "format": "uuid"}
@@ -33,4 +33,14 @@ def query_id(request: web.Request, name: str) -> str | None:
     value = request.query.get(name)
     if value is not None and not _ID.fullmatch(value):
         raise ValidationFailedError(errors=[{"field": name, "message": "an id this API gave out"}])
+    return value
+
+
+def query_cursor(request: web.Request) -> str | None:
+    """``?cursor=``: only what a previous page gave out as ``next_cursor``; anything else (an empty
+    one included) is a malformed request, ``400``."""
+    value = request.query.get("cursor")
+    if value is not None and not _ID.fullmatch(value):
+        raise MalformedRequestError("The cursor is not one this API gave out: pass next_cursor as it came.",
+                                    errors=[{"field": "cursor", "message": "a next_cursor this API gave out"}])
     return value

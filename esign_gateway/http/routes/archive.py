@@ -20,7 +20,7 @@ from ..auth import authenticate, tenant_of
 from ..bodies import render
 from ..keys import CONTAINER
 from ..openapi import OPERATOR, SUPPORT, Media, Param, doc
-from ..paths import ID_SCHEMA, path_id, query_id
+from ..paths import ID_SCHEMA, path_id, query_cursor
 from ..schemas import RECORD_TYPES, AuditTrailOut, EnvelopeOut
 from .envelopes import attachment, audit_response, record_filter
 
@@ -95,7 +95,7 @@ async def archive(request: web.Request) -> web.Response:
     record_type, record_id = record_filter(request)
     page = await request.app[CONTAINER].archive.archive_page(
         tenant.id, since=_when(request, "from"), until=_when(request, "to"),
-        record_type=record_type, record_id=record_id, limit=limit, cursor=query_id(request, "cursor"),
+        record_type=record_type, record_id=record_id, limit=limit, cursor=query_cursor(request),
     )
     out = []
     for env in page.items:

@@ -24,7 +24,7 @@ from ..auth import tenant_of
 from ..bodies import UNREADABLE_BODY, read_json, render
 from ..keys import CONTAINER
 from ..openapi import Media, Param, doc
-from ..paths import ID_SCHEMA, path_id, query_id
+from ..paths import ID_SCHEMA, path_id, query_cursor
 from ..problems import from_validation_error
 from ..schemas import (
     ONE_LINE,
@@ -233,7 +233,7 @@ async def list_envelopes(request: web.Request) -> web.Response:
         raise ValidationFailedError(errors=[{"field": "status", "message": "not a known status"}])
     page = await request.app[CONTAINER].envelopes.list_envelopes(
         tenant, record_type=record_type, record_id=record_id, status=status, limit=limit,
-        cursor=query_id(request, "cursor"),
+        cursor=query_cursor(request),
     )
     base = _base(request)
     return render(EnvelopePage(items=[EnvelopeOut.from_domain(e, base) for e in page.items],
