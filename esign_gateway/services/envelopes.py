@@ -110,6 +110,14 @@ def _check_fields(cmd: NewEnvelope) -> None:
         raise ValidationFailedError(errors=errors)
 
 
+async def _record_lazy_expiry(uow: UnitOfWork, env: Envelope) -> None:
+    """An envelope found past its expiry (by the sweep, a read, or a refused cancel, extend or
+    remind) is saved as expired, and its signers' reusable links are dropped: nothing is re-sent."""
+    if env.status == EnvelopeStatus.EXPIRED:
+        await uow.signers.forget_sealed(env.id)
+    await uow.envelopes.save(env)
+
+
 async def issue_signer_links(
     uow: UnitOfWork, box: SecretBox, env: Envelope, signers: list[Signer], now: datetime
 ) -> None:
@@ -267,7 +275,7 @@ class EnvelopeService:
             try:
                 env.extend(target, now)
             except InvalidTransition as exc:
-                await uow.envelopes.save(env)  # a lazily detected expiry is still recorded
+                await _record_lazy_expiry(uow, env)
                 refused: GatewayError | None = (
                     ValidationFailedError(errors=[{"field": "expires_at", "message": str(exc)}])
                     if exc.reason == "expires_at_past"
@@ -294,7 +302,7 @@ class EnvelopeService:
             if env.is_past_expiry(now) or env.status != EnvelopeStatus.SENT:
                 if env.is_past_expiry(now):
                     env.expire(now)
-                    await uow.envelopes.save(env)
+                    await _record_lazy_expiry(uow, env)
                 refused: GatewayError | None = InvalidStateError(
                     f"Only a sent envelope can be reminded; this one is {env.status.value}."
                 )
@@ -348,7 +356,7 @@ class EnvelopeService:
             try:
                 told = env.cancel(reason, now)
             except InvalidTransition:
-                await uow.envelopes.save(env)  # a lazily detected expiry is still recorded
+                await _record_lazy_expiry(uow, env)
                 refused = InvalidStateError(f"Only a sent envelope can be cancelled; this one is {env.status.value}.")
             else:
                 refused = None
@@ -390,8 +398,7 @@ class EnvelopeService:
             if env is None or not env.is_past_expiry(now):
                 return False
             env.expire(now)
-            await uow.signers.forget_sealed(env.id)
-            await uow.envelopes.save(env)
+            await _record_lazy_expiry(uow, env)
         return True
 
     async def expire_job(self, payload: dict[str, Any]) -> None:

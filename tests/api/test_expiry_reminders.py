@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from esign_gateway.db.models import AuditEvent, Job
 from tests.api.conftest import Ceremony, Tenant, envelope_body, signer
 
@@ -181,3 +183,20 @@ async def test_tenant_default_expiry_applies(api: Any, tenant: Tenant, ceremony:
     await ceremony.container.tenants.update_tenant(tenant.id, expiry_days=14)
     env = await _create(api, tenant, envelope_body())
     assert env["expires_at"].startswith("2026-12-07T09:00:00")
+
+
+@pytest.mark.parametrize("action", ["cancel", "extend", "remind"])
+async def test_an_envelope_found_expired_by_cancel_extend_or_remind_drops_its_signer_links(
+    api: Any, tenant: Tenant, ceremony: Ceremony, action: str
+) -> None:
+    from esign_gateway.db.models import SignerRow
+
+    env = await (await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)).json()
+    await ceremony.run_jobs()
+    assert await SignerRow.filter(envelope_id=env["id"]).exclude(token_sealed=None).count() == 1
+    ceremony.container.clock.advance(days=8)  # type: ignore[attr-defined]  # past expiry; no sweep ran yet
+    body = {"cancel": {}, "extend": {"expires_in_days": 3}, "remind": None}[action]
+    resp = await api.post(f"/v1/envelopes/{env['id']}/{action}", json=body, headers=tenant.auth)
+    assert resp.status == 409
+    assert await SignerRow.filter(envelope_id=env["id"]).exclude(token_sealed=None).count() == 0
+    assert (await (await api.get(f"/v1/envelopes/{env['id']}", headers=tenant.auth)).json())["status"] == "expired"
