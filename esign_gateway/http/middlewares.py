@@ -48,14 +48,24 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     # Never the raw path: it may hold a signer token.
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "-"
     structlog.contextvars.bind_contextvars(request_id=request_id, method=request.method, route=route)
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as redirect:  # a 3xx raised by a handler (the signer page's forms)
+        _finish(request, redirect, request_id)
+        raise
+    _finish(request, response, request_id)
+    return response
+
+
+def _finish(request: web.Request, response: web.StreamResponse, request_id: str) -> None:
+    """What every answer gets, a raised redirect included: its id, rate headers, the signer
+    page's security headers, one log line."""
     response.headers["X-Request-Id"] = request_id
     rate_headers(request, response)
     if _is_signer_path(request.path):
         for k, v in SIGNER_HEADERS.items():
             response.headers.setdefault(k, v)
     log.info("request", status=response.status)
-    return response
 
 
 @web.middleware

@@ -195,3 +195,18 @@ async def test_wrong_codes_kill_the_code_and_then_block_the_signer_with_a_clear_
     page = await (await api.get(f"/sign/{token}")).text()
     assert 'data-state="auth_failed"' in page and "Příliš mnoho chybných kódů" in page and "Dodavatel s.r.o." in page
     assert 'action="/sign/' not in page  # no form left to try again
+
+
+async def test_a_form_post_that_redirects_is_logged_and_carries_the_signer_headers(
+    api: Any, tenant: Tenant, ceremony: Ceremony
+) -> None:
+    _, token = await _link(api, tenant, ceremony)
+    csrf = _csrf(await (await api.get(f"/sign/{token}")).text())
+    with structlog.testing.capture_logs() as logs:
+        resp = await api.post(f"/sign/{token}/code", data={"csrf": csrf, "lang": "cs"}, allow_redirects=False)
+    assert resp.status == 303
+    for name, value in SIGNER_HEADERS.items():
+        assert resp.headers[name] == value, name
+    lines = [e for e in logs if e["event"] == "request"]
+    assert [e["status"] for e in lines] == [303]
+    assert all(token not in str(e) for e in logs)  # never the raw path
