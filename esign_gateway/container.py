@@ -11,7 +11,7 @@ from aiohttp import web
 from .clock import Clock
 from .config import Settings
 from .jobs.worker import Worker
-from .ports import DocumentStore, EmailSender, PdfInspector, SignatureProvider, SmsSender
+from .ports import DocumentStore, EmailSender, HealthCheck, PdfInspector, SignatureProvider, SmsSender
 from .secretbox import SecretBox
 from .services.archive import ArchiveService
 from .services.ceremony import CeremonyService
@@ -48,3 +48,5 @@ class Container:
     """Routes bootstrap adds (dev outbox, built-in TSA)."""
     startup: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     shutdown: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    health_checks: list[HealthCheck] = field(default_factory=list)
+    """What ``/readyz`` asks besides the database and the upload inspectors (pools, outages, self-test)."""

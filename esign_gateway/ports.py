@@ -17,7 +17,7 @@ Port map::
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -26,9 +26,11 @@ __all__ = [
     "ArchiveStamper",
     "AuditReport",
     "CeremonyHost",
+    "ComponentHealth",
     "DocumentStore",
     "EmailSender",
     "FieldRequest",
+    "HealthCheck",
     "InboundEvent",
     "InspectorHealth",
     "InvalidWebhook",
@@ -54,6 +56,23 @@ __all__ = [
     "SmsSender",
     "StampPlacement",
 ]
+
+
+# --------------------------------------------------------------------------- readiness
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentHealth:
+    """One part's answer to ``/readyz``: a part that is not ``ready`` makes the gateway answer 503."""
+
+    name: str
+    ready: bool
+    detail: str = ""
+    """Plain words for an operator (never a secret, an address or a document byte)."""
+
+
+HealthCheck = Callable[[], Awaitable[ComponentHealth]]
+"""Cheap and bounded (no network round trip per call): ``/readyz`` runs every check on each request."""
 
 
 # --------------------------------------------------------------------------- PDF inspection

@@ -7,11 +7,13 @@ import contextlib
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from esign_gateway.container import Container
+from esign_gateway.ports import ComponentHealth
 
 from .keys import CONTAINER, LOOP_LAG
 from .loop_lag import LoopLag, LoopLagMonitor
@@ -50,27 +52,59 @@ class Inspectors(BaseModel):
     replaced: int
 
 
+class Component(BaseModel):
+    name: str
+    """``database``, ``pdf_inspector``, ``signing_pool``, ``report_pool``, …"""
+    ready: bool
+    detail: str
+    """Plain words for an operator."""
+
+
 class Readiness(BaseModel):
-    status: str
-    """``ready``, or ``no_inspector`` (503) while no upload inspector process runs."""
+    status: Literal["ready", "not_ready"]
+    """``not_ready`` (503) while any component is not ready."""
+    components: list[Component]
+    """Every part the gateway needs, each with its own verdict."""
     event_loop_lag: LoopLag | None
     """How late this process's event loop ran a 20 ms timer over the last 10 s (None just after start)."""
     inspectors: Inspectors
     """The upload inspector processes of this web process."""
 
 
-@doc("Readiness: the database answers and an upload inspector runs", "Meta", auth=PUBLIC, response=Readiness,
-     also={503: Readiness})
-async def _readyz(request: web.Request) -> web.Response:
+_DATABASE_TIMEOUT_SECONDS = 2.0
+
+
+async def _database() -> ComponentHealth:
     from tortoise import connections
 
-    await connections.get("default").execute_query("SELECT 1")
-    health = request.app[CONTAINER].inspector.health()
-    ready = Readiness(
-        status="ready" if health.alive else "no_inspector", event_loop_lag=request.app[LOOP_LAG].summary(),
+    try:
+        await asyncio.wait_for(connections.get("default").execute_query("SELECT 1"), _DATABASE_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return ComponentHealth("database", False, f"no answer within {_DATABASE_TIMEOUT_SECONDS:g} s")
+    except Exception as exc:  # any driver's "connection refused", "terminating connection", …
+        return ComponentHealth("database", False, f"unreachable ({type(exc).__name__})")
+    return ComponentHealth("database", True, "answers")
+
+
+@doc("Readiness: the database answers, an upload inspector runs, every pool and transport works", "Meta",
+     auth=PUBLIC, response=Readiness, also={503: Readiness})
+async def _readyz(request: web.Request) -> web.Response:
+    container = request.app[CONTAINER]
+    health = container.inspector.health()
+    parts = [
+        await _database(),
+        ComponentHealth("pdf_inspector", health.alive > 0,
+                        f"{health.alive} of {health.workers} running, {health.replaced} replaced since start"),
+    ]
+    parts.extend([await check() for check in container.health_checks])
+    ready = all(p.ready for p in parts)
+    body = Readiness(
+        status="ready" if ready else "not_ready",
+        components=[Component(name=p.name, ready=p.ready, detail=p.detail) for p in parts],
+        event_loop_lag=request.app[LOOP_LAG].summary(),
         inspectors=Inspectors(workers=health.workers, alive=health.alive, replaced=health.replaced),
     )
-    return web.json_response(text=ready.model_dump_json(), status=200 if health.alive else 503)
+    return web.json_response(text=body.model_dump_json(), status=200 if ready else 503)
 
 
 def create_app(container: Container, *, run_worker: bool | None = None) -> web.Application:

@@ -36,4 +36,20 @@ async def test_readyz_is_503_while_no_upload_inspector_runs(api: Any, container:
     resp = await api.get("/readyz")
     assert resp.status == 503
     body = await resp.json()
-    assert body["status"] == "no_inspector" and body["inspectors"] == {"workers": 1, "alive": 0, "replaced": 0}
+    assert body["status"] == "not_ready" and body["inspectors"] == {"workers": 1, "alive": 0, "replaced": 0}
+    verdicts = {c["name"]: c["ready"] for c in body["components"]}
+    assert verdicts["pdf_inspector"] is False and verdicts["database"] is True
+
+
+async def test_readyz_is_503_while_any_component_is_not_ready(api: Any, container: Any, monkeypatch: Any) -> None:
+    from esign_gateway.ports import ComponentHealth
+
+    async def down() -> ComponentHealth:
+        return ComponentHealth("sms", False, "3 sends failed in a row")
+
+    monkeypatch.setattr(container, "health_checks", [*container.health_checks, down])
+    resp = await api.get("/readyz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["status"] == "not_ready"
+    assert {"name": "sms", "ready": False, "detail": "3 sends failed in a row"} in body["components"]
