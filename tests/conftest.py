@@ -91,6 +91,7 @@ configured is not part of the run."""
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: needs PostgreSQL (ESIGN_TEST_DATABASE_URL)")
+    config.addinivalue_line("markers", "fault: kills or stops real processes (tests/faults/)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

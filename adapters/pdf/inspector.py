@@ -27,6 +27,7 @@ import contextlib
 import io
 import logging
 import multiprocessing
+import os
 import resource
 import signal
 import threading
@@ -37,7 +38,7 @@ from typing import Any
 
 import structlog
 
-from adapters._process import name_process
+from adapters._process import name_process, watch_parent
 from esign_gateway.errors import (
     InspectorBusyError,
     PdfCertifiedError,
@@ -242,12 +243,13 @@ def _cpu_used() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _serve(conn: Connection, memory_bytes: int, cpu_seconds: int) -> None:
+def _serve(conn: Connection, memory_bytes: int, cpu_seconds: int, parent: int) -> None:
     """A worker process: one document at a time, each with its own CPU budget."""
     from adapters._pdf import asn1_fix
     from adapters._pdf.trial import TrialIdentity
 
     name_process("esign-inspect")
+    watch_parent(parent)
     asn1_fix.install()
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     signal.signal(signal.SIGXCPU, _on_sigxcpu)
@@ -348,7 +350,7 @@ class ProcessPdfInspector:
         """Start a worker process and wait until it is ready (blocking: run in a thread)."""
         ctx = multiprocessing.get_context("spawn")  # the gateway holds a loop and DB connections: never fork
         parent, child = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=_serve, args=(child, self.memory_limit_bytes, self.cpu_seconds),
+        process = ctx.Process(target=_serve, args=(child, self.memory_limit_bytes, self.cpu_seconds, os.getpid()),
                               name="esign-inspect", daemon=True)
         process.start()
         child.close()

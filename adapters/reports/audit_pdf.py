@@ -6,10 +6,7 @@ years later. Times are given in UTC and in Prague time. The caller seals the res
 
 from __future__ import annotations
 
-import asyncio
 import io
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,8 +19,8 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from adapters._process import name_process
-from esign_gateway.ports import AuditReport
+from adapters._pool import RebuildingPool
+from esign_gateway.ports import AuditReport, ComponentHealth
 
 __all__ = ["PdfReportRenderer", "render_report"]
 
@@ -77,22 +74,19 @@ class PdfReportRenderer:
 
     def __init__(self, font_path: Path) -> None:
         self.font_path = font_path
-        self._pool: ProcessPoolExecutor | None = None
+        self.pool = RebuildingPool("report_pool", process_name="esign-report", max_workers=1)
 
     async def start(self) -> None:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=name_process, initargs=("esign-report",))
+        await self.pool.start()
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        await self.pool.close()
+
+    async def health(self) -> ComponentHealth:
+        return await self.pool.health()
 
     async def render(self, report: AuditReport) -> bytes:
-        if self._pool is None:
-            await self.start()
-        return await asyncio.get_running_loop().run_in_executor(self._pool, render_report, report, self.font_path)
+        return await self.pool.run(render_report, report, self.font_path)
 
 
 def render_report(r: AuditReport, font_path: Path) -> bytes:

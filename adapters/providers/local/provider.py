@@ -6,15 +6,14 @@ electronic seal, backed by two-channel evidence (e-mail link + SMS code) and a t
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from typing import Any, TypeVar
 
+from adapters._pool import RebuildingPool
 from esign_gateway.errors import ProviderError
-from esign_gateway.ports import CeremonyHost, SignatureRequest, SignedPdf
+from esign_gateway.ports import CeremonyHost, ComponentHealth, SignatureRequest, SignedPdf
 
 from . import pades
 
@@ -30,30 +29,29 @@ class LocalProvider:
     def __init__(self, material: pades.SigningMaterial, *, max_workers: int = 2) -> None:
         self.material = material
         self.max_workers = max_workers
-        self._pool: ProcessPoolExecutor | None = None
+        self.pool = RebuildingPool("signing_pool", process_name="esign-sign", max_workers=max_workers,
+                                   initializer=pades.init_worker, initargs=(material,))
 
     async def start(self) -> None:
-        if self._pool is None:
-            # spawn: the parent runs an event loop and holds database connections; never fork those.
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.max_workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=pades.init_worker, initargs=(self.material,),
-            )
+        """Start the workers now: the first signature does not wait for them, and ``/readyz``
+        knows at once whether they can load the key."""
+        await self.pool.start()
+        await self.pool.probe()
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        await self.pool.close()
+
+    async def health(self) -> ComponentHealth:
+        return await self.pool.health()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._pool is None:
-            await self.start()
-        assert self._pool is not None
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            return await self.pool.run(fn, *args)
         except ProviderError:
             raise
-        except Exception as exc:  # a dead worker process, a pickling problem
+        except BrokenProcessPool:
+            raise ProviderError("The signing workers died twice in a row; the signature was not made.") from None
+        except Exception as exc:  # a pickling problem, a fault of ours
             raise ProviderError(f"The signing worker failed: {type(exc).__name__}.") from None
 
     async def sign(self, request: SignatureRequest) -> SignedPdf:
@@ -67,3 +65,11 @@ class LocalProvider:
 
     async def timestamp_expiry(self, pdf: bytes) -> datetime | None:
         return await self._run(pades.newest_timestamp_expiry, pdf)
+
+    async def self_test(self) -> str | None:
+        """Sign a probe PDF in a worker (the real signing path, B-T) and validate it with the
+        configured trust roots: None when it passes, else why this configuration cannot sign."""
+        try:
+            return await self._run(pades.self_test)
+        except ProviderError as exc:
+            return f"the signing workers failed: {exc.detail}"
