@@ -14,6 +14,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 __all__ = ["configure_logging", "redact"]
 
@@ -39,8 +40,35 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse with a traceback that quotes the raw bytes, headers
+    and credentials included. Such a record becomes one line naming the error and the peer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            structlog.get_logger("aiohttp.server").warning(
+                "http_request_malformed", error=type(exc).__name__, status=exc.code, peer=str(peer) if peer else None,
+            )
+            return False
+        return True
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Library records (tracebacks included) pass the same value redaction as our own lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _SECRET_VALUES.sub("[redacted]", super().format(record))
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_RedactingFormatter("%(message)s"))
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequests) for f in server_log.filters):
+        server_log.addFilter(_MalformedRequests())
     for noisy in ("pyhanko", "pyhanko_certvalidator", "tortoise", "aiosqlite", "asyncpg", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()

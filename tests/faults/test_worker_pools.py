@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import shutil
 import signal
@@ -189,3 +190,53 @@ async def test_a_signer_signs_over_http_after_every_signing_worker_was_killed(
     readiness = await (await api.get("/readyz")).json()
     signing = next(c for c in readiness["components"] if c["name"] == "signing_pool")
     assert signing["ready"] is True
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(") ", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def test_no_worker_outlives_a_serve_process_killed_with_sigkill(tmp_path: Path, unused_tcp_port: int) -> None:
+    import urllib.request
+
+    env = {**os.environ, "ESIGN_ENV": "dev", "ESIGN_DATA_DIR": str(tmp_path / "data"), "ESIGN_LOG_JSON": "false"}
+    env.pop("ESIGN_DATABASE_URL", None)
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-m", "esign_gateway", "migrate"], env=env, cwd=root, check=True,
+                   capture_output=True, timeout=120)
+    serve = subprocess.Popen([sys.executable, "-m", "esign_gateway", "serve", "--port", str(unused_tcp_port)],
+                             env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert serve.stdout is not None
+        for line in serve.stdout:  # the process says when it listens
+            if "listening on" in line:
+                break
+        else:
+            raise AssertionError(f"serve exited with {serve.wait()}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/readyz", timeout=30) as resp:
+            ready = json.loads(resp.read())
+        assert ready["status"] == "ready", ready
+        workers = [p for p in _children(serve.pid) if _comm(p).startswith("esign-")]
+        kinds = sorted({_comm(p) for p in workers})
+        assert kinds == ["esign-inspect", "esign-sign"], kinds  # the pools started with the process
+        serve.kill()
+        serve.wait(10)
+        assert _wait_until_gone(workers) == []
+    finally:
+        serve.kill()
