@@ -44,7 +44,15 @@ from .db.uow import RetentionPolicy, UnitOfWork
 from .domain.quota import Catalogue
 from .http.routes.dev import dev_outbox_routes
 from .jobs.worker import Worker
-from .ports import CeremonyHost, DocumentStore, EmailSender, PdfInspector, SignatureProvider, SmsSender
+from .ports import (
+    CeremonyHost,
+    DocumentStore,
+    EmailSender,
+    HealthCheck,
+    PdfInspector,
+    SignatureProvider,
+    SmsSender,
+)
 from .secretbox import SecretBox
 from .services.archive import ArchiveService, schedule_gc
 from .services.ceremony import CeremonyService
@@ -156,19 +164,24 @@ def build_container(
     )
     if email is None:
         if settings.smtp_url is not None:
-            email = SmtpEmailSender.from_url(settings.smtp_url.get_secret_value(), sender=sender, dkim=dkim)
+            email = SmtpEmailSender.from_url(settings.smtp_url.get_secret_value(), sender=sender, dkim=dkim,
+                                             clock=clock)
         else:
             email = OutboxEmailSender(settings.outbox_dir / "email", sender=sender, clock=clock, dkim=dkim)
     if sms is None:
         if settings.sms_url:
             token = settings.sms_token.get_secret_value() if settings.sms_token else None
-            sms = HttpSmsSender(settings.sms_url, token, sender=settings.sms_sender)
+            sms = HttpSmsSender(settings.sms_url, token, sender=settings.sms_sender, clock=clock)
         else:
             sms = OutboxSmsSender(settings.outbox_dir / "sms", clock=clock)
     store = store or FileDocumentStore(settings.documents_dir)
     extra_routes: list[web.RouteTableDef] = []
     startup: list = []
     shutdown: list = []
+    health_checks: list[HealthCheck] = []
+    for transport in (email, sms):  # a real mail/SMS transport reports its outages to /readyz
+        if isinstance(transport, SmtpEmailSender | HttpSmsSender):
+            health_checks.append(transport.health)
     if inspector is None:
         pdf_inspector = ProcessPdfInspector(
             workers=settings.pdf_inspectors, memory_limit_bytes=settings.pdf_parse_memory_bytes,
@@ -260,7 +273,7 @@ def build_container(
         archive=archive,
         envelopes=envelopes, ceremony=ceremony,
         notifications=notifications, worker=worker, box=box, extra_routes=extra_routes, startup=startup,
-        shutdown=shutdown,
+        shutdown=shutdown, health_checks=health_checks,
     )
 
 

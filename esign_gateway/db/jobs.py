@@ -22,9 +22,14 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from esign_gateway.domain.masking import mask_addresses
+
 from .models import Job
 
-__all__ = ["ClaimedJob", "JobRepository", "backoff", "claim", "complete", "enqueued", "fail", "release"]
+__all__ = [
+    "POSTPONE_CAP", "ClaimedJob", "Dropped", "JobRepository", "Postponed", "backoff", "claim", "complete",
+    "enqueued", "fail", "postpone", "release",
+]
 
 enqueued: ContextVar[bool] = ContextVar("esign_jobs_enqueued", default=False)
 """Set when this task enqueued a job; a unit of work reads it to wake the worker after its commit."""
@@ -39,10 +44,27 @@ class ClaimedJob:
     max_attempts: int
 
 
-def backoff(attempt: int) -> timedelta:
-    """10 s, 20 s, 40 s … capped at 1 h, with ±20 % jitter."""
-    base = min(10 * 2 ** (attempt - 1), 3600)
+def backoff(attempt: int, cap: timedelta = timedelta(hours=1)) -> timedelta:
+    """10 s, 20 s, 40 s … capped at ``cap`` (1 h), with ±20 % jitter."""
+    base = min(10 * 2 ** (min(attempt, 32) - 1), cap.total_seconds())
     return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+POSTPONE_CAP = timedelta(minutes=15)
+"""The longest wait between two tries of postponed work: a message goes out at most ~15 min after
+its transport is back."""
+
+
+class Postponed(Exception):
+    """Raised by a handler whose work still matters but cannot be done now because something
+    outside it is down (the mail server): the job is tried again after :func:`backoff` capped at
+    :data:`POSTPONE_CAP`, and this never counts towards ``max_attempts`` — the handler itself ends
+    the job (returns, or raises :class:`Dropped`) once the work no longer matters."""
+
+
+class Dropped(Exception):
+    """Raised by a handler whose work no longer matters (an invitation for an envelope cancelled in
+    the meantime): the job ends ``done``, its ``last_error`` saying ``dropped: <why>``."""
 
 
 class JobRepository:
@@ -88,8 +110,21 @@ async def release(job: ClaimedJob, worker_id: str, now: datetime) -> None:
     )
 
 
-async def complete(job_id: int, worker_id: str, now: datetime) -> None:
-    await Job.filter(id=job_id, locked_by=worker_id).update(status="done", finished_at=now, locked_until=None)
+async def complete(job_id: int, worker_id: str, now: datetime, *, note: str | None = None) -> None:
+    """Finish a job; ``note`` (why it ended without doing its work) replaces ``last_error``."""
+    done: dict[str, object] = {"status": "done", "finished_at": now, "locked_until": None}
+    if note is not None:
+        done["last_error"] = mask_addresses(note)[:2000]
+    await Job.filter(id=job_id, locked_by=worker_id).update(**done)
+
+
+async def postpone(job: ClaimedJob, worker_id: str, now: datetime, reason: str) -> datetime:
+    """Try a :class:`Postponed` job again later, whatever its attempts; returns when it is due."""
+    due = now + backoff(job.attempts, POSTPONE_CAP)
+    await Job.filter(id=job.id, locked_by=worker_id).update(
+        status="pending", due_at=due, last_error=f"postponed: {mask_addresses(reason)}"[:2000], locked_until=None
+    )
+    return due
 
 
 async def fail(job: ClaimedJob, worker_id: str, now: datetime, error: str) -> None:

@@ -2,9 +2,12 @@
 
 ``HANDLERS`` maps a job kind to an async handler taking the payload. Handlers are idempotent
 (jobs run at least once). A failing handler is retried with backoff until ``max_attempts``,
-then the job is ``failed`` and stays visible. ``run_once`` drains what is due now (tests call
-it with a moved clock); ``run`` polls until stopped: on stop (SIGTERM) it finishes the job in hand
-and gives the claimed-but-unstarted ones back, due at once, for another worker.
+then the job is ``failed`` and stays visible. A handler that raises ``Postponed`` (its transport
+is down, its work still matters) is tried again with backoff capped at 15 min and never fails for
+it; one that raises ``Dropped`` (its work no longer matters) ends ``done`` with the reason.
+``run_once`` drains what is due now (tests call it with a moved clock); ``run`` polls until
+stopped: on stop (SIGTERM) it finishes the job in hand and gives the claimed-but-unstarted ones
+back, due at once, for another worker.
 """
 
 from __future__ import annotations
@@ -111,6 +114,12 @@ class Worker:
             await handler(job.payload)
         except asyncio.CancelledError:
             raise
+        except queue.Postponed as exc:
+            due = await queue.postpone(job, self.id, self.clock.now(), str(exc))
+            bound.info("job_postponed", due_at=due.isoformat())
+        except queue.Dropped as exc:
+            await queue.complete(job.id, self.id, self.clock.now(), note=f"dropped: {exc}")
+            bound.info("job_dropped", reason=str(exc))
         except Exception as exc:
             await queue.fail(job, self.id, self.clock.now(), f"{type(exc).__name__}: {exc}")
             bound.warning("job_failed", error=type(exc).__name__)

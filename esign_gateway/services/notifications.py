@@ -3,6 +3,12 @@
 A handler re-reads the envelope: an invitation is only sent while the signer still has to act,
 a cancellation notice only for a cancelled envelope. The e-mail goes out, then its audit event
 is recorded; a crash in between re-sends the same link (never a second, different one).
+
+Outages: a send that fails on the transport's side (connection refused, a 4xx answer) raises
+``Postponed`` — the job is tried again every ≤15 min for as long as the message matters: an
+invitation or reminder while its envelope is open, a closing notice for :data:`NOTICE_PATIENCE`
+after the envelope ended. A message that no longer matters ends its job with ``Dropped`` and the
+reason. A permanent refusal (5xx for the recipient) is never retried.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import structlog
 from tortoise.exceptions import IntegrityError
 
 from esign_gateway.clock import Clock
-from esign_gateway.db.models import EnvelopeRow, ReminderLog, Tenant
+from esign_gateway.db.jobs import Dropped, Postponed
+from esign_gateway.db.models import AuditEvent, EnvelopeRow, ReminderLog, Tenant
 from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import Envelope, Signer
 from esign_gateway.domain.masking import mask_addresses, mask_email
@@ -39,6 +46,9 @@ __all__ = ["NotificationService"]
 log = structlog.get_logger(__name__)
 
 DOWNLOAD_LINK_TTL = timedelta(days=30)
+NOTICE_PATIENCE = timedelta(days=7)
+"""How long after an envelope ended its closing notices (completed, cancelled, declined, expired)
+are still worth waiting for a mail server: after that a failed send is an ordinary failure."""
 
 
 class NotificationService:
@@ -66,14 +76,26 @@ class NotificationService:
         )
 
     async def send_invitation(self, payload: dict[str, Any]) -> None:
+        """Job ``send_invitation``: the signer's link, while the envelope is open and the signer
+        still has to act (else ``Dropped``); postponed through a mail outage."""
         async with UnitOfWork() as uow:
             env = await uow.envelopes.get(payload["envelope_id"])
-            if env is None or env.is_past_expiry(self.clock.now()) or env.status != EnvelopeStatus.SENT:
-                return
-            signer = env.signer(payload["signer_id"])
-            sealed = await uow.signers.sealed_token(signer.id)
-        if not signer.can_act or sealed is None:
-            return
+            sealed = None
+            if env is None:
+                obsolete: str | None = "the envelope no longer exists"
+            elif env.is_past_expiry(self.clock.now()):
+                obsolete = "the envelope expired"
+            elif env.status != EnvelopeStatus.SENT:
+                obsolete = f"the envelope is {env.status.value}"
+            else:
+                signer = env.signer(payload["signer_id"])
+                sealed = await uow.signers.sealed_token(signer.id)
+                obsolete = (f"the signer is {signer.status.value}" if not signer.can_act
+                            else "the signer's link was withdrawn" if sealed is None else None)
+        if obsolete is not None or env is None or sealed is None:
+            log.info("invitation_dropped", envelope_id=payload["envelope_id"], signer_id=payload["signer_id"],
+                     reason=obsolete)
+            raise Dropped(obsolete or "nothing to send")
         message = render_invitation(await self._context(env, signer, self.box.open(sealed)))
         if not await self._deliver(env.id, signer.id, message):
             return
@@ -82,12 +104,13 @@ class NotificationService:
 
     async def _deliver(self, envelope_id: str, signer_id: str, message: OutgoingEmail) -> bool:
         """Send; a permanent refusal (SMTP 5xx) makes the signer ``undeliverable`` (audit event and
-        ``signer.undeliverable`` to the CRM) and is not retried; a transient failure raises (the job retries)."""
+        ``signer.undeliverable`` to the CRM) and is not retried; a transient failure raises
+        ``Postponed`` (the job is tried again while the envelope is open)."""
         try:
             await self.email.send(message)
         except DeliveryError as exc:
             if not exc.permanent:
-                raise
+                raise Postponed(exc.detail or "the mail server is unavailable") from exc
             async with UnitOfWork() as uow:
                 env = await uow.envelopes.get(envelope_id, for_update=True)
                 if env is not None:
@@ -104,7 +127,11 @@ class NotificationService:
         Each (signer, slot) is claimed in ``reminder_log`` under the envelope's row lock before its
         e-mail goes out, so a slot is never sent twice — not by two workers, not after a crash. The
         same lock orders it against cancel/decline/sign: an envelope that ended first gets nothing.
-        A failed send gives the claim back and the job retries.
+        A failed send gives the claim back and the job retries (through a mail outage: postponed,
+        as long as the slot is still ahead of the envelope's expiry). A reminder that cannot be sent
+        leaves ``signer.reminder_failed`` in the audit trail: refused for good (``undeliverable``),
+        or claimed by a worker that died before recording it (``interrupted``; see
+        :meth:`_trace_interrupted`).
         """
         slot = payload["slot"]
         provider = await EnvelopeRow.filter(id=payload["envelope_id"]).values_list("provider", flat=True)
@@ -112,34 +139,61 @@ class NotificationService:
         if by_provider and not slot.startswith("manual:"):
             return  # the provider sends the planned reminders itself (its envelope notifications)
         sent: list[str] = []
-        while True:
-            claimed = await self._claim_reminder(payload["envelope_id"], slot, payload["expires_at"],
-                                                 need_link=not by_provider)
-            if claimed is None:
-                break
-            env, signer, token = claimed
-            try:
-                if by_provider:
-                    assert self.remote is not None
-                    await self.remote.remind(env, signer.id)
-                else:
-                    assert token is not None
-                    if not await self._deliver(env.id, signer.id,
-                                               render_reminder(await self._context(env, signer, token))):
-                        continue
-            except Exception:
-                await ReminderLog.filter(signer_id=signer.id, slot=slot).delete()
-                raise
-            sent.append(signer.id)
-            await self._record(env.id, "signer.reminder_sent", signer.id,
-                               extra={"slot": slot, "channel": env.provider if by_provider else "email"})
-            log.info("reminder_sent", envelope_id=env.id, signer_id=signer.id, to=mask_email(signer.email))
-        if sent:
-            async with UnitOfWork() as uow:
-                env_locked = await uow.envelopes.get(payload["envelope_id"], for_update=True)
-                if env_locked is not None:
-                    env_locked.note("envelope.reminder_sent", self.clock.now(), data={"slot": slot, "signers": sent})
-                    await uow.envelopes.save(env_locked, bump=False)
+        try:
+            await self._trace_interrupted(payload["envelope_id"], slot)
+            while True:
+                claimed = await self._claim_reminder(payload["envelope_id"], slot, payload["expires_at"],
+                                                     need_link=not by_provider)
+                if claimed is None:
+                    break
+                env, signer, token = claimed
+                try:
+                    if by_provider:
+                        assert self.remote is not None
+                        await self.remote.remind(env, signer.id)
+                    else:
+                        assert token is not None
+                        if not await self._deliver(env.id, signer.id,
+                                                   render_reminder(await self._context(env, signer, token))):
+                            await self._record(env.id, "signer.reminder_failed", signer.id,
+                                               extra={"slot": slot, "reason": "undeliverable"})
+                            continue
+                except Exception:
+                    # give the claim back: the retry sends this signer's reminder after all
+                    await ReminderLog.filter(signer_id=signer.id, slot=slot).delete()
+                    raise
+                sent.append(signer.id)
+                await self._record(env.id, "signer.reminder_sent", signer.id,
+                                   extra={"slot": slot, "channel": env.provider if by_provider else "email"})
+                log.info("reminder_sent", envelope_id=env.id, signer_id=signer.id, to=mask_email(signer.email))
+        finally:
+            if sent:  # also when a later signer's send failed: the CRM hears of the ones that went out
+                async with UnitOfWork() as uow:
+                    env_locked = await uow.envelopes.get(payload["envelope_id"], for_update=True)
+                    if env_locked is not None:
+                        env_locked.note("envelope.reminder_sent", self.clock.now(),
+                                        data={"slot": slot, "signers": sent})
+                        await uow.envelopes.save(env_locked, bump=False)
+
+    async def _trace_interrupted(self, envelope_id: str, slot: str) -> None:
+        """Record ``signer.reminder_failed`` (reason ``interrupted``) for each claim of this slot
+        that has no ``signer.reminder_sent`` or ``signer.reminder_failed`` of its own.
+
+        The claim is written before the e-mail and the record after it, and a failed send gives
+        its claim back; so such a claim, found when the job runs again, was left by a worker that
+        died in between. Whether its e-mail went out is unknown; it is not sent again (never
+        twice), and the trail says so instead of staying silent."""
+        claimed = set(await ReminderLog.filter(envelope_id=envelope_id, slot=slot).values_list("signer_id", flat=True))
+        if not claimed:
+            return
+        events = await AuditEvent.filter(
+            envelope_id=envelope_id, type__in=("signer.reminder_sent", "signer.reminder_failed")
+        ).values_list("signer_id", "data")
+        recorded = {signer_id for signer_id, data in events if isinstance(data, dict) and data.get("slot") == slot}
+        for signer_id in sorted(claimed - recorded):
+            await self._record(envelope_id, "signer.reminder_failed", signer_id,
+                               extra={"slot": slot, "reason": "interrupted"})
+            log.warning("reminder_interrupted", envelope_id=envelope_id, signer_id=signer_id)
 
     async def _claim_reminder(
         self, envelope_id: str, slot: str, planned_for: str, *, need_link: bool = True
@@ -238,6 +292,14 @@ class NotificationService:
             )
             try:
                 await self.email.send(render(ctx))
+            except DeliveryError as exc:
+                if exc.permanent:  # refused for good: kept as sent (not retried), said in the log
+                    log.warning("notice_undeliverable", envelope_id=env.id, slot=slot,
+                                reason=mask_addresses(exc.detail or ""))
+                    continue
+                await ReminderLog.filter(envelope_id=env.id, signer_id=rid, slot=slot).delete()
+                self._postpone_notice(env, exc)
+                raise
             except Exception:
                 await ReminderLog.filter(envelope_id=env.id, signer_id=rid, slot=slot).delete()
                 raise
@@ -245,14 +307,34 @@ class NotificationService:
                 await self._record(env.id, event, rid)
             log.info("notice_sent", envelope_id=env.id, slot=slot, to=mask_email(address))
 
+    def _postpone_notice(self, env: Envelope, exc: DeliveryError) -> None:
+        """Raise ``Postponed`` for a closing notice that failed on the transport's side, while it
+        is still worth sending (:data:`NOTICE_PATIENCE` after the envelope ended)."""
+        if env.ended_at is None or self.clock.now() < env.ended_at + NOTICE_PATIENCE:
+            raise Postponed(exc.detail or "the mail server is unavailable") from exc
+
     async def send_cancel_notice(self, payload: dict[str, Any]) -> None:
+        """Job ``send_cancel_notice``: tell a signer who had been invited that the request is
+        withdrawn. A signer whose invitation never went out (a mail outage) learns nothing of it."""
         async with UnitOfWork() as uow:
             env = await uow.envelopes.get(payload["envelope_id"])
         if env is None or env.status != EnvelopeStatus.CANCELLED:
-            return
+            raise Dropped("the envelope is not cancelled" if env else "the envelope no longer exists")
         signer = env.signer(payload["signer_id"])
+        invited = await AuditEvent.filter(envelope_id=env.id, signer_id=signer.id,
+                                          type="signer.invitation_sent").exists()
+        if not invited:
+            raise Dropped("the signer's invitation was never sent")
         message = render_cancelled(await self._context(env, signer, None), env.cancel_reason)
-        await self.email.send(message)
+        try:
+            await self.email.send(message)
+        except DeliveryError as exc:
+            if exc.permanent:
+                log.warning("notice_undeliverable", envelope_id=env.id, slot="cancelled",
+                            reason=mask_addresses(exc.detail or ""))
+                return
+            self._postpone_notice(env, exc)
+            raise
         await self._record(env.id, "signer.cancel_notice_sent", signer.id)
 
     async def _record(self, envelope_id: str, type_: str, signer_id: str, extra: dict[str, Any] | None = None) -> None:
