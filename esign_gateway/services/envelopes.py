@@ -465,15 +465,29 @@ class EnvelopeService:
 
 
 
+def _entry_names(names: list[str]) -> list[str]:
+    """ZIP entry names, unique: each name's first holder keeps it, a later one gets the first free
+    ``name (n).ext`` that no document is called (stored names have no separators, NUL or ``..``)."""
+    taken = set(names)
+    out: list[str] = []
+    used: set[str] = set()
+    for name in names:
+        if name not in used:
+            out.append(name)
+            used.add(name)
+            continue
+        stem, dot, ext = name.rpartition(".")
+        n = 1
+        while (candidate := f"{stem} ({n}).{ext}" if dot and stem else f"{name} ({n})") in taken | used:
+            n += 1
+        out.append(candidate)
+        used.add(candidate)
+    return out
+
+
 def _zip(files: list[tuple[str, bytes]]) -> bytes:
     buf = io.BytesIO()
-    seen: dict[str, int] = {}
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files:
-            n = seen.get(name, 0)
-            seen[name] = n + 1
-            if n:
-                stem, dot, ext = name.rpartition(".")
-                name = f"{stem} ({n}).{ext}" if dot else f"{name} ({n})"
+        for name, (_, data) in zip(_entry_names([n for n, _ in files]), files, strict=True):
             zf.writestr(name, data)
     return buf.getvalue()

@@ -70,3 +70,25 @@ async def test_json_nested_thousands_deep_is_a_400(api: Any, tenant: Tenant) -> 
     deep = "[" * 100_000 + "]" * 100_000
     resp = await api.post("/v1/envelopes", data=deep, headers={**tenant.auth, "Content-Type": "application/json"})
     assert resp.status == 400 and (await resp.json())["code"] == "malformed_request"
+
+
+async def test_zip_entry_names_are_unique_even_when_a_numbered_name_was_taken(
+    api: Any, tenant: Tenant, ceremony: Ceremony
+) -> None:
+    import io
+    import zipfile
+
+    body = envelope_body(documents=4)
+    for doc, name in zip(body["documents"], ["smlouva.pdf", "smlouva.pdf", "smlouva (1).pdf", "smlouva"], strict=True):
+        doc["name"] = name
+    resp = await api.post("/v1/envelopes", json=body, headers=tenant.auth)
+    assert resp.status == 201, await resp.text()
+    env = await resp.json()
+    await ceremony.run_jobs()
+    await ceremony.sign(ceremony.link_token("jana@example.cz"), "+420601123456")
+    download = await api.get(f"/v1/envelopes/{env['id']}/download", headers=tenant.auth)
+    with zipfile.ZipFile(io.BytesIO(await download.read())) as zf:
+        names = zf.namelist()
+    assert len(set(names)) == 4, names
+    assert names[0] == "smlouva.pdf" and names[2] == "smlouva (1).pdf" and names[3] == "smlouva"
+    assert all("/" not in n and "\\" not in n and "\x00" not in n and not n.startswith(".") for n in names)
