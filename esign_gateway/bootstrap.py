@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
+import structlog
 from aiohttp import web
 from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
@@ -24,7 +27,7 @@ from adapters.pdf.inspector import ProcessPdfInspector
 from adapters.providers.digisign.client import DigiSignClient
 from adapters.providers.digisign.provider import DigiSignProvider
 from adapters.providers.local.dev_pki import crl_routes, ensure_dev_pki
-from adapters.providers.local.pades import SigningMaterial
+from adapters.providers.local.pades import SigningMaterial, check_material
 from adapters.providers.local.provider import LocalProvider
 from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
 from adapters.reports.audit_pdf import PdfReportRenderer
@@ -36,7 +39,7 @@ from webhooks.inbound import verify_inbound
 from webhooks.routes import routes as webhook_routes
 
 from .clock import Clock, SystemClock
-from .config import Settings
+from .config import ConfigurationError, Settings, check_settings, check_signing_settings
 from .container import Container
 from .db.models import GatewaySecret
 from .db.tortoise_config import build_config
@@ -46,6 +49,7 @@ from .http.routes.dev import dev_outbox_routes
 from .jobs.worker import Worker
 from .ports import (
     CeremonyHost,
+    ComponentHealth,
     DocumentStore,
     EmailSender,
     HealthCheck,
@@ -63,7 +67,9 @@ from .services.plans import PlanService
 from .services.remote import RemoteCeremonyService
 from .services.tenants import TenantService
 
-__all__ = ["build_container", "close_db", "init_db", "migrate", "store_webhook_secret"]
+__all__ = ["build_container", "check_configuration", "close_db", "init_db", "migrate", "store_webhook_secret"]
+
+log = structlog.get_logger(__name__)
 
 REPORT_FONT = Path(__file__).resolve().parent.parent / "adapters" / "_pdf" / "fonts" / "DejaVuSans.ttf"
 DIGISIGN_WEBHOOK_SECRET = "digisign_webhook:"  # noqa: S105  (a name prefix, not a secret)
@@ -93,7 +99,7 @@ def _secret_key(settings: Settings) -> bytes:
     if settings.secret_key is not None:
         return settings.secret_key.get_secret_value().encode()
     if settings.env == "prod":
-        raise RuntimeError("ESIGN_SECRET_KEY is required outside development (a Fernet key).")
+        raise ConfigurationError(["ESIGN_SECRET_KEY is not set: production needs a Fernet key."])
     path = settings.data_dir / "secret.key"
     if not path.exists():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +114,7 @@ def _secret_key(settings: Settings) -> bytes:
 def _signing_material(settings: Settings) -> tuple[SigningMaterial, list[web.RouteTableDef]]:
     if settings.signing_pkcs12_path or settings.signing_key_path:
         if settings.env == "prod" and not settings.tsa_url:
-            raise RuntimeError("ESIGN_TSA_URL is required with a production signing key.")
+            raise ConfigurationError(["ESIGN_TSA_URL is not set: production needs a real TSA."])
         pki = ensure_dev_pki(settings.pki_dir) if not settings.tsa_url else None
         material = SigningMaterial(
             key_pem_path=settings.signing_key_path,
@@ -128,7 +134,7 @@ def _signing_material(settings: Settings) -> tuple[SigningMaterial, list[web.Rou
         )
         return material, []
     if settings.env == "prod":
-        raise RuntimeError("Configure ESIGN_SIGNING_PKCS12_PATH or ESIGN_SIGNING_KEY_PATH in production.")
+        raise ConfigurationError(["ESIGN_SIGNING_PKCS12_PATH or ESIGN_SIGNING_KEY_PATH is not set."])
     pki = ensure_dev_pki(settings.pki_dir, crl_url=f"{settings.base_url}/pki/dev-ca.crl")
     material = SigningMaterial(
         key_pem_path=pki.signer_key_path,
@@ -146,6 +152,74 @@ def _signing_material(settings: Settings) -> tuple[SigningMaterial, list[web.Rou
     return material, routes
 
 
+_MATERIAL_VARS = {
+    "key_pem_path": "ESIGN_SIGNING_KEY_PATH", "cert_pem_path": "ESIGN_SIGNING_CERT_PATH",
+    "pkcs12_path": "ESIGN_SIGNING_PKCS12_PATH", "chain_pem_paths": "ESIGN_SIGNING_CHAIN_PATHS",
+    "trust_root_paths": "ESIGN_SIGNING_TRUST_ROOT_PATHS", "crl_paths": "ESIGN_SIGNING_CRL_PATHS",
+}
+
+
+def _check(
+    settings: Settings, *, email: bool, sms: bool, signing: bool, make: bool = True
+) -> tuple[list[str], tuple[SigningMaterial, list[web.RouteTableDef]] | None]:
+    """Every configuration problem of what ``build_container`` builds from the settings, and the
+    signing material (when there is no problem with it and ``make``: it may generate the dev PKI)."""
+    problems = check_settings(settings, email=email, sms=sms, signing=False)
+    if email and settings.dkim_domain and settings.dkim_selector and settings.dkim_key_path:
+        try:
+            DkimKey.from_file(settings.dkim_domain, settings.dkim_selector, settings.dkim_key_path)
+        except Exception as exc:  # a file that is no private key: dkimpy/cryptography raise several kinds
+            if not any(p.startswith("ESIGN_DKIM_KEY_PATH") for p in problems):
+                problems.append(f"ESIGN_DKIM_KEY_PATH: {settings.dkim_key_path} is not a private key "
+                                f"({type(exc).__name__}).")
+    if not signing:
+        return problems, None
+    problems.extend(check_signing_settings(settings))
+    configured = SigningMaterial(  # the operator's files, as given (the development PKI is generated: sound)
+        key_pem_path=settings.signing_key_path, cert_pem_path=settings.signing_cert_path,
+        chain_pem_paths=tuple(settings.signing_chain_paths), pkcs12_path=settings.signing_pkcs12_path,
+        pkcs12_password=(settings.signing_pkcs12_password.get_secret_value().encode()
+                         if settings.signing_pkcs12_password else None),
+        trust_root_paths=tuple(settings.signing_trust_root_paths), crl_paths=tuple(settings.signing_crl_paths),
+    )
+    problems.extend(f"{_MATERIAL_VARS[name]}: {text}." for name, text in check_material(configured))
+    return problems, None if problems or not make else _signing_material(settings)
+
+
+def check_configuration(settings: Settings) -> list[str]:
+    """What ``build_container(settings)`` would refuse, as plain lines (empty: it would build)."""
+    return _check(settings, email=True, sms=True, signing=True, make=False)[0]
+
+
+def _signing_self_test(
+    local: LocalProvider, *, fatal: bool
+) -> tuple[Callable[[], Awaitable[None]], HealthCheck]:
+    """A startup hook that signs and validates a probe PDF, and the ``signing`` readiness it leaves.
+
+    ``fatal`` (production): a failure stops the start with a :class:`ConfigurationError`. Otherwise
+    the gateway runs on and ``/readyz`` answers 503 naming the cause."""
+    verdict = ComponentHealth("signing", False, "the signing self-test has not run yet")
+
+    async def run() -> None:
+        nonlocal verdict
+        started = time.monotonic()
+        problem = await local.self_test()
+        ms = round((time.monotonic() - started) * 1000)
+        if problem is None:
+            verdict = ComponentHealth("signing", True, f"a probe PDF was signed and validated at start ({ms} ms)")
+            log.info("signing_self_test_passed", ms=ms)
+            return
+        verdict = ComponentHealth("signing", False, f"the signing self-test failed: {problem}")
+        log.error("signing_self_test_failed", cause=problem, fatal=fatal)
+        if fatal:
+            raise ConfigurationError([f"signing self-test: {problem}."])
+
+    async def health() -> ComponentHealth:
+        return verdict
+
+    return run, health
+
+
 def build_container(
     settings: Settings,
     *,
@@ -156,6 +230,9 @@ def build_container(
     inspector: PdfInspector | None = None,
     providers: dict[str, SignatureProvider] | None = None,
 ) -> Container:
+    problems, signing = _check(settings, email=email is None, sms=sms is None, signing=providers is None)
+    if problems:
+        raise ConfigurationError(problems)
     clock = clock or SystemClock()
     sender = settings.mail_from
     dkim = (
@@ -193,7 +270,8 @@ def build_container(
         inspector = pdf_inspector
     built_here = providers is None
     if providers is None:
-        material, routes = _signing_material(settings)
+        assert signing is not None
+        material, routes = signing
         extra_routes.extend(routes)
         local = LocalProvider(material, max_workers=settings.signing_workers)
         providers = {"local": local}
@@ -205,6 +283,10 @@ def build_container(
     for provider in providers.values():
         startup.append(provider.start)
         shutdown.append(provider.close)
+    if built_here:  # the identity is ours: prove at start that it signs (docs/operations.md)
+        self_test, signing_health = _signing_self_test(local, fatal=settings.env == "prod")
+        startup.append(self_test)
+        health_checks.append(signing_health)
     if settings.env == "dev":
         extra_routes.append(dev_outbox_routes(settings.outbox_dir))
 

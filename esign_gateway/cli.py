@@ -17,8 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .bootstrap import build_container, close_db, init_db, migrate, store_webhook_secret
-from .config import Settings
+from .bootstrap import build_container, check_configuration, close_db, init_db, migrate, store_webhook_secret
+from .config import ConfigurationError, Settings, read_settings
 from .container import Container
 from .errors import GatewayError, ValidationFailedError
 from .http.app import create_app
@@ -163,7 +163,11 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
         await _ensure_demo(settings, container)
     app = create_app(container, run_worker=False if args.no_worker else None)
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except ConfigurationError:  # the signing self-test refused the identity (prod): stop what had started
+        await _shutdown(container)
+        raise
     site = web.TCPSite(runner, host, port)
     await site.start()
     print(f"esign-gateway listening on http://{host}:{port}", flush=True)
@@ -178,11 +182,27 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
         await close_db()
 
 
+async def _shutdown(container: Container) -> None:
+    """After a start that failed: close whatever had started, then the database."""
+    for close in reversed(container.shutdown):
+        await close()
+    await close_db()
+
+
+def _configuration_text(problems: list[str]) -> str:
+    head = "a configuration problem" if len(problems) == 1 else f"{len(problems)} configuration problems"
+    return f"esign-gateway did not start: {head}\n" + "".join(f"  - {p}\n" for p in problems)
+
+
 async def _worker(settings: Settings, args: argparse.Namespace) -> None:
     container = build_container(settings)
     await init_db(settings)
-    for start in container.startup:
-        await start()
+    try:
+        for start in container.startup:
+            await start()
+    except ConfigurationError:
+        await _shutdown(container)
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -331,9 +351,11 @@ async def _key(settings: Settings, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings()
+    settings, unreadable = read_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     try:
+        if unreadable:  # report them with everything else that is wrong, in one go
+            raise ConfigurationError(unreadable + ([] if args.command == "migrate" else check_configuration(settings)))
         if args.command == "migrate":
             asyncio.run(migrate(settings))
             print("migrations applied")
@@ -353,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_audit(settings, args))
         elif args.command == "gdpr":
             asyncio.run(_gdpr(settings, args))
+    except ConfigurationError as err:
+        print(_configuration_text(err.problems), file=sys.stderr, end="")
+        return 2
     except GatewayError as err:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in err.errors or []) or err.detail
         print(f"error: {detail}", file=sys.stderr)

@@ -6,6 +6,8 @@ signer's name and verification method in the signature dictionary. The last sign
 document (``request.final``) makes it **B-LTA**: the certificates and CRLs of the signing and TSA
 chains go into the DSS and a document timestamp seals everything. ``renew(pdf)`` adds a fresh
 document timestamp (with its own validation data) to keep an archived file verifiable.
+``self_test()`` signs a probe PDF the same way (B-T) and validates it against the configured trust
+roots: the gateway runs it at start (see docs/operations.md, "Configuration checks").
 
 The signature itself is made by :func:`adapters._pdf.signature.add_signature`, the code the upload
 inspector's trial signature runs too: fresh object numbers, the original's metadata left alone,
@@ -52,8 +54,8 @@ from esign_gateway.ports import SignatureRequest
 from .tsa import DevTimeStamper
 
 __all__ = [
-    "SignatureCheck", "SigningMaterial", "init_worker", "load_roots", "long_term_check", "newest_timestamp_expiry",
-    "renew", "sign", "stamp_box", "validate", "validate_timestamps",
+    "SignatureCheck", "SigningMaterial", "check_material", "init_worker", "load_roots", "long_term_check",
+    "newest_timestamp_expiry", "renew", "self_test", "sign", "stamp_box", "validate", "validate_timestamps",
 ]
 
 FONT_PATH = FONT_DIR / "DejaVuSans-Stamp.ttf"
@@ -402,3 +404,167 @@ def long_term_check(
 
     logging.getLogger("pyhanko").setLevel(logging.CRITICAL)  # failed checks are results here, not errors
     return asyncio.run(run())
+
+
+# ------------------------------------------------------------------------------ configuration checks
+
+
+def check_material(material: SigningMaterial) -> list[tuple[str, str]]:
+    """Whether the identity files can be read as what they should be, in the gateway process (cheap:
+    no signature). One ``(field of SigningMaterial, plain words)`` per problem; the caller names the
+    variable. Whether they can *sign* is :func:`self_test`'s question."""
+    from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key, pkcs12
+
+    problems: list[tuple[str, str]] = []
+
+    def read(path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except OSError:  # the caller reports unreadable files
+            return None
+
+    def certs(field_name: str, paths: tuple[Path, ...]) -> None:
+        for path in paths:
+            data = read(path)
+            if data is None:
+                continue
+            try:
+                load_cert_from_pemder(str(path))
+            except Exception:  # asn1crypto/oscrypto raise several kinds for a file that is no certificate
+                problems.append((field_name, f"{path} is not a certificate (PEM or DER)"))
+
+    if material.pkcs12_path is not None:
+        data = read(material.pkcs12_path)
+        try:
+            if data is not None:
+                pkcs12.load_key_and_certificates(data, material.pkcs12_password)
+        except ValueError:
+            problems.append(("pkcs12_path", f"{material.pkcs12_path} cannot be opened: not a PKCS#12 file, or the "
+                                            "password (ESIGN_SIGNING_PKCS12_PASSWORD) is wrong"))
+    elif material.key_pem_path is not None and (data := read(material.key_pem_path)) is not None:
+        try:
+            (load_pem_private_key if b"-----BEGIN" in data else load_der_private_key)(data, password=None)
+        except TypeError:
+            problems.append(("key_pem_path", f"{material.key_pem_path} is encrypted: give an unencrypted key or a "
+                                             "PKCS#12 file with its password"))
+        except ValueError:
+            problems.append(("key_pem_path", f"{material.key_pem_path} is not a private key (PEM or DER)"))
+    if material.pkcs12_path is None and material.cert_pem_path is not None:
+        certs("cert_pem_path", (material.cert_pem_path,))
+    certs("chain_pem_paths", material.chain_pem_paths)
+    certs("trust_root_paths", material.trust_root_paths)
+    from cryptography import x509
+
+    for path in material.crl_paths:
+        try:
+            if (data := read(path)) is not None:
+                x509.load_der_x509_crl(data)
+        except ValueError:
+            problems.append(("crl_paths", f"{path} is not a CRL (DER)"))
+    return problems
+
+
+# ------------------------------------------------------------------------------ self-test
+
+
+SELF_TEST_FIELD = "esign-gateway-self-test"
+
+
+def _probe_pdf() -> bytes:
+    """A one-page blank PDF, made here (nothing read from disk)."""
+    import pikepdf
+
+    out = io.BytesIO()
+    with pikepdf.new() as pdf:
+        pdf.add_blank_page(page_size=(595, 842))
+        pdf.save(out)
+    return out.getvalue()
+
+
+def _without_password(url: str) -> str:
+    """A URL as it may be shown: credentials in it are left out."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def _subject(cert: asn1_x509.Certificate) -> str:
+    return str(cert.subject.native.get("common_name") or cert.subject.human_friendly)
+
+
+def self_test() -> str | None:
+    """Sign a probe PDF as a signer's signature is made (B-T, here in the worker) and validate it
+    with the configured trust roots. None when it passes; otherwise the cause in plain words,
+    naming the variable to look at. Runs in a signing worker process."""
+    from cryptography.hazmat.primitives import serialization
+    from pyhanko.sign.timestamps import TimestampRequestError
+    from pyhanko.sign.validation import async_validate_pdf_signature
+
+    if _state is None:
+        if _material is None:
+            return "the signing worker is not initialised"
+        init_worker(_material)
+    assert _state is not None and _material is not None
+    state, material = _state, _material
+    key_var = "ESIGN_SIGNING_PKCS12_PATH" if material.pkcs12_path else "ESIGN_SIGNING_KEY_PATH"
+    cert_var = "ESIGN_SIGNING_PKCS12_PATH" if material.pkcs12_path else "ESIGN_SIGNING_CERT_PATH"
+    roots_var = "ESIGN_SIGNING_TRUST_ROOT_PATHS"
+    signer = state.signer
+    assert isinstance(signer, signers.SimpleSigner) and signer.signing_cert is not None
+    cert = signer.signing_cert
+    key = serialization.load_der_private_key(signer.signing_key.dump(), password=None)
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if spki != cert.public_key.dump():
+        return f"the private key ({key_var}) does not match the certificate '{_subject(cert)}' ({cert_var})"
+
+    request = SignatureRequest(
+        pdf=_probe_pdf(), envelope_id="self-test", document_id="self-test", signer_id="self-test",
+        signer_name="esign-gateway self-test", signer_email="", field_name=SELF_TEST_FIELD, slot=0,
+        verification="start-up self-test", language="en", final=False, visible=False,
+    )
+    tsa = f"ESIGN_TSA_URL={_without_password(material.tsa_url)}" if material.tsa_url else "the built-in development TSA"
+    try:
+        signed, when = (asyncio.run(_sign(state, request)) if _in_running_loop()
+                        else state.loop.run_until_complete(_sign(state, request)))
+    except TimestampRequestError as exc:
+        return f"the timestamp authority ({tsa}) did not answer: {_short(exc.__cause__ or exc)}"
+    except Exception as exc:
+        return f"the probe PDF could not be signed: {type(exc).__name__}: {_short(exc)}"
+    if when is None:
+        return f"the probe signature got no timestamp from {tsa}"
+
+    roots = load_roots(material.trust_root_paths) or None  # None: the system's roots, as the signing path uses
+    where = f"a trust root in {roots_var}" if roots else f"a system trust root ({roots_var} is empty)"
+
+    async def check() -> str | None:
+        reader = PdfFileReader(io.BytesIO(signed), strict=False)
+        [sig] = [s for s in reader.embedded_signatures if s.field_name == SELF_TEST_FIELD]
+        status = await async_validate_pdf_signature(
+            sig, ValidationContext(trust_roots=roots, allow_fetching=False)
+        )
+        if not (status.intact and status.valid):
+            return f"the probe signature does not verify with the certificate '{_subject(cert)}' ({cert_var})"
+        if not status.trusted:
+            return (f"the signing certificate '{_subject(cert)}' does not chain to {where} "
+                    "(check ESIGN_SIGNING_CHAIN_PATHS and the roots)")
+        ts = status.timestamp_validity
+        if ts is None:
+            return f"the probe signature carries no timestamp from {tsa}"
+        if not (ts.intact and ts.valid):
+            return f"the timestamp from {tsa} does not verify"
+        if not ts.trusted:
+            return f"the certificate of the timestamp authority ({tsa}) does not chain to {where}"
+        return None
+
+    previous = logging.getLogger("pyhanko").level
+    logging.getLogger("pyhanko").setLevel(logging.CRITICAL)  # a failed check is the result here, not an error
+    try:
+        return asyncio.run(check()) if _in_running_loop() else state.loop.run_until_complete(check())
+    except Exception as exc:
+        return f"the probe signature could not be validated: {type(exc).__name__}: {_short(exc)}"
+    finally:
+        logging.getLogger("pyhanko").setLevel(previous)
