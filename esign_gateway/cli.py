@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
         cmd = gdpr.add_parser(name, help=text)
         cmd.add_argument("--email", required=True)
 
+    links = sub.add_parser("download-links", help="the signers' links to a signed result").add_subparsers(
+        dest="action", required=True)
+    lrevoke = links.add_parser("revoke", help="make every download link of a completed envelope answer 410")
+    lrevoke.add_argument("envelope_id")
+
     billing = sub.add_parser("billing", help="invoice data").add_subparsers(dest="action", required=True)
     export = billing.add_parser("export", help="one line per tenant: plan, monthly fee, documents sent")
     export.add_argument("--month", required=True, help="YYYY-MM (calendar month in Europe/Prague)")
@@ -292,6 +297,14 @@ async def _gdpr(settings: Settings, args: argparse.Namespace) -> None:
     await _with_db(settings, run)
 
 
+async def _download_links(settings: Settings, args: argparse.Namespace) -> None:
+    async def run(c: Container) -> None:
+        count = await c.ceremony.revoke_download_links(args.envelope_id, None, actor="support")
+        print(f"revoked {count} download link(s) of {args.envelope_id}")
+
+    await _with_db(settings, run)
+
+
 def _cell(value: object) -> object:
     """A text cell a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first)
     gets a leading apostrophe (OWASP's CSV injection advice); numbers stay numbers."""
@@ -375,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_audit(settings, args))
         elif args.command == "gdpr":
             asyncio.run(_gdpr(settings, args))
+        elif args.command == "download-links":
+            asyncio.run(_download_links(settings, args))
     except ConfigurationError as err:
         print(_configuration_text(err.problems), file=sys.stderr, end="")
         return 2

@@ -24,6 +24,8 @@ from tortoise.transactions import in_transaction
 
 from esign_gateway.domain.masking import mask_addresses
 
+from esign_gateway.domain.masking import mask_addresses
+
 from .models import Job
 
 __all__ = [
@@ -128,6 +130,9 @@ async def postpone(job: ClaimedJob, worker_id: str, now: datetime, reason: str) 
 
 
 async def fail(job: ClaimedJob, worker_id: str, now: datetime, error: str) -> None:
+    """Record a failed attempt: retried after :func:`backoff`, or ``failed`` after the last one. The
+    error is kept with every e-mail address masked (a mail server's answer quotes the recipient)."""
+    error = mask_addresses(error)
     if job.attempts >= job.max_attempts:
         await Job.filter(id=job.id, locked_by=worker_id).update(
             status="failed", finished_at=now, last_error=error[:2000], locked_until=None

@@ -14,6 +14,7 @@ __all__ = [
     "ApiUsage",
     "AuditEvent",
     "DocumentRow",
+    "DownloadLink",
     "EnvelopeRow",
     "GatewaySecret",
     "IdempotencyKey",
@@ -184,6 +185,8 @@ class AuditEvent(Model):
     ip = fields.CharField(max_length=64, null=True)
     user_agent = fields.CharField(max_length=512, null=True)
     pii_salt = fields.CharField(max_length=32, null=True)
+    note = fields.CharField(max_length=500, null=True)
+    # Free text beside the chain (e.g. a mail server's answer, addresses masked); gdpr erase clears it.
 
     class Meta:
         table = "audit_event"
@@ -239,6 +242,24 @@ class ReminderLog(Model):
     class Meta:
         table = "reminder_log"
         unique_together = (("signer_id", "slot"),)
+
+
+class DownloadLink(Model):
+    # The link to the signed result of one completion for one recipient (a signer, or the sender's
+    # contact keyed by the envelope id): minted once, shown again while valid, revocable. Looked up
+    # by the token's SHA-256; the Fernet-sealed copy lets the page show the same link again.
+    id = fields.BigIntField(pk=True)
+    envelope_id = fields.CharField(max_length=36)
+    recipient_id = fields.CharField(max_length=36)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    token_sealed = fields.TextField()
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "download_link"
+        unique_together = (("envelope_id", "recipient_id"),)
 
 
 class GatewaySecret(Model):

@@ -183,6 +183,7 @@ class EnvelopeRepository:
                     actor=event.actor, signer_id=event.signer_id, data=event.data,
                     pii_commitment=body["pii"], prev_hash=head, hash=digest, ip=event.ip,
                     user_agent=event.user_agent[:512] if event.user_agent else None, pii_salt=salt,
+                    note=event.note[:500] if event.note else None,
                 )
             )
             head = digest

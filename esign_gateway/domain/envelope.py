@@ -13,6 +13,7 @@ from typing import Any
 from esign_gateway.ports import StampPlacement
 
 from .events import DomainEvent
+from .masking import mask_addresses
 from .states import SIGNER_CAN_ACT, TERMINAL, EnvelopeStatus, InvalidTransition, SignerStatus
 
 __all__ = [
@@ -290,8 +291,8 @@ class Envelope:
         if self.status != EnvelopeStatus.SENT or not signer.can_act:
             return
         signer.status = SignerStatus.UNDELIVERABLE
-        signer.delivery_error = reason[:500]
-        self._event("signer.undeliverable", now, signer, data={"channel": "email", "reason": reason[:500]})
+        signer.delivery_error = mask_addresses(reason)[:500]  # the server's answer quotes the address
+        self._event("signer.undeliverable", now, signer, data={"channel": "email"}, note=signer.delivery_error)
 
     def cancel(self, reason: str | None, now: datetime) -> list[Signer]:
         """sent → cancelled. Returns the signers who had been told of it (they get a notice)."""

@@ -219,6 +219,11 @@ class ExtendIn(_In):
         return self
 
 
+class DownloadLinksRevokedOut(BaseModel):
+    revoked: int
+    """How many live download links died (0 when they were already dead or revoked)."""
+
+
 class RemindOut(BaseModel):
     reminded: list[str]
     """Ids of the signers who will get the reminder (those who still have to act now)."""
@@ -376,6 +381,8 @@ class AuditEventOut(BaseModel):
     data: dict[str, Any]
     ip: str | None
     user_agent: str | None
+    note: str | None = None
+    """Free text beside the chain (a mail server's answer, addresses masked); not hashed, erasable."""
     hash: str
     prev_hash: str
 

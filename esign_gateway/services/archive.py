@@ -21,7 +21,16 @@ import structlog
 from tortoise.expressions import Q
 
 from esign_gateway.clock import Clock
-from esign_gateway.db.models import AuditEvent, DocumentRow, EnvelopeRow, SignerRow, SupportAccess, Tenant
+from esign_gateway.db.models import (
+    AuditEvent,
+    DocumentRow,
+    DownloadLink,
+    EnvelopeRow,
+    Job,
+    SignerRow,
+    SupportAccess,
+    Tenant,
+)
 from esign_gateway.db.repositories import verify_chain
 from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import Envelope
@@ -257,7 +266,9 @@ class ArchiveService:
             keys |= {row.audit_report_sha256} if row.audit_report_sha256 else set()
             await EnvelopeRow.filter(id=env.id).using_db(uow.conn).update(purged_at=now, audit_report_sha256=None)
             await _erase_signers(uow, SignerRow.filter(envelope_id=env.id))
-            await AuditEvent.filter(envelope_id=env.id).using_db(uow.conn).update(ip=None, user_agent=None)
+            await AuditEvent.filter(envelope_id=env.id).using_db(uow.conn).update(ip=None, user_agent=None, note=None)
+            await _erase_job_errors(uow, env.id)
+            await DownloadLink.filter(envelope_id=env.id).using_db(uow.conn).delete()
             env.note("envelope.purged", now, data={"blobs": sorted(keys)})
             await uow.envelopes.save(env, bump=False)
         for key in keys:  # content-addressed: another live envelope may hold the same bytes
@@ -321,15 +332,18 @@ class ArchiveService:
                 "signer": {"id": s.id, "name": s.name, "email": s.email, "phone": s.phone, "status": s.status,
                            "signed_at": s.signed_at.isoformat() if s.signed_at else None,
                            "declined_at": s.declined_at.isoformat() if s.declined_at else None,
-                           "decline_reason": s.decline_reason},
-                "events": [{"at": e.at.isoformat(), "type": e.type, "ip": e.ip, "user_agent": e.user_agent}
-                           for e in events],
+                           "decline_reason": s.decline_reason, "delivery_error": s.delivery_error},
+                "events": [{"at": e.at.isoformat(), "type": e.type, "ip": e.ip, "user_agent": e.user_agent,
+                            "note": e.note} for e in events],
             })
         return {"email": email, "generated_at": self.clock.now().isoformat(), "envelopes": out}
 
     async def gdpr_erase(self, email: str) -> ErasureReport:
         """Erase the signer's personal data except where the law keeps it: a completed envelope
-        within its retention (the contract's evidence) and envelopes still in progress."""
+        within its retention (the contract's evidence) and envelopes still in progress. What goes:
+        name, e-mail, phone, decline reason, delivery error, the IP/user agent and free-text notes
+        beside the chain of the signer's events, and the last errors of the envelope's jobs. The
+        chained fields never hold any of it, so the chain still verifies."""
         now = self.clock.now()
         erased, kept = [], []
         for s in await SignerRow.filter(email__iexact=email.strip()):
@@ -343,7 +357,8 @@ class ArchiveService:
             async with UnitOfWork() as uow:
                 await _erase_signers(uow, SignerRow.filter(id=s.id))
                 await AuditEvent.filter(envelope_id=env.id, signer_id=s.id).using_db(uow.conn).update(
-                    ip=None, user_agent=None)
+                    ip=None, user_agent=None, note=None)
+                await _erase_job_errors(uow, env.id)
                 locked = await uow.envelopes.get(env.id, for_update=True)
                 assert locked is not None
                 locked.note("signer.personal_data_erased", now, locked.signer(s.id), data={"by": "gdpr"})
@@ -354,4 +369,12 @@ class ArchiveService:
 
 async def _erase_signers(uow: UnitOfWork, qs: Any) -> None:
     await qs.using_db(uow.conn).update(name=ERASED, email=ERASED, phone=ERASED, token_hash=None, token_sealed=None,
-                                       decline_reason=None)
+                                       decline_reason=None, delivery_error=None)
+
+
+async def _erase_job_errors(uow: UnitOfWork, envelope_id: str) -> None:
+    """The last errors of the envelope's jobs (a mail server's answer may quote an address)."""
+    failed = await Job.filter(last_error__isnull=False).using_db(uow.conn).only("id", "payload")
+    ids = [j.id for j in failed if isinstance(j.payload, dict) and j.payload.get("envelope_id") == envelope_id]
+    if ids:
+        await Job.filter(id__in=ids).using_db(uow.conn).update(last_error=None)

@@ -41,6 +41,8 @@ from esign_gateway.messages import render_code_sms
 from esign_gateway.ports import DocumentStore, SignatureProvider, SignatureRequest, SmsSender
 from esign_gateway.secretbox import SecretBox
 
+from .archive import refuse_if_purged
+from .download_links import issue_download_link, mint_download_links, open_download_link, revoke_download_links
 from .envelopes import issue_signer_links
 
 __all__ = ["CeremonyService", "CodeSent", "SignerView"]
@@ -314,6 +316,9 @@ class CeremonyService:
                         await issue_signer_links(uow, self.box, current, nxt, now)
                         if current.status == EnvelopeStatus.COMPLETED:
                             await uow.signers.forget_sealed(current.id)
+                            # each signer's one link to the result, minted with the completion
+                            await mint_download_links(uow.conn, self.box, current.id,
+                                                      [s.id for s in current.signers], now, now)
                         await uow.envelopes.save(current)
             except ConcurrentUpdate:
                 log.info("signature_rebased", envelope_id=envelope_id, signer_id=signer_id)
@@ -341,3 +346,34 @@ class CeremonyService:
         if error is not None:
             raise error
         return env
+
+    # ------------------------------------------------------------------ the signed result's link
+    async def download_link(self, envelope_id: str, signer_id: str) -> str | None:
+        """The token of the signer's one download link of this completion, for the completed page;
+        None once it expired or was revoked (the page then offers no download)."""
+        issued = await issue_download_link(self.box, envelope_id, signer_id, self.clock.now())
+        return issued.token if issued is not None and issued.live else None
+
+    async def open_download(self, token: str) -> str:
+        """The envelope id of a live download link (``404`` never ours, ``410`` expired or revoked)."""
+        envelope_id, _ = await open_download_link(self.box, token, self.clock.now())
+        return envelope_id
+
+    async def revoke_download_links(self, envelope_id: str, tenant_id: str | None, *, actor: str) -> int:
+        """Kill the download links of a completed envelope (the sender via the API, ``actor="api"``;
+        support via the command line, ``actor="support"``); recorded in the audit trail. Returns
+        how many live links died (0 when called again)."""
+        now = self.clock.now()
+        async with UnitOfWork() as uow:
+            env = await uow.envelopes.get(envelope_id, tenant_id=tenant_id, for_update=True)
+            if env is None:
+                raise NotFoundError(f"No envelope {envelope_id}.")
+            refuse_if_purged(env)
+            if env.status != EnvelopeStatus.COMPLETED:
+                raise InvalidStateError(
+                    f"Download links exist once the envelope is completed; it is {env.status.value}.")
+            count = await revoke_download_links(uow.conn, self.box, env.id, now)
+            env.note("envelope.download_links_revoked", now, actor=actor, data={"links": count})
+            await uow.envelopes.save(env, bump=False)
+        log.info("download_links_revoked", envelope_id=envelope_id, links=count, actor=actor)
+        return count

@@ -27,7 +27,7 @@ from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import Envelope, Signer
 from esign_gateway.domain.masking import mask_addresses, mask_email
 from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
-from esign_gateway.errors import DeliveryError, GoneError, NotFoundError
+from esign_gateway.errors import DeliveryError
 from esign_gateway.messages import (
     MessageContext,
     render_cancelled,
@@ -39,13 +39,13 @@ from esign_gateway.messages import (
 from esign_gateway.ports import EmailSender, OutgoingEmail
 from esign_gateway.secretbox import SecretBox
 
+from .download_links import DOWNLOAD_LINK_TTL, issue_download_link
 from .remote import RemoteCeremonyService
 
 __all__ = ["NotificationService"]
 
 log = structlog.get_logger(__name__)
 
-DOWNLOAD_LINK_TTL = timedelta(days=30)
 NOTICE_PATIENCE = timedelta(days=7)
 """How long after an envelope ended its closing notices (completed, cancelled, declined, expired)
 are still worth waiting for a mail server: after that a failed send is an ordinary failure."""
@@ -219,21 +219,6 @@ class NotificationService:
                 return env, signer, self.box.open(sealed) if sealed else None
         return None
 
-    def download_token(self, envelope_id: str, recipient_id: str) -> str:
-        """A time-limited link to the signed result (sealed: it cannot be forged or extended)."""
-        return self.box.seal(f"{envelope_id}|{recipient_id}", at=self.clock.now())
-
-    def open_download_token(self, token: str) -> tuple[str, str]:
-        """(envelope id, recipient id) of a download link: ``NotFoundError`` for a token we never
-        issued, ``GoneError`` for one of ours older than :data:`DOWNLOAD_LINK_TTL`."""
-        plain = self.box.open_fresh(token, max_age=DOWNLOAD_LINK_TTL, now=self.clock.now())
-        if plain is None or "|" not in plain:
-            if plain is None and self.box.authentic(token):
-                raise GoneError("This download link is no longer valid.", extra={"reason": "download_expired"})
-            raise NotFoundError("Unknown download link.", extra={"reason": "download_expired"})
-        envelope_id, _, recipient = plain.partition("|")
-        return envelope_id, recipient
-
     async def send_completion(self, payload: dict[str, Any]) -> None:
         """Job ``send_completion``: the envelope ID and a download link of the signed result to each
         signer (of our own ceremony: a provider e-mails its signers itself) and to the sender's contact.
@@ -244,9 +229,15 @@ class NotificationService:
             return
         tenant = await Tenant.get(id=env.tenant_id)
         signers = [] if env.provider in self.remote_providers else [(s.id, s.name, s.email) for s in env.signers]
+        tokens: dict[str, str] = {}  # each recipient's one link of this completion (a revoked one answers 410)
+        for rid in [*(s[0] for s in signers), *([env.id] if tenant.contact_email else [])]:
+            issued = await issue_download_link(self.box, env.id, rid, self.clock.now())
+            assert issued is not None  # completed and not purged: checked above
+            tokens[rid] = issued.token
+        assert env.completed_at is not None
         await self._notify_once(
-            env, tenant, signers, "completed", render_completed, expires_at=self.clock.now() + DOWNLOAD_LINK_TTL,
-            link=lambda rid: f"{self.public_url}/download/{self.download_token(env.id, rid)}",
+            env, tenant, signers, "completed", render_completed, expires_at=env.completed_at + DOWNLOAD_LINK_TTL,
+            link=lambda rid: f"{self.public_url}/download/{tokens[rid]}",
             event="signer.completion_sent",
         )
 

@@ -87,7 +87,10 @@ async def test_a_forged_download_link_is_404_and_an_expired_one_410(
     resp = await api.get("/download/not-a-token")
     assert resp.status == 404 and resp.content_type == "text/html"
     created = await (await api.post("/v1/envelopes", json=envelope_body(), headers=tenant.auth)).json()
-    token = container.notifications.download_token(created["id"], created["signers"][0]["id"])
+    await ceremony.run_jobs()
+    await ceremony.sign(ceremony.link_token("jana@example.cz"), "+420601123456")
+    token = await container.ceremony.download_link(created["id"], created["signers"][0]["id"])
+    assert token is not None and (await api.get(f"/download/{token}")).status == 200
     container.clock.advance(seconds=int(timedelta(days=31).total_seconds()))
     resp = await api.get(f"/download/{token}")
     assert resp.status == 410 and resp.content_type == "text/html"

@@ -33,6 +33,7 @@ from ..schemas import (
     AuditTrailOut,
     CancelIn,
     CreateEnvelopeIn,
+    DownloadLinksRevokedOut,
     EnvelopeOut,
     EnvelopePage,
     ExtendIn,
@@ -371,6 +372,19 @@ async def audit(request: web.Request) -> web.Response:
     return await audit_response(request, path_id(request), tenant.id)
 
 
+@routes.delete("/v1/envelopes/{id}/download-links")
+@doc("Revoke the signers' download links", "Envelopes", response=DownloadLinksRevokedOut,
+     errors=(err.NotFoundError, err.GoneError, err.InvalidStateError),
+     description="A completed envelope's links to the signed result (`/download/…`, one per signer and one for "
+                 "the sender's contact, from the completion e-mail and the signer's page) answer `410` from now "
+                 "on, and none is issued again. `GET /v1/envelopes/{id}/download` is not affected. `409` before "
+                 "completion.")
+async def revoke_download_links(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    count = await request.app[CONTAINER].ceremony.revoke_download_links(path_id(request), tenant.id, actor="api")
+    return render(DownloadLinksRevokedOut(revoked=count))
+
+
 def wants_json(request: web.Request) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
@@ -386,6 +400,6 @@ async def audit_response(request: web.Request, envelope_id: str, tenant_id: str 
     return render(AuditTrailOut(
         envelope_id=env.id, chain_head=events[-1].hash if events else None,
         events=[AuditEventOut(seq=e.seq, type=e.type, at=e.at, actor=e.actor, signer_id=e.signer_id, data=e.data,
-                              ip=e.ip, user_agent=e.user_agent, hash=e.hash, prev_hash=e.prev_hash)
+                              ip=e.ip, user_agent=e.user_agent, note=e.note, hash=e.hash, prev_hash=e.prev_hash)
                 for e in events],
     ))

@@ -89,15 +89,16 @@ def _page(template: str, lang: str, status: int = 200, **ctx: Any) -> web.Respon
     return web.Response(status=status, text=html, content_type="text/html", charset="utf-8")
 
 
-def _dead(request: web.Request, err: GatewayError, token: str | None = None) -> web.Response:
-    """A dead or unknown link as a page, never a stack trace: why, and what the signer can do."""
+async def _dead(request: web.Request, err: GatewayError, token: str | None = None) -> web.Response:
+    """A dead or unknown link as a page, never a stack trace: why, and what the signer can do. A
+    completed envelope's page offers the signer's one download link while it is live."""
     lang = _lang(request, str(err.extra.get("language", "cs")))
     reason = str(err.extra.get("reason", err.code))
     download = None
     if reason == "completed" and err.extra.get("envelope_id") and err.extra.get("signer_id"):
-        notifications = request.app[CONTAINER].notifications
-        token_ = notifications.download_token(str(err.extra["envelope_id"]), str(err.extra["signer_id"]))
-        download = f"/download/{token_}"
+        ceremony = request.app[CONTAINER].ceremony
+        live = await ceremony.download_link(str(err.extra["envelope_id"]), str(err.extra["signer_id"]))
+        download = f"/download/{live}" if live else None
     detail = ERRORS[lang]["csrf"] if reason in ("origin", "csrf") else DEAD_LINK[lang].get(reason, err.detail)
     thanks = reason == "completed" and request.query.get("notice") == "signed"  # right after the last signature
     return _page("sign_error.html", lang, status=200 if thanks else err.status, detail=detail, reason=reason,
@@ -129,7 +130,7 @@ async def page(request: web.Request) -> web.Response:
     try:
         view: SignerView = await request.app[CONTAINER].ceremony.view(token, client_of(request))
     except GatewayError as err:
-        return _dead(request, err, token)
+        return await _dead(request, err, token)
     env, signer = view.envelope, view.signer
     lang = _lang(request, env.language)
     notice = request.query.get("notice", "")
@@ -176,7 +177,7 @@ async def _form_post(
         raise  # a body no browser sends (no boundary, an unknown charset): a problem, not a page
     except GatewayError as err:
         if back_with is None or err.status in (403, 404, 410):
-            return _dead(request, err, token)
+            return await _dead(request, err, token)
         extra = {field: err.extra.get(key) for field, key in back_with.items()}
         raise _back(token, lang, error=_error_word(err), **extra) from None
 
@@ -236,14 +237,16 @@ async def page_decline(request: web.Request) -> web.StreamResponse:
 @routes.get("/download/{token}")
 @doc("The signer's download of the signed result", "Signer page", auth=SIGNER_LINK,
      response=Media("application/pdf", "The signed PDF (or a ZIP).", ("Content-Disposition",)),
-     also={404: Media("text/html", "Unknown link."), 410: Media("text/html", "The link is no longer valid.")})
+     also={404: Media("text/html", "Unknown link."),
+           410: Media("text/html", "The link expired (30 days after completion) or the sender revoked it.")})
 async def signer_download(request: web.Request) -> web.Response:
-    """The signed result, from the time-limited link of the completion e-mail or the completed page."""
+    """The signed result, from the recipient's one link of the completion (the e-mail's, the
+    completed page's): 404 for a token never ours, 410 once expired or revoked."""
     container = request.app[CONTAINER]
     try:
-        envelope_id, _ = container.notifications.open_download_token(request.match_info["token"])
+        envelope_id = await container.ceremony.open_download(request.match_info["token"])
         env = await container.archive.load(envelope_id, None)
         name, ctype, data = await container.envelopes.result_of(env)
     except GatewayError as err:
-        return _dead(request, err)
+        return await _dead(request, err)
     return web.Response(body=data, content_type=ctype, headers={"Content-Disposition": attachment(name)})
