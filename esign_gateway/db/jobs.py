@@ -24,8 +24,6 @@ from tortoise.transactions import in_transaction
 
 from esign_gateway.domain.masking import mask_addresses
 
-from esign_gateway.domain.masking import mask_addresses
-
 from .models import Job
 
 __all__ = [
