@@ -328,6 +328,7 @@ def build_container(
             "expire_envelope": envelopes.expire_job,
             "dispatch_event": dispatcher.dispatch,
             "deliver_webhook": dispatcher.deliver,
+            "release_webhooks": dispatcher.release,
             "provider_send": remote.send_job,
             "provider_sync": remote.sync_job,
             "provider_cancel": remote.cancel_job,

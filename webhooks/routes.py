@@ -9,6 +9,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.events import WEBHOOK_TYPES
 from esign_gateway.domain.ids import uuid7
 from esign_gateway.errors import (
@@ -25,14 +26,18 @@ from esign_gateway.http.openapi import PUBLIC, Param, Problem, doc
 from esign_gateway.http.paths import ID_SCHEMA, path_id, query_cursor, query_id
 from esign_gateway.ports import InvalidWebhook
 
-from .delivery import retry_now
-from .guard import UnsafeUrl, check_url
+from .delivery import HELD, RELEASE_JOB, retry_now
+from .guard import Guard, UnsafeUrl, policy_for_env
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .signing import generate_secret
 
-__all__ = ["routes"]
+__all__ = ["GUARD", "routes"]
 
 routes = web.RouteTableDef()
+GUARD = web.AppKey("webhooks.guard", Guard)
+"""The guard ``PUT /v1/webhook`` checks URLs with, when the app carries one (tests inject a resolver);
+otherwise the policy of ``ESIGN_ENV`` with the system's resolver."""
+STATUSES = ("pending", "held", "succeeded", "failed")
 ROTATION_OVERLAP = timedelta(hours=24)
 INBOUND_MAX_BYTES = 1024 * 1024
 """A provider's event is a few kB; more is refused before its signature is even checked."""
@@ -94,7 +99,8 @@ class DeliveryOut(BaseModel):
     type: str
     envelope_id: str | None
     status: str
-    """``pending``, ``succeeded`` or ``failed``."""
+    """``pending``, ``held`` (the endpoint is disabled; sent when it is enabled again), ``succeeded``
+    or ``failed``."""
     attempts: int
     last_status_code: int | None
     last_error: str | None
@@ -133,15 +139,22 @@ async def get_endpoint(request: web.Request) -> web.Response:
 
 @routes.put("/v1/webhook")
 @doc("Set the webhook endpoint", "Webhooks", body=EndpointIn, response=EndpointOut,
-     description="The signing secret is in the answer when the endpoint is created, and never again.")
+     description="The signing secret is in the answer when the endpoint is created, and never again. "
+                 "Setting a disabled endpoint enables it and sends the events it held, in order.")
 async def put_endpoint(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     body = EndpointIn.model_validate(await read_json(request))
     container = request.app[CONTAINER]
+    guard = request.app.get(GUARD)
+    if guard is None:
+        guard = Guard(policy_for_env(container.settings.env))
     try:
-        await check_url(body.url, allow_internal=container.settings.env in ("dev", "test"))
+        await guard.vet(body.url)
     except UnsafeUrl as exc:
         raise ValidationFailedError(errors=[{"field": "url", "message": str(exc)}]) from None
+    finally:
+        if GUARD not in request.app:
+            await guard.close()
     now = container.clock.now()
     ep = await WebhookEndpoint.get_or_none(tenant_id=tenant.id)
     secret = None
@@ -153,7 +166,12 @@ async def put_endpoint(request: web.Request) -> web.Response:
         )
     else:
         ep.url, ep.events, ep.enabled, ep.disabled_reason, ep.updated_at = body.url, body.events, True, None, now
-        await ep.save()
+        async with UnitOfWork() as uow:
+            await ep.save(using_db=uow.conn)
+            if await WebhookDelivery.filter(endpoint_id=ep.id, status=HELD).using_db(uow.conn).exists():
+                # what it held while disabled goes out now, in order
+                await uow.jobs.enqueue(RELEASE_JOB, {"endpoint_id": ep.id}, now,
+                                       dedupe_key=f"release:{ep.id}:{now.isoformat()}")
     return _out(ep, secret)
 
 
@@ -190,7 +208,7 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 
 @routes.get("/v1/webhook/deliveries")
 @doc("The delivery log", "Webhooks", response=DeliveryPageOut, params=(
-    Param("status", schema={"type": "string", "enum": ["pending", "succeeded", "failed"]}),
+    Param("status", schema={"type": "string", "enum": list(STATUSES)}),
     Param("envelope_id", schema=ID_SCHEMA),
     Param("cursor", schema=ID_SCHEMA, description="`next_cursor` of the previous page.")),
     errors=(ValidationFailedError, MalformedRequestError))
@@ -199,8 +217,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
     qs = WebhookDelivery.filter(tenant_id=tenant.id)
     status = request.query.get("status")
     if status is not None:
-        if status not in ("pending", "succeeded", "failed"):
-            raise ValidationFailedError(errors=[{"field": "status", "message": "pending|succeeded|failed"}])
+        if status not in STATUSES:
+            raise ValidationFailedError(errors=[{"field": "status", "message": "|".join(STATUSES)}])
         qs = qs.filter(status=status)
     if (envelope_id := query_id(request, "envelope_id")) is not None:
         qs = qs.filter(envelope_id=envelope_id)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,11 @@ from esign_gateway.db.repositories import outbox_event
 from esign_gateway.jobs.worker import Worker
 from tests.api.conftest import Ceremony, Tenant, envelope_body
 from tests.fakes import FrozenClock
+from tests.webhooks.helpers import STAND_IN, Listener, ScriptedResolver, make_tls, stand_in_policy
+from webhooks.delivery import WebhookDispatcher
+from webhooks.guard import STRICT, Guard, GuardPolicy, IPAddress, UnsafeUrl
 from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.routes import GUARD
 from webhooks.signing import SignatureError, verify
 
 
@@ -304,3 +309,229 @@ async def test_a_dispatch_job_queued_by_an_older_version_is_still_delivered(
     await ceremony.container.worker.handlers["dispatch_event"]({"event_id": event.id})  # the old payload
     await ceremony.run_jobs()
     assert [json.loads(body)["id"] for _, body in receiver.requests] == [event.id]
+
+
+# ---------------------------------------------------------------------------------------------------
+# What a delivery may connect to: DNS rebinding, redirects, the check before every attempt, and the
+# events an endpoint disabled by a 410 keeps. Receivers are real servers on loopback addresses; the
+# guard's resolver is injected (its answers change like a rebinding DNS server's).
+
+
+async def _emit(container: Any, tenant: Tenant, count: int = 1) -> list[str]:
+    """Commit ``count`` CRM events of one transaction and dispatch them (the dispatch job's work)."""
+    now = container.clock.now()
+    events = [outbox_event(tenant.id, None, "usage.threshold", now, {"usage": {"n": i}}) for i in range(count)]
+    await OutboxEvent.bulk_create(events)
+    await container.worker.handlers["dispatch_event"]({"event_ids": [e.id for e in events]})
+    return [e.id for e in events]
+
+
+def _worker_with(container: Any, dispatcher: WebhookDispatcher) -> Worker:
+    """The container's worker, its deliveries made by ``dispatcher``."""
+    handlers = {**container.worker.handlers, "deliver_webhook": dispatcher.deliver,
+                "release_webhooks": dispatcher.release}
+    return Worker(handlers, container.clock)
+
+
+@pytest.fixture
+async def one_port_two_addresses() -> AsyncIterator[tuple[Listener, Listener]]:
+    """A receiver on 127.0.0.1 (internal) and one on 127.0.0.2 (the stand-in public address), on the
+    same port, so one URL reaches either depending on what its name resolves to."""
+    inside = await Listener("127.0.0.1").start()
+    outside = await Listener(str(STAND_IN), inside.port).start()
+    yield inside, outside
+    await outside.stop()
+    await inside.stop()
+
+
+@pytest.fixture
+async def guarded_api(aiohttp_client: Callable[..., Any], container: Any) -> Callable[[Guard], Any]:
+    """The real app whose ``PUT /v1/webhook`` checks URLs with the given guard."""
+    from esign_gateway.http.app import create_app
+
+    async def make(guard: Guard) -> Any:
+        app = create_app(container)
+        app[GUARD] = guard
+        return await aiohttp_client(app)
+
+    return make
+
+
+async def test_a_name_that_rebinds_after_the_check_is_never_connected_to(
+    api: Any, tenant: Tenant, container: Any, one_port_two_addresses: tuple[Listener, Listener]
+) -> None:
+    inside, outside = one_port_two_addresses
+    resolver = ScriptedResolver(str(STAND_IN), "127.0.0.1")  # the first lookup passes; later ones rebind
+    dispatcher = WebhookDispatcher(clock=container.clock, box=container.box, allow_internal=False,
+                                   guard=Guard(stand_in_policy(), resolver))
+    await _subscribe(api, tenant, f"http://crm.rebind.test:{inside.port}/hooks")
+    (event_id,) = await _emit(container, tenant)
+    await _worker_with(container, dispatcher).run_once()
+    assert inside.requests == []  # the internal address was never connected to
+    (seen,) = outside.requests  # the address that was checked is the one that got the event
+    assert json.loads(seen.body)["id"] == event_id
+    assert seen.host == f"crm.rebind.test:{inside.port}"
+    assert resolver.lookups == ["crm.rebind.test"]  # resolved once for the attempt
+    assert (await WebhookDelivery.get()).status == "succeeded"
+
+
+async def test_https_delivery_by_name_reaches_the_checked_address_with_its_sni_and_host(
+    api: Any, tenant: Tenant, container: Any, tmp_path: Path
+) -> None:
+    server_tls, client_tls, sni = make_tls(tmp_path, "crm.webhook.test")
+    receiver = await Listener("127.0.0.1").start(ssl_context=server_tls)
+    try:
+        url = f"https://crm.webhook.test:{receiver.port}/hooks"
+        resolver = ScriptedResolver("127.0.0.1")
+        with pytest.raises(UnsafeUrl):  # production would refuse this receiver's address …
+            await Guard(STRICT, resolver).target(url)
+
+        def this_receiver_only(ip: IPAddress) -> bool:  # … this test lets exactly it through
+            return str(ip) == "127.0.0.1"
+
+        guard = Guard(GuardPolicy(https_only=True, allows=this_receiver_only), resolver)
+        dispatcher = WebhookDispatcher(clock=container.clock, box=container.box, allow_internal=False,
+                                       guard=guard, ssl_context=client_tls)
+        await _subscribe(api, tenant, url)
+        await _emit(container, tenant)
+        await _worker_with(container, dispatcher).run_once()
+        (seen,) = receiver.requests
+        assert seen.host == f"crm.webhook.test:{receiver.port}"
+        assert sni == ["crm.webhook.test"]  # the certificate was checked against the name, not the address
+        assert (await WebhookDelivery.get()).status == "succeeded"
+    finally:
+        await receiver.stop()
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_not_followed_and_the_delivery_is_retried(
+    api: Any, tenant: Tenant, ceremony: Ceremony, code: int
+) -> None:
+    elsewhere = await Listener("127.0.0.1").start()
+    endpoint = await Listener("127.0.0.1", status=code,
+                              headers={"Location": f"http://127.0.0.1:{elsewhere.port}/stolen"}).start()
+    try:
+        await _subscribe(api, tenant, f"http://127.0.0.1:{endpoint.port}/hooks")
+        await _emit(ceremony.container, tenant)
+        await ceremony.run_jobs()
+        assert len(endpoint.requests) == 1
+        assert elsewhere.requests == []  # the redirect's target got nothing
+        (d,) = (await (await api.get("/v1/webhook/deliveries", headers=tenant.auth)).json())["items"]
+        assert d["status"] == "pending" and d["last_status_code"] == code and d["next_attempt_at"]
+        assert [a["status_code"] for a in d["attempt_log"]] == [code]
+        ceremony.container.clock.advance(seconds=6)  # type: ignore[attr-defined]  # the first retry
+        await ceremony.run_jobs()
+        assert len(endpoint.requests) == 2 and elsewhere.requests == []
+    finally:
+        await endpoint.stop()
+        await elsewhere.stop()
+
+
+async def test_a_name_that_resolves_inside_at_delivery_is_refused_and_logged(
+    tenant: Tenant, container: Any, guarded_api: Callable[[Guard], Any],
+    one_port_two_addresses: tuple[Listener, Listener],
+) -> None:
+    inside, outside = one_port_two_addresses
+    resolver = ScriptedResolver(str(STAND_IN), "127.0.0.1")  # public when registered, internal afterwards
+    guard = Guard(stand_in_policy(), resolver)
+    client = await guarded_api(guard)
+    resp = await client.put("/v1/webhook", json={"url": f"http://crm.rebind.test:{inside.port}/hooks"},
+                            headers=tenant.auth)
+    assert resp.status == 200, await resp.text()
+    assert resolver.lookups == ["crm.rebind.test"]  # checked when it was registered
+    dispatcher = WebhookDispatcher(clock=container.clock, box=container.box, allow_internal=False, guard=guard)
+    await _emit(container, tenant)
+    await _worker_with(container, dispatcher).run_once()
+    assert inside.requests == [] and outside.requests == []  # nothing was sent
+    assert resolver.lookups == ["crm.rebind.test", "crm.rebind.test"]  # checked again before the attempt
+    (d,) = (await (await client.get("/v1/webhook/deliveries", headers=tenant.auth)).json())["items"]
+    assert d["status"] == "pending" and d["next_attempt_at"]  # tried again later, by the schedule
+    (attempt,) = d["attempt_log"]
+    assert attempt["status_code"] is None
+    assert attempt["error"] == "refused: the host resolves to an internal address"
+
+
+async def test_the_production_policy_refuses_an_internal_endpoint_at_delivery(
+    tenant: Tenant, container: Any
+) -> None:
+    """An endpoint stored with an internal address (e.g. set while the gateway ran in dev) is
+    refused by a production dispatcher before anything is sent."""
+    receiver = await Listener("127.0.0.1").start()
+    try:
+        now = container.clock.now()
+        await WebhookEndpoint.create(id="ep-1", tenant_id=tenant.id, url=f"https://127.0.0.1:{receiver.port}/hooks",
+                                     secret_sealed=container.box.seal("whsec_" + "A" * 44), created_at=now,
+                                     updated_at=now)
+        dispatcher = WebhookDispatcher(clock=container.clock, box=container.box, allow_internal=False)
+        await _emit(container, tenant)
+        await _worker_with(container, dispatcher).run_once()
+        assert receiver.requests == []
+        d = await WebhookDelivery.get()
+        assert d.status == "pending" and d.last_error == "refused: the host resolves to an internal address"
+    finally:
+        await receiver.stop()
+
+
+async def test_events_of_an_endpoint_disabled_by_410_are_held_and_sent_in_order_when_enabled_again(
+    api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver
+) -> None:
+    await _subscribe(api, tenant, receiver.url)
+    receiver.status = 410
+    (first,) = await _emit(ceremony.container, tenant)
+    await ceremony.run_jobs()
+    assert len(receiver.requests) == 1
+    assert (await (await api.get("/v1/webhook", headers=tenant.auth)).json())["enabled"] is False
+    later = await _emit(ceremony.container, tenant, count=11)  # while disabled; more than one release batch
+    await ceremony.run_jobs()
+    assert len(receiver.requests) == 1  # nothing is sent to a disabled endpoint
+    log = (await (await api.get("/v1/webhook/deliveries?status=held", headers=tenant.auth)).json())["items"]
+    assert len(log) == 12
+    assert all("410" in d["last_error"] and "enabled again" in d["last_error"] for d in log)
+    assert [d["status_code"] for d in next(d for d in log if d["event_id"] == first)["attempt_log"]] == [410]
+
+    receiver.status = 204
+    resp = await api.put("/v1/webhook", json={"url": receiver.url}, headers=tenant.auth)  # set again
+    assert resp.status == 200 and (await resp.json())["enabled"] is True
+    await ceremony.run_jobs()
+    assert [e["id"] for e in receiver.events()[1:]] == [first, *later]  # each once, in order
+    assert await WebhookDelivery.filter(status="succeeded").count() == 12
+    assert (await (await api.get("/v1/webhook", headers=tenant.auth)).json())["enabled"] is True
+
+
+async def test_a_held_event_the_endpoint_no_longer_subscribes_to_is_dropped_visibly(
+    api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver
+) -> None:
+    await _subscribe(api, tenant, receiver.url)
+    receiver.status = 410
+    await _emit(ceremony.container, tenant)
+    await ceremony.run_jobs()
+    receiver.status = 204
+    resp = await api.put("/v1/webhook", json={"url": receiver.url, "events": ["envelope.completed"]},
+                         headers=tenant.auth)
+    assert resp.status == 200
+    await ceremony.run_jobs()
+    assert len(receiver.requests) == 1  # only the 410
+    (d,) = (await (await api.get("/v1/webhook/deliveries", headers=tenant.auth)).json())["items"]
+    assert d["status"] == "failed"
+    assert d["last_error"] == "dropped: the endpoint no longer subscribes to usage.threshold"
+
+
+async def test_a_retry_that_falls_due_while_the_endpoint_is_disabled_is_held_too(
+    api: Any, tenant: Tenant, ceremony: Ceremony, receiver: Receiver
+) -> None:
+    await _subscribe(api, tenant, receiver.url)
+    receiver.status = 500
+    (older,) = await _emit(ceremony.container, tenant)  # fails once; its retry is due in ~5 s
+    await ceremony.run_jobs()
+    receiver.status = 410
+    (gone,) = await _emit(ceremony.container, tenant)
+    await ceremony.run_jobs()
+    ceremony.container.clock.advance(seconds=6)  # type: ignore[attr-defined]  # the retry falls due
+    await ceremony.run_jobs()
+    assert len(receiver.requests) == 2  # the retry was not sent to the disabled endpoint
+    assert await WebhookDelivery.filter(status="held").count() == 2
+    receiver.status = 204
+    assert (await api.put("/v1/webhook", json={"url": receiver.url}, headers=tenant.auth)).status == 200
+    await ceremony.run_jobs()
+    assert [e["id"] for e in receiver.events()[2:]] == [older, gone]
+    assert await WebhookDelivery.filter(status="succeeded").count() == 2
