@@ -186,6 +186,34 @@ def test_unreadable_signing_files_are_named(tmp_path: Path, pki: DevPki) -> None
     assert any(p.startswith("ESIGN_SIGNING_TRUST_ROOT_PATHS") for p in problems), problems
 
 
+def test_unreadable_values_become_plain_lines_and_the_rest_is_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from esign_gateway.config import read_settings
+
+    for name in [k for k in os.environ if k.startswith("ESIGN_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ESIGN_ENV", "production")
+    monkeypatch.setenv("ESIGN_SIGNING_CHAIN_PATHS", "/etc/esign/ca.pem")  # not a JSON list
+    monkeypatch.setenv("ESIGN_LOG_JSON", "maybe")
+    monkeypatch.setenv("ESIGN_HOST", "0.0.0.0")  # a good value: kept
+    settings, problems = read_settings()
+    assert sorted(problems) == sorted([
+        'ESIGN_SIGNING_CHAIN_PATHS: must be a JSON list, e.g. ["/etc/esign/ca.pem"]',
+        "ESIGN_ENV: must be one of 'dev', 'test' or 'prod', got 'production'",
+        "ESIGN_LOG_JSON: must be true or false, got 'maybe'",
+    ]), problems
+    assert settings.host == "0.0.0.0"
+
+
+def test_a_secret_value_is_never_echoed(tmp_path: Path, pki: DevPki) -> None:
+    settings = _prod(tmp_path, pki, "sqlite://:memory:", "https://tsa.example.test/",
+                     smtp_url="http://mailer:hunter2@mail.example.test", secret_key="hunter3")
+    with pytest.raises(ConfigurationError) as caught:
+        build_container(settings)
+    text = "\n".join(caught.value.problems)
+    assert "ESIGN_SMTP_URL" in text and "ESIGN_SECRET_KEY" in text
+    assert "hunter2" not in text and "hunter3" not in text
+
+
 def test_serve_reports_every_problem_at_once_in_plain_words(tmp_path: Path) -> None:
     import subprocess
 
