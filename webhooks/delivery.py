@@ -150,6 +150,7 @@ class WebhookDispatcher:
         if not endpoint.enabled:  # queued before a 410 disabled it: kept for later
             await WebhookDelivery.filter(id=delivery.id, status="pending").update(
                 status=HELD, next_attempt_at=None, last_error=hold_reason(endpoint))
+            log.info("webhook_held", delivery_id=delivery.id, event_type=delivery.event_type)
             return
         await self._attempt(delivery, endpoint)
 
@@ -162,6 +163,7 @@ class WebhookDispatcher:
         queues the next run for the rest."""
         endpoint_id = payload["endpoint_id"]
         held = await WebhookDelivery.filter(endpoint_id=endpoint_id, status=HELD).order_by("id").limit(RELEASE_BATCH)
+        log.info("webhook_release", endpoint_id=endpoint_id, held=len(held))
         for delivery in held:
             endpoint = await WebhookEndpoint.get_or_none(id=endpoint_id)
             if endpoint is None or not endpoint.enabled:
