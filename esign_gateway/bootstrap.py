@@ -283,6 +283,8 @@ def build_container(
     for provider in providers.values():
         startup.append(provider.start)
         shutdown.append(provider.close)
+        if (health := getattr(provider, "health", None)) is not None:  # a provider with workers of its own
+            health_checks.append(health)
     if built_here:  # the identity is ours: prove at start that it signs (docs/operations.md)
         self_test, signing_health = _signing_self_test(local, fatal=settings.env == "prod")
         startup.append(self_test)
@@ -312,6 +314,7 @@ def build_container(
     shutdown.append(dispatcher.close)
     extra_routes.append(webhook_routes)
     renderer = PdfReportRenderer(REPORT_FONT)
+    health_checks.append(renderer.health)
     startup.append(renderer.start)
     shutdown.append(renderer.close)
     archive = ArchiveService(

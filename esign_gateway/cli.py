@@ -17,11 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
+from . import backup_cli
 from .bootstrap import build_container, check_configuration, close_db, init_db, migrate, store_webhook_secret
 from .config import ConfigurationError, Settings, read_settings
 from .container import Container
 from .errors import GatewayError, ValidationFailedError
 from .http.app import create_app
+from .http.server import KEEPALIVE_SECONDS, listen
 from .logging import configure_logging
 from .services.plans import BILLING_COLUMNS, PlanState
 
@@ -93,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     digisign = sub.add_parser("digisign", help="the DigiSign provider").add_subparsers(dest="action", required=True)
     register = digisign.add_parser("register-webhooks", help="register this gateway's webhooks at DigiSign")
     register.add_argument("--url", help="public URL of /webhooks/digisign (default: ESIGN_PUBLIC_URL + that path)")
+
+    backup_cli.add_parsers(sub)
 
     key = sub.add_parser("key", help="manage API keys").add_subparsers(dest="action", required=True)
     kcreate = key.add_parser("create")
@@ -167,14 +171,13 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     if args.demo:
         await _ensure_demo(settings, container)
     app = create_app(container, run_worker=False if args.no_worker else None)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
     try:
         await runner.setup()
     except ConfigurationError:  # the signing self-test refused the identity (prod): stop what had started
         await _shutdown(container)
         raise
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    server = await listen(runner, host, port)  # with a header-read deadline (slowloris)
     print(f"esign-gateway listening on http://{host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -183,6 +186,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     try:
         await stop.wait()
     finally:
+        server.close()
         await runner.cleanup()
         await close_db()
 
@@ -369,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if unreadable:  # report them with everything else that is wrong, in one go
             raise ConfigurationError(unreadable + ([] if args.command == "migrate" else check_configuration(settings)))
+        if args.command in ("backup", "restore", "backup-verify"):
+            return backup_cli.run(settings, args)
         if args.command == "migrate":
             asyncio.run(migrate(settings))
             print("migrations applied")
