@@ -310,6 +310,7 @@ def build_container(
         clock=clock, email=email, box=box, public_url=settings.base_url, remote=remote,
         remote_providers=frozenset(n for n, p in providers.items() if p.ceremony is CeremonyHost.PROVIDER),
     )
+    health_checks.append(notifications.queue_health)
     dispatcher = WebhookDispatcher(clock=clock, box=box, allow_internal=settings.env in ("dev", "test"))
     shutdown.append(dispatcher.close)
     extra_routes.append(webhook_routes)

@@ -13,6 +13,7 @@ and abandoned jobs alike — an idle poll costs two index probes, however many e
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,8 +28,8 @@ from esign_gateway.domain.masking import mask_addresses
 from .models import Job
 
 __all__ = [
-    "POSTPONE_CAP", "ClaimedJob", "Dropped", "JobRepository", "Postponed", "backoff", "claim", "complete",
-    "enqueued", "fail", "postpone", "release",
+    "POSTPONE_CAP", "Backlog", "ClaimedJob", "Dropped", "JobRepository", "Postponed", "backoff", "claim",
+    "complete", "enqueued", "fail", "postpone", "postponed", "release",
 ]
 
 enqueued: ContextVar[bool] = ContextVar("esign_jobs_enqueued", default=False)
@@ -125,6 +126,31 @@ async def postpone(job: ClaimedJob, worker_id: str, now: datetime, reason: str) 
         status="pending", due_at=due, last_error=f"postponed: {mask_addresses(reason)}"[:2000], locked_until=None
     )
     return due
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Work a transport outage holds back (see :func:`postponed`)."""
+
+    jobs: int
+    oldest: datetime | None
+    """When the oldest of them was enqueued."""
+    last_error: str | None
+    """The most recent postponement's reason (addresses masked)."""
+
+
+async def postponed(kinds: Collection[str], *, min_attempts: int = 3) -> Backlog:
+    """Pending jobs of ``kinds`` postponed ``min_attempts`` times or more: what every process sees of
+    an outage the workers meet (the web process sends no e-mail itself)."""
+    held = Job.filter(status="pending", kind__in=list(kinds), attempts__gte=min_attempts,
+                      last_error__startswith="postponed:")
+    count = await held.count()
+    if not count:
+        return Backlog(0, None, None)
+    oldest = await held.order_by("created_at").first()
+    newest = await held.order_by("-id").first()
+    return Backlog(count, oldest.created_at if oldest else None,
+                   newest.last_error.removeprefix("postponed: ") if newest and newest.last_error else None)
 
 
 async def fail(job: ClaimedJob, worker_id: str, now: datetime, error: str) -> None:

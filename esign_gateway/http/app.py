@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from esign_gateway.container import Container
-from esign_gateway.ports import ComponentHealth
+from esign_gateway.ports import ComponentHealth, HealthCheck
 
 from .keys import CONTAINER, LOOP_LAG
 from .loop_lag import LoopLag, LoopLagMonitor
@@ -86,6 +86,15 @@ async def _database() -> ComponentHealth:
     return ComponentHealth("database", True, "answers")
 
 
+async def _ask(check: HealthCheck) -> ComponentHealth:
+    """A check that fails (its database query during an outage) is a component not ready, not a 500."""
+    try:
+        return await check()
+    except Exception as exc:
+        name = getattr(check, "__name__", "check").removesuffix("_health").removesuffix("health").strip("_") or "check"
+        return ComponentHealth(name, False, f"the check itself failed ({type(exc).__name__})")
+
+
 @doc("Readiness: the database answers, an upload inspector runs, every pool and transport works", "Meta",
      auth=PUBLIC, response=Readiness, also={503: Readiness})
 async def _readyz(request: web.Request) -> web.Response:
@@ -96,7 +105,7 @@ async def _readyz(request: web.Request) -> web.Response:
         ComponentHealth("pdf_inspector", health.alive > 0,
                         f"{health.alive} of {health.workers} running, {health.replaced} replaced since start"),
     ]
-    parts.extend([await check() for check in container.health_checks])
+    parts.extend([await _ask(check) for check in container.health_checks])
     ready = all(p.ready for p in parts)
     body = Readiness(
         status="ready" if ready else "not_ready",

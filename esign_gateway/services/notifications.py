@@ -21,6 +21,7 @@ import structlog
 from tortoise.exceptions import IntegrityError
 
 from esign_gateway.clock import Clock
+from esign_gateway.db import jobs as queue
 from esign_gateway.db.jobs import Dropped, Postponed
 from esign_gateway.db.models import AuditEvent, EnvelopeRow, ReminderLog, Tenant
 from esign_gateway.db.uow import UnitOfWork
@@ -36,7 +37,7 @@ from esign_gateway.messages import (
     render_invitation,
     render_reminder,
 )
-from esign_gateway.ports import EmailSender, OutgoingEmail
+from esign_gateway.ports import ComponentHealth, EmailSender, OutgoingEmail
 from esign_gateway.secretbox import SecretBox
 
 from .download_links import DOWNLOAD_LINK_TTL, issue_download_link
@@ -46,6 +47,9 @@ __all__ = ["NotificationService"]
 
 log = structlog.get_logger(__name__)
 
+MAIL_JOB_KINDS = ("send_invitation", "send_reminder", "send_completion", "send_cancel_notice", "send_end_notice")
+"""The jobs that send e-mail (their handlers are this service's methods of the same names)."""
+QUEUE_HEALTH_TTL = timedelta(seconds=10)
 NOTICE_PATIENCE = timedelta(days=7)
 """How long after an envelope ended its closing notices (completed, cancelled, declined, expired)
 are still worth waiting for a mail server: after that a failed send is an ordinary failure."""
@@ -63,6 +67,25 @@ class NotificationService:
         self.remote = remote
         self.remote_providers = remote_providers
         """Providers that run their own ceremony: they send invitations, codes and planned reminders."""
+        self._queue_health: tuple[datetime, ComponentHealth] | None = None
+
+    async def queue_health(self) -> ComponentHealth:
+        """``mail_queue`` in ``/readyz``: e-mails a transport outage holds back, as every process
+        sees them in the job table (the web process of a split deployment sends no e-mail, so its
+        own ``email`` component cannot see an outage the workers meet). Read at most every 10 s."""
+        now = self.clock.now()
+        if self._queue_health is not None and now - self._queue_health[0] < QUEUE_HEALTH_TTL:
+            return self._queue_health[1]
+        backlog = await queue.postponed(MAIL_JOB_KINDS)
+        if not backlog.jobs:
+            health = ComponentHealth("mail_queue", True, "no e-mail is held back by an outage")
+        else:
+            since = f", the oldest since {backlog.oldest:%Y-%m-%d %H:%M} UTC" if backlog.oldest else ""
+            last = f" (last: {backlog.last_error[:160]})" if backlog.last_error else ""
+            health = ComponentHealth("mail_queue", False,
+                                     f"{backlog.jobs} e-mail(s) held back by a mail transport outage{since}{last}")
+        self._queue_health = (now, health)
+        return health
 
     async def _context(self, env: Envelope, signer: Signer, token: str | None) -> MessageContext:
         tenant = await Tenant.get(id=env.tenant_id)

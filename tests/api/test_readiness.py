@@ -53,3 +53,17 @@ async def test_readyz_is_503_while_any_component_is_not_ready(api: Any, containe
     body = await resp.json()
     assert body["status"] == "not_ready"
     assert {"name": "sms", "ready": False, "detail": "3 sends failed in a row"} in body["components"]
+
+
+async def test_a_check_that_raises_is_a_component_not_ready_and_not_a_500(
+    api: Any, container: Any, monkeypatch: Any
+) -> None:
+    async def mail_queue_health() -> Any:
+        raise ConnectionRefusedError("the database is down")
+
+    monkeypatch.setattr(container, "health_checks", [*container.health_checks, mail_queue_health])
+    resp = await api.get("/readyz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert {"name": "mail_queue", "ready": False, "detail": "the check itself failed (ConnectionRefusedError)"} \
+        in body["components"]

@@ -317,3 +317,31 @@ async def test_an_sms_gateway_outage_makes_readyz_not_ready_until_a_code_goes_ou
     assert len(sms_gateway.received) == 1
     status, sms = await _component(api, "sms")
     assert status == 200 and sms["ready"] is True
+
+
+async def test_a_web_process_that_sends_no_mail_still_sees_the_workers_mail_outage(
+    api: Any, tenant: Tenant, container: Container, clock: FrozenClock, smtp: SwitchableSmtp,
+    settings: Settings, shared_parts: dict[str, Any], aiohttp_client: Callable[..., Any],
+) -> None:
+    from esign_gateway.http.app import create_app
+
+    web_side = build_container(  # a separate web process: its own sender, which never sends anything
+        settings, clock=clock,
+        email=SmtpEmailSender.from_url(smtp.url, sender="esign <noreply@example.test>", clock=clock),
+        providers={"local": _Shared(shared_parts["provider"])}, inspector=_Shared(shared_parts["inspector"]),
+    )
+    web = await aiohttp_client(create_app(web_side, run_worker=False))
+    smtp.stop()
+    await _create(api, tenant, envelope_body([signer(*JANA)]))
+    await container.worker.run_once()
+    await _run_for(container, clock, minutes=30)
+    status, email = await _component(web, "email")
+    assert email["ready"] is True  # this process never tried to send
+    status, held = await _component(web, "mail_queue")
+    assert status == 503 and held["ready"] is False, held
+    assert "1 e-mail(s) held back" in held["detail"] and "@" not in held["detail"]
+
+    smtp.start()
+    await _run_for(container, clock, minutes=20)
+    status, held = await _component(web, "mail_queue")
+    assert status == 200 and held["ready"] is True, held
