@@ -7,6 +7,7 @@
     ├── PdfEncryptedError            422 pdf_encrypted
     ├── PdfCertifiedError            422 pdf_certified     (certified "no changes allowed")
     ├── InspectorBusyError           503 inspector_busy    (retry_after)
+    ├── UnavailableError             503 unavailable       (retry_after; the database cannot be reached)
     ├── DocumentTooLargeError        413 document_too_large
     ├── UnauthorizedError            401 unauthorized
     ├── ForbiddenError               403 forbidden
@@ -52,6 +53,7 @@ __all__ = [
     "SigningDisabledError",
     "TooManyRequestsError",
     "UnauthorizedError",
+    "UnavailableError",
     "UnsupportedMediaTypeError",
     "ValidationFailedError",
 ]
@@ -113,6 +115,17 @@ class InspectorBusyError(GatewayError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(
             "Every document inspector is busy; send the request again in a few seconds.",
+            headers={"Retry-After": str(retry_after)}, extra={"retry_after": retry_after},
+        )
+
+
+class UnavailableError(GatewayError):
+    code, status, title = "unavailable", 503, "Temporarily unavailable"
+
+    def __init__(self, retry_after: int = 5) -> None:
+        super().__init__(
+            "The gateway cannot reach its database right now. "
+            "Send the request again in a few seconds (with the same Idempotency-Key, if it had one).",
             headers={"Retry-After": str(retry_after)}, extra={"retry_after": retry_after},
         )
 

@@ -9,6 +9,8 @@ from tortoise.backends.base.config_generator import expand_db_url
 __all__ = ["TORTOISE_ORM", "build_config", "normalise_url"]
 
 MODEL_MODULES = ["esign_gateway.db.models", "webhooks.models"]
+CONNECT_TIMEOUT_SECONDS = 5
+"""How long opening a PostgreSQL connection may take (``?timeout=`` in the URL overrides it)."""
 
 
 def normalise_url(url: str) -> str:
@@ -22,8 +24,16 @@ def build_config(database_url: str, *, pool_max: int = 10) -> dict[str, Any]:
     url = normalise_url(database_url)
     connection: str | dict[str, Any] = url
     if url.startswith("postgres://"):
-        sep = "&" if "?" in url else "?"
-        connection = f"{url}{sep}maxsize={pool_max}"
+        # A transaction whose BEGIN meets a dead connection gives it back (see asyncpg_backend); a
+        # new connection gives up after CONNECT_TIMEOUT_SECONDS instead of asyncpg's 60 s; and the
+        # pool keeps no floor of open connections (minsize 0), so while the server is down asyncpg
+        # does not retry in the background, logging a traceback each time.
+        connection = expand_db_url(url)
+        connection["engine"] = "esign_gateway.db.asyncpg_backend"
+        credentials = connection["credentials"]
+        credentials["maxsize"] = pool_max
+        credentials.setdefault("timeout", CONNECT_TIMEOUT_SECONDS)
+        credentials.setdefault("minsize", 0)
     elif url.startswith("sqlite://") and ":memory:" not in url:
         # Several processes may share the file: immediate transactions, and wait for the lock.
         connection = expand_db_url(url)

@@ -1,4 +1,10 @@
-"""Request id + log context, RFC 9457 problems for every error, signer-page security headers."""
+"""Request id + log context, RFC 9457 problems for every error, signer-page security headers.
+
+Every request gets one ``request`` log line. A request that fails because the database cannot be
+reached (``esign_gateway.db.outage``) is ``503 unavailable`` with ``Retry-After``, and its
+``request`` line is the only line it leaves: level ``error``, the error's class, no traceback — an
+outage under traffic is one line per request, not a traceback each.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
+from esign_gateway.db.outage import database_outage
 from esign_gateway.errors import (
     DocumentTooLargeError,
     GatewayError,
     MalformedRequestError,
     MethodNotAllowedError,
     NotFoundError,
+    UnavailableError,
     ValidationFailedError,
 )
 
@@ -24,6 +32,9 @@ from .problems import from_validation_error, problem_response
 __all__ = ["middlewares"]
 
 log = structlog.get_logger("esign_gateway.http")
+
+OUTAGE = web.RequestKey("esign.outage", str)
+"""The class of the error that made this request fail for a database outage (for its log line)."""
 
 SIGNER_HEADERS = {
     "Content-Security-Policy": (
@@ -65,7 +76,11 @@ def _finish(request: web.Request, response: web.StreamResponse, request_id: str)
     if _is_signer_path(request.path):
         for k, v in SIGNER_HEADERS.items():
             response.headers.setdefault(k, v)
-    log.info("request", status=response.status)
+    outage = request.get(OUTAGE)
+    if outage is not None:
+        log.error("request", status=response.status, error=outage, problem=UnavailableError.code)
+    else:
+        log.info("request", status=response.status)
 
 
 @web.middleware
@@ -91,7 +106,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         return problem_response(MalformedRequestError(exc.reason), status=exc.status)
-    except Exception:
+    except Exception as exc:
+        cause = database_outage(exc)
+        if cause is not None:  # logged once, by the request line
+            request[OUTAGE] = type(cause).__name__
+            return problem_response(UnavailableError())
         log.exception("unhandled_error")
         return problem_response(GatewayError("Something went wrong on our side; it has been logged."))
 

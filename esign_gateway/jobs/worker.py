@@ -16,18 +16,27 @@ import asyncio
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from esign_gateway.clock import Clock
 from esign_gateway.db import jobs as queue
+from esign_gateway.db.outage import database_outage
 
 __all__ = ["Handler", "Worker"]
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 log = structlog.get_logger(__name__)
+
+OUTAGE_POLL_CAP_SECONDS = 5.0
+"""The longest wait between two polls while the database cannot be reached."""
+
+
+def _longer(wait: float, poll_seconds: float) -> float:
+    """The next wait while the database is down: doubled, at least 0.5 s, at most the cap."""
+    return min(max(wait * 2, 0.5), max(poll_seconds, OUTAGE_POLL_CAP_SECONDS))
 
 
 class Worker:
@@ -75,7 +84,7 @@ class Worker:
                     if stop is not None and stop.is_set():
                         await queue.release(job, self.id, self.clock.now())
                     else:
-                        in_flight.add(asyncio.create_task(self._run(job)))
+                        in_flight.add(asyncio.create_task(self._run_through_outage(job, stop)))
                 if in_flight and (not jobs or len(in_flight) >= self.concurrency):
                     ran += await self._wait_for_slot(in_flight)
             if in_flight:
@@ -103,6 +112,29 @@ class Worker:
         in_flight -= finished
         return len(finished)
 
+    async def _run_through_outage(self, job: queue.ClaimedJob, stop: asyncio.Event | None) -> None:
+        """Run ``job``; if the database went away under it (its handler's queries, or the recording
+        of its outcome), the job was not at fault: give it back, due at once and the attempt not
+        counted, as soon as the database answers again — not after its lease. Its handler then runs
+        again (jobs are at least once). On ``stop`` meanwhile, the lease brings it back instead."""
+        try:
+            await self._run(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if database_outage(exc) is None:
+                raise
+            wait = self.poll_seconds
+            while stop is None or not stop.is_set():
+                try:
+                    await queue.release(job, self.id, self.clock.now())
+                    return
+                except Exception as again:
+                    if database_outage(again) is None:
+                        raise
+                await asyncio.sleep(wait)  # the database is down: nothing to wake up for
+                wait = _longer(wait, self.poll_seconds)
+
     async def _run(self, job: queue.ClaimedJob) -> None:
         handler = self.handlers.get(job.kind)
         bound = log.bind(job_id=job.id, job_kind=job.kind, attempt=job.attempts)
@@ -127,16 +159,36 @@ class Worker:
             await queue.complete(job.id, self.id, self.clock.now())
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop``. While the database cannot be reached, the worker says so once
+        (``worker_database_unreachable``), polls ever less often (doubling up to
+        ``OUTAGE_POLL_CAP_SECONDS``) and says when it is back (``worker_database_back``, with how
+        long it was gone); any other poll failure is logged with its traceback."""
         log.info("worker_started", worker=self.id)
+        outage_since: datetime | None = None
+        wait = self.poll_seconds
         while not stop.is_set():
             try:
                 await self.run_once(stop)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("worker_poll_failed")
+            except Exception as exc:
+                cause = database_outage(exc)
+                if cause is None:
+                    log.exception("worker_poll_failed")
+                    wait = self.poll_seconds
+                else:
+                    if outage_since is None:
+                        outage_since = self.clock.now()
+                        log.error("worker_database_unreachable", worker=self.id, error=type(cause).__name__)
+                    wait = _longer(wait, self.poll_seconds)
+            else:
+                if outage_since is not None:
+                    gone = (self.clock.now() - outage_since).total_seconds()
+                    log.info("worker_database_back", worker=self.id, after_seconds=round(gone, 1))
+                    outage_since = None
+                wait = self.poll_seconds
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-            await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             for w in waiters:
                 w.cancel()
         log.info("worker_stopped", worker=self.id)
