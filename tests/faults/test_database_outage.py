@@ -27,6 +27,7 @@ import os
 import pwd
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import structlog.testing
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from tortoise import connections
@@ -73,10 +75,7 @@ def _pg_bindir() -> Path | None:
 
 PG_BIN = _pg_bindir()
 
-pytestmark = [
-    pytest.mark.fault,
-    pytest.mark.skipif(PG_BIN is None, reason="PostgreSQL server binaries (initdb, pg_ctl) are not installed"),
-]
+pytestmark = pytest.mark.fault
 
 
 def _free_port() -> int:
@@ -147,7 +146,8 @@ def _user_exists(name: str) -> bool:
 
 @pytest.fixture
 def postgres() -> Iterator[LocalPostgres]:
-    assert PG_BIN is not None
+    if PG_BIN is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     pg = LocalPostgres(PG_BIN)
     try:
         pg.initdb()
@@ -544,3 +544,37 @@ async def test_a_transaction_whose_connection_died_before_begin_leaves_the_task_
         assert client._pool.get_max_size() == 2
     finally:
         await close_db()
+
+
+# ----------------------------------------------------------------------------- SQLite held by another process
+
+
+@pytest.fixture
+def settings(tmp_path: Path, sqlite_template: Path) -> Settings:
+    """SQLite that waits 300 ms for a write lock (``busy_timeout``) instead of 30 s."""
+    target = tmp_path / "esign.sqlite3"
+    shutil.copy(sqlite_template, target)
+    return Settings(env="test", data_dir=tmp_path / "data", database_url=f"sqlite://{target}?busy_timeout=300",
+                    public_url="https://sign.example.test", embedded_worker=False, log_json=False)
+
+
+async def test_sqlite_locked_by_another_process_past_its_timeout_is_503_unavailable_in_one_log_line(
+    api: Any, tenant: Any, settings: Settings
+) -> None:
+    path = settings.resolved_database_url.removeprefix("sqlite://").split("?")[0]
+    other = sqlite3.connect(path, isolation_level=None)  # another process's writer, holding the lock
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with structlog.testing.capture_logs() as logs:
+            resp = await api.get("/v1/envelopes", headers={**tenant.auth, "X-Request-Id": "locked-1"})
+            body = await resp.json()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert resp.status == 503, body
+    assert body["type"] == "https://esign-gateway.dev/problems/unavailable" and body["status"] == 503
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert [(e["event"], e["log_level"], e["error"]) for e in logs] == [("request", "error", "OperationalError")]
+    assert "exc_info" not in logs[0] and "exception" not in logs[0]
+    resp = await api.get("/v1/envelopes", headers=tenant.auth)  # the lock is gone: served again
+    assert resp.status == 200, await resp.text()
