@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint migrate bench corpus clean
+.PHONY: run test lint migrate bench corpus messages clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON)"; exit 1; }
@@ -37,6 +37,16 @@ bench: $(STAMP)
 corpus: $(STAMP)
 	@.ci/ensure-pdf-tools
 	$(BIN)/python bench/corpus.py $(CORPUS_ARGS)
+
+# The gettext catalog "esign" (cs, sk, en): extract every marked string (babel.cfg) into the
+# template and merge it into each language's .po (new entries come empty: tests/unit/test_catalogs.py
+# fails until they are translated). The .po files are read at start; nothing is compiled.
+LOCALE := esign_gateway/locale
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k text -k ntext:1,2 --ignore-dirs ".* __pycache__" \
+		--no-location --sort-output --project esign-gateway -o $(LOCALE)/esign.pot .
+	$(BIN)/pybabel update -i $(LOCALE)/esign.pot -d $(LOCALE) -D esign --no-fuzzy-matching --ignore-obsolete \
+		--no-location
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

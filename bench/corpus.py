@@ -109,7 +109,7 @@ MARK = {"ok": "✓", "fail": "✗", "n/a": "n/a", "-": "·"}
 SIGNER_NAMES = ("Jana Nováková", "Petr Šťastný", "Ľubomír Kováč")
 LANGUAGE = "cs"
 STAMP_TEXT = re.compile(
-    r"(?:(?<!\S)\))?Elektronicky\s+pod(?:epsal|písal)\s*\(?\s*a?\s*\)?"  # cs/sk; ")Elektronicky podepsal(a" after bidi
+    r"(?:(?<!\S)\))?Elektronicky\s+pod(?:epsáno|písané|epsal|písal)\s*\(?\s*a?\s*\)?"  # cs/sk (catalog)
     r"|Signed\s+electronically\s+by"
     r"|ID\s+obálky\s*:?|Envelope\s+ID\s*:?"
     r"|\d{4}-\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}\s+UTC"
@@ -601,7 +601,7 @@ def compare_text(before: list[str], after: list[str], extra: list[str]) -> tuple
 # painted black under it.
 
 STAMP_TOKEN = re.compile(
-    r"\)?Elektronicky|pod(?:epsal|písal)\s*\(?a?\)?|Signed|electronically|by|ID|obálky:?|Envelope|ID:"
+    r"\)?Elektronicky|pod(?:epsáno|písané|epsal|písal)\s*\(?a?\)?|Signed|electronically|by|ID|obálky:?|Envelope|ID:"
     r"|\d{4}-\d{2}-\d{2}|\d{2}:\d{2}:\d{2}|UTC"
 )
 """One whitespace-separated token of what our stamp prints besides names and the envelope ID."""

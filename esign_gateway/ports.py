@@ -12,17 +12,19 @@ Port map::
     EmailSender        — SmtpEmailSender, OutboxEmailSender
     SmsSender          — OutboxSmsSender (HttpSmsSender later)
     DocumentStore      — FileDocumentStore (content-addressed by SHA-256)
+    PageRenderer       — PdfiumPageRenderer (pages as PNG for the signer's page, cached per version)
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "PAGE_IMAGE_WIDTHS",
     "ArchiveStamper",
     "AuditReport",
     "CeremonyHost",
@@ -36,12 +38,15 @@ __all__ = [
     "InvalidWebhook",
     "OutgoingEmail",
     "OutgoingSms",
+    "PageRenderer",
+    "PageSize",
     "PdfInfo",
     "PdfInspector",
     "PlacementRequest",
     "RemoteCeremony",
     "RemoteEnvelope",
     "RemoteHandle",
+    "RemoteNote",
     "RemoteResult",
     "RemoteSigner",
     "RemoteSignerState",
@@ -49,8 +54,11 @@ __all__ = [
     "ReportDocument",
     "ReportEvent",
     "ReportRenderer",
+    "ReportSignature",
     "ReportSigner",
+    "SignatureFacts",
     "SignatureProvider",
+    "SignatureReader",
     "SignatureRequest",
     "SignedPdf",
     "SmsSender",
@@ -262,11 +270,41 @@ class SignatureProvider(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class ReportSignature:
+    """One signature found in a signed document (read from the file, not from our records)."""
+
+    field_name: str
+    signer_name: str | None
+    """The signature dictionary's ``/Name``."""
+    level: str
+    """The PAdES baseline level the file carries for it: ``B-B``, ``B-T``, ``B-LT`` or ``B-LTA``."""
+    timestamp: datetime | None
+    """The TSA time (``genTime``) of this signature's own timestamp token."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureFacts:
+    """What a signed PDF holds: its signatures in order, and its document timestamps' TSA times."""
+
+    signatures: list[ReportSignature]
+    document_timestamps: list[datetime]
+
+
+@runtime_checkable
+class SignatureReader(Protocol):
+    """Reads a signed PDF's signatures and timestamps for the audit report (CPU work: off the loop)."""
+
+    async def read_signatures(self, pdf: bytes) -> SignatureFacts: ...
+
+
+@dataclass(frozen=True, slots=True)
 class ReportDocument:
     name: str
     pages: int
     sha256_original: str
     sha256_signed: str | None
+    document_timestamps: tuple[datetime, ...] = ()
+    """The TSA times of the signed file's document timestamps (B-LTA, renewals)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,8 +313,15 @@ class ReportSigner:
     email_masked: str
     phone_masked: str
     verification: str
+    """How the signer was verified, as a code the report words in its language: ``email_sms``
+    (our e-mail link and SMS code) or ``provider`` (the provider's own ceremony)."""
     status: str
     signed_at: datetime | None
+    signature_level: str | None = None
+    """The PAdES level of this signer's signature in the signed file (``B-LTA``…)."""
+    signature_time: datetime | None = None
+    """The TSA time of this signer's own signature timestamp (not the document timestamp's)."""
+    decline_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +355,10 @@ class AuditReport:
     events: list[ReportEvent]
     chain_head: str
     generated_at: datetime
+    signature_kind: str = "gateway_seal"
+    """What the signatures are: ``gateway_seal`` (the ``local`` provider: the gateway's electronic
+    seal backed by two-channel evidence) or ``provider`` (made by ``provider``, e.g. DigiSign)."""
+    cancel_reason: str | None = None
 
 
 class ReportRenderer(Protocol):
@@ -356,6 +405,18 @@ class RemoteEnvelope:
     documents: list[tuple[str, bytes]]
     signers: list[RemoteSigner]
     reminder_days_before_expiry: list[int] = field(default_factory=list)
+    reminder_every_days: int | None = None
+    document_ids: tuple[str, ...] = ()
+    """Ours, per document in order; the provider keeps each as the document's metadata."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteNote:
+    """Something the provider did otherwise than asked, for the envelope's audit trail (``type`` is the
+    audit event type, ``data`` its non-personal facts), e.g. reminders it refused."""
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,32 +424,39 @@ class RemoteHandle:
     ref: str
     signer_refs: dict[str, str]
     """Our signer id → the provider's recipient id."""
+    notes: tuple[RemoteNote, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteSignerState:
     ref: str
     status: str
-    """In our words: ``waiting``, ``notified``, ``viewed``, ``signed``, ``declined``, ``auth_failed``."""
+    """In our words: ``waiting``, ``notified``, ``viewed``, ``signed``, ``declined``, ``auth_failed``,
+    ``undeliverable``."""
     at: datetime | None = None
     decline_reason: str | None = None
     viewed_at: datetime | None = None
+    delivery_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteState:
     ref: str
     status: str
-    """In our words: ``sent``, ``completed``, ``declined``, ``expired``, ``cancelled``."""
+    """In our words: ``sent``, ``completed``, ``declined``, ``expired``, ``cancelled``; ``gone`` (the
+    provider no longer knows the envelope) or ``unknown`` (a state the adapter does not know: never
+    taken as anything)."""
     signers: list[RemoteSignerState]
     at: datetime | None = None
     """When the provider reached ``status`` (completed/declined/expired/cancelled)."""
+    reason: str | None = None
+    """The provider's reason for ``cancelled`` (e.g. a withdrawal's)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteResult:
-    signed_pdf: bytes
-    """All documents as signed, in one PDF (the provider's ``combined`` output)."""
+    documents: dict[str, bytes]
+    """Our document id → that document as signed (the provider's per-document download)."""
     audit_log: bytes
     """The provider's own audit log (protocol) PDF."""
 
@@ -398,6 +466,8 @@ class InboundEvent:
     event_id: str
     envelope_ref: str
     type: str
+    gone: bool = False
+    """The provider says the envelope no longer exists (deleted there)."""
 
 
 class InvalidWebhook(Exception):
@@ -413,7 +483,8 @@ class RemoteCeremony(Protocol):
     arrive late, twice or out of order) and, at completion, ``download``s the result into its own
     archive. Every call is idempotent from the core's side or guarded by state.
     ``ValidationFailedError`` (with our field paths) for what the provider refuses as invalid,
-    ``ProviderError`` for anything else.
+    ``InvalidStateError`` (with the provider's text) for what it refuses in the envelope's or a
+    recipient's current state (cancel, extend, remind), ``ProviderError`` for anything else.
     """
 
     name: str
@@ -423,8 +494,10 @@ class RemoteCeremony(Protocol):
         validation errors reach the CRM as ``422``. A draft left by an interrupted attempt is replaced."""
         ...
 
-    async def send(self, ref: str) -> None:
-        """Send a prepared draft (a job, after our send committed). Sending twice is a no-op."""
+    async def send(self, ref: str, expires_at: datetime | None = None) -> list[RemoteNote]:
+        """Send a prepared draft (a job, after our send committed). Sending twice is a no-op; a send
+        whose answer was lost is checked by reading the envelope, never repeated blindly. Notes what
+        the provider did otherwise (e.g. an expiry other than ``expires_at``)."""
         ...
 
     async def discard(self, ref: str) -> None:
@@ -435,11 +508,15 @@ class RemoteCeremony(Protocol):
 
     async def cancel(self, ref: str, reason: str | None) -> None: ...
 
-    async def extend(self, ref: str, expires_at: datetime) -> None: ...
+    async def extend(self, ref: str, expires_at: datetime) -> list[RemoteNote]:
+        """Move the provider's expiry; read back, a mismatch is a note (not assumed done)."""
+        ...
 
     async def remind(self, ref: str, signer_ref: str) -> None: ...
 
-    async def download(self, ref: str) -> RemoteResult: ...
+    async def download(self, ref: str, document_ids: Sequence[str]) -> RemoteResult:
+        """Each of our documents (``document_ids``, in order) as signed, and the provider's audit log."""
+        ...
 
     def parse_webhook(
         self, headers: dict[str, str], body: bytes, now: datetime, secrets: Iterable[str]
@@ -461,6 +538,9 @@ class OutgoingEmail:
     reply_to: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     """Extra headers, e.g. ``X-Esign-Envelope-Id``."""
+    from_name: str | None = None
+    """The From display name (the tenant's: "Demo s.r.o. přes esign-gateway"); the address is
+    always the gateway's own (``ESIGN_MAIL_FROM``). None: the display name of ``ESIGN_MAIL_FROM``."""
 
 
 class EmailSender(Protocol):
@@ -505,3 +585,36 @@ class DocumentStore(Protocol):
 
     async def written_before(self, moment: datetime) -> list[str]: ...
 
+
+
+# --------------------------------------------------------------------------- page images
+
+
+PAGE_IMAGE_WIDTHS = (400, 800, 1200, 1800)
+"""The widths (pixels) a page image is made in: the signer page's ``srcset``; the last is the zoom."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageSize:
+    """A page as a viewer shows it (CropBox, turned by ``/Rotate``), in PDF points: the frame
+    ``StampPlacement`` boxes are measured in."""
+
+    width: float
+    height: float
+
+
+class PageRenderer(Protocol):
+    """The pages of one document version as PNG images, for the signer's page.
+
+    Rendering happens in bounded worker processes, never on the event loop. Answers are cached by
+    the version's SHA-256 (plus page and width): ``load`` is called for the PDF's bytes only when
+    the cache has no answer, and a version's images are dropped by ``forget`` (with its blob).
+    ``render`` takes a 0-based page index and a width from :data:`PAGE_IMAGE_WIDTHS`; it raises
+    ``IndexError`` for a page the document does not have and ``ValueError`` for another width.
+    """
+
+    async def sizes(self, sha256: str, load: Callable[[], Awaitable[bytes]]) -> list[PageSize]: ...
+
+    async def render(self, sha256: str, page: int, width: int, load: Callable[[], Awaitable[bytes]]) -> bytes: ...
+
+    async def forget(self, sha256: str) -> None: ...

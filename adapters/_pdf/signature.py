@@ -39,6 +39,7 @@ from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.stamp import TextStamp, TextStampStyle
 from pyhanko_certvalidator import ValidationContext
 
+from esign_gateway.i18n import translations
 from esign_gateway.ports import StampPlacement
 
 from .geometry import PageFrame, frame_of_page
@@ -55,8 +56,6 @@ STAMP_W, STAMP_H, MARGIN, GAP = 170, 62, 36, 8
 BACKGROUND = (0.97, 0.97, 0.96)
 """The stamp's opaque fill: light, so its text reads on any page, dark ones included."""
 
-_SIGNED_WORD = {"cs": "Elektronicky podepsal(a)", "sk": "Elektronicky podpísal(a)", "en": "Signed electronically by"}
-_ENVELOPE_WORD = {"cs": "ID obálky", "sk": "ID obálky", "en": "Envelope ID"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,9 +225,11 @@ async def add_signature(
     if spec.visible:
         mirror = _mirror_for_regenerating_viewers(writer, page_ref, frame.to_user(box),
                                                   first_signature=not is_signed(data))
-    lang = spec.language if spec.language in _SIGNED_WORD else "en"
+    tr = translations(spec.language)
+    signed_word = tr.gettext("Signed electronically by").replace("%", "%%")
+    envelope_word = tr.gettext("Envelope ID").replace("%", "%%")
     stamp = _UprightStampStyle(
-        stamp_text=f"{_SIGNED_WORD[lang]}\n%(signer)s\n%(ts)s\n{_ENVELOPE_WORD[lang]}:\n{spec.envelope_id}",
+        stamp_text=f"{signed_word}\n%(signer)s\n%(ts)s\n{envelope_word}:\n{spec.envelope_id}",
         text_box_style=TextBoxStyle(font=font, font_size=6.5, leading=8),
         timestamp_format="%Y-%m-%d %H:%M:%S UTC",
         border_width=1,

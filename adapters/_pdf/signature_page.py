@@ -17,6 +17,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
+from esign_gateway.i18n import translations
 from esign_gateway.ports import PlacementRequest, StampPlacement
 
 from .geometry import Rect
@@ -28,13 +29,6 @@ __all__ = ["append_signature_page", "slots"]
 MARGIN, COLUMNS, CAPTION, ROW_GAP = 56.0, 2, 14.0, 18.0
 TOP = 200.0
 """Where the first row's caption starts, from the top (below the heading and the three lines)."""
-
-_WORDS = {
-    "cs": ("Podpisová strana", "Obálka", "Dokument", "ID obálky", "Podpisy k dokumentu výše, v tomto pořadí:"),
-    "sk": ("Podpisová strana", "Obálka", "Dokument", "ID obálky", "Podpisy k dokumentu vyššie, v tomto poradí:"),
-    "en": ("Signature page", "Envelope", "Document", "Envelope ID", "Signatures to the document above, in this order:"),
-}
-
 
 def slots(count: int) -> list[Rect]:
     """Each signer's stamp box on the signature page (points from its top-left corner)."""
@@ -56,7 +50,10 @@ def _font() -> str:
 
 
 def _page(request: PlacementRequest, names: list[str]) -> bytes:
-    heading, envelope, document, envelope_id, intro = _WORDS.get(request.language, _WORDS["en"])
+    tr = translations(request.language)
+    heading, envelope, document, envelope_id = (tr.gettext("Signature page"), tr.gettext("Envelope"),
+                                                tr.gettext("Document"), tr.gettext("Envelope ID"))
+    intro = tr.gettext("Signatures to the document above, in this order:")
     font = _font()
     width, height = A4
     out = io.BytesIO()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import charset, policy
 from email.header import Header
+from email.headerregistry import Address
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
@@ -61,13 +62,22 @@ def _address(value: str) -> str:
     return formataddr((name, addr), charset="utf-8")
 
 
+def _from(sender: str, display_name: str | None) -> str:
+    """The From header: ``display_name`` (a tenant's, e.g. "Demo s.r.o. přes esign-gateway") with
+    the gateway's own address. ``Address`` refuses CR/LF in a name (no header injection); a
+    non-ASCII name becomes an RFC 2047 encoded word, an ASCII one with specials ("s.r.o.") is quoted."""
+    name, addr = parseaddr(sender)
+    address = Address(display_name=display_name if display_name is not None else name, addr_spec=addr)
+    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+
+
 def _text(value: str) -> str | Header:
     return value if value.isascii() else Header(value, _UTF8_QP)
 
 
 def build_mime(message: OutgoingEmail, sender: str, now: datetime) -> MIMEMultipart:
     mime = MIMEMultipart("alternative")
-    mime["From"] = _address(sender)
+    mime["From"] = _from(sender, message.from_name)
     mime["To"] = _address(message.to)
     mime["Subject"] = _text(message.subject)
     mime["Date"] = format_datetime(now)

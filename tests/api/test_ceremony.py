@@ -304,7 +304,7 @@ async def test_html_page_flow_without_javascript(api: Any, tenant: Tenant, cerem
     thanks = await api.get(resp.headers["Location"])
     assert thanks.status == 200 and "Podepsáno. Děkujeme." in await thanks.text()
     later = await api.get(f"/sign/{token}")
-    assert "již podepsaly všechny strany" in await later.text()
+    assert "už podepsali všichni podepisující" in await later.text()
 
 
 async def test_audit_chain_verifies_and_one_edited_event_is_caught(
