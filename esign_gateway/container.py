@@ -11,6 +11,7 @@ from aiohttp import web
 from .clock import Clock
 from .config import Settings
 from .jobs.worker import Worker
+from .metrics import Metrics
 from .ports import DocumentStore, EmailSender, HealthCheck, PdfInspector, SignatureProvider, SmsSender
 from .secretbox import SecretBox
 from .services.archive import ArchiveService
@@ -50,3 +51,5 @@ class Container:
     shutdown: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     health_checks: list[HealthCheck] = field(default_factory=list)
     """What ``/readyz`` asks besides the database and the upload inspectors (pools, outages, self-test)."""
+    metrics: Metrics = field(default_factory=Metrics)
+    """This process's metric families, shared with the services bootstrap built (``GET /metrics``)."""

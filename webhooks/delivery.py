@@ -39,6 +39,7 @@ from esign_gateway.clock import Clock
 from esign_gateway.db.models import OutboxEvent
 from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.ids import uuid7
+from esign_gateway.metrics import Metrics
 from esign_gateway.secretbox import SecretBox
 
 from .guard import Guard, UnsafeUrl, policy_for_env
@@ -78,9 +79,10 @@ class WebhookDispatcher:
 
     def __init__(
         self, *, clock: Clock, box: SecretBox, allow_internal: bool, user_agent: str = "esign-gateway",
-        guard: Guard | None = None, ssl_context: ssl.SSLContext | None = None,
+        guard: Guard | None = None, ssl_context: ssl.SSLContext | None = None, metrics: Metrics | None = None,
     ) -> None:
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.box = box
         self.guard = guard or Guard(policy_for_env("dev" if allow_internal else "prod"))
         self.ssl_context = ssl_context
@@ -250,6 +252,9 @@ class WebhookDispatcher:
                         dedupe_key=f"deliver:{delivery.id}:{attempts}",
                     )
             await WebhookDelivery.filter(id=delivery.id, attempts=delivery.attempts).using_db(conn).update(**changes)
+        outcome = {"succeeded": "succeeded", HELD: "held", "failed": "failed"}.get(changes.get("status"), "retrying")
+        self.metrics.webhook_deliveries.labels(outcome).inc()
+        self.metrics.webhook_duration.observe(latency / 1000)
         log.info("webhook_attempt", delivery_id=delivery.id, event_type=delivery.event_type, status_code=status,
                  ok=ok, attempt=attempts, latency_ms=latency)
 

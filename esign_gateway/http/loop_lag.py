@@ -1,8 +1,8 @@
 """How late the web process's event loop runs a timer: its own measure of how busy the loop is.
 
 With SQLite the statements run on the loop (``db/sqlite_backend.py``), so a slow query, or simply
-a loaded process, shows here first. ``/readyz`` reports the last window's percentiles; the signing
-bench reads them while ceremonies run.
+a loaded process, shows here first. ``/readyz`` reports the last window's percentiles, ``/metrics``
+the histogram of every sample; the signing bench reads them while ceremonies run.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import statistics
 from collections import deque
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
@@ -30,9 +31,13 @@ class LoopLag(BaseModel):
 class LoopLagMonitor:
     """Sleeps ``interval`` seconds again and again and records how much later than asked it woke."""
 
-    def __init__(self, *, interval: float = 0.02, window: float = 10.0) -> None:
+    def __init__(
+        self, *, interval: float = 0.02, window: float = 10.0, observe: Callable[[float], None] | None = None
+    ) -> None:
         self.interval = interval
         self.window = window
+        self.observe = observe
+        """Also told every sample's lag in seconds (the ``esign_event_loop_lag_seconds`` histogram)."""
         self._samples: deque[tuple[float, float]] = deque()
         self._task: asyncio.Task[None] | None = None
         self.ticked = asyncio.Event()
@@ -41,6 +46,8 @@ class LoopLagMonitor:
     def record(self, at: float, lag: float) -> None:
         """One sample: at loop time ``at`` a timer fired ``lag`` seconds late."""
         self._samples.append((at, max(0.0, lag)))
+        if self.observe is not None:
+            self.observe(max(0.0, lag))
         while self._samples and self._samples[0][0] < at - self.window:
             self._samples.popleft()
         self.ticked.set()

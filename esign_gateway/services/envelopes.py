@@ -26,6 +26,7 @@ from esign_gateway.errors import (
     TooManyRequestsError,
     ValidationFailedError,
 )
+from esign_gateway.metrics import Metrics
 from esign_gateway.ports import (
     CeremonyHost,
     DocumentStore,
@@ -150,7 +151,9 @@ class EnvelopeService:
     def __init__(
         self, *, clock: Clock, providers: dict[str, SignatureProvider], default_provider: str,
         store: DocumentStore, inspector: PdfInspector, box: SecretBox, plans: PlanService,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.clock = clock
         self.plans = plans
         self.providers = providers
@@ -177,7 +180,8 @@ class EnvelopeService:
         infos = []
         for i, doc in enumerate(cmd.documents):
             try:
-                infos.append(await self.inspector.inspect(doc.content, _placement_request(envelope_id, cmd, i)))
+                with self.metrics.inspecting():
+                    infos.append(await self.inspector.inspect(doc.content, _placement_request(envelope_id, cmd, i)))
             except GatewayError as exc:
                 if exc.errors is None:
                     exc.errors = [{"field": f"documents[{i}]", "message": exc.detail}]

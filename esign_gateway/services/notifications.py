@@ -37,6 +37,7 @@ from esign_gateway.messages import (
     render_invitation,
     render_reminder,
 )
+from esign_gateway.metrics import Metrics
 from esign_gateway.ports import ComponentHealth, EmailSender, OutgoingEmail
 from esign_gateway.secretbox import SecretBox
 
@@ -59,9 +60,11 @@ class NotificationService:
     def __init__(
         self, *, clock: Clock, email: EmailSender, box: SecretBox, public_url: str,
         remote: RemoteCeremonyService | None = None, remote_providers: frozenset[str] = frozenset(),
+        metrics: Metrics | None = None,
     ) -> None:
         self.clock = clock
         self.email = email
+        self.metrics = metrics or Metrics()
         self.box = box
         self.public_url = public_url
         self.remote = remote
@@ -86,6 +89,10 @@ class NotificationService:
                                      f"{backlog.jobs} e-mail(s) held back by a mail transport outage{since}{last}")
         self._queue_health = (now, health)
         return health
+
+    async def _send(self, message: OutgoingEmail) -> None:
+        with self.metrics.sending("email"):  # counted by outcome, whatever transport is set
+            await self.email.send(message)
 
     async def _context(self, env: Envelope, signer: Signer, token: str | None) -> MessageContext:
         tenant = await Tenant.get(id=env.tenant_id)
@@ -130,7 +137,7 @@ class NotificationService:
         ``signer.undeliverable`` to the CRM) and is not retried; a transient failure raises
         ``Postponed`` (the job is tried again while the envelope is open)."""
         try:
-            await self.email.send(message)
+            await self._send(message)
         except DeliveryError as exc:
             if not exc.permanent:
                 raise Postponed(exc.detail or "the mail server is unavailable") from exc
@@ -305,7 +312,7 @@ class NotificationService:
                 reply_to=tenant.contact_email if rid != env.id else None,  # not to the sender's own copy
             )
             try:
-                await self.email.send(render(ctx))
+                await self._send(render(ctx))
             except DeliveryError as exc:
                 if exc.permanent:  # refused for good: kept as sent (not retried), said in the log
                     log.warning("notice_undeliverable", envelope_id=env.id, slot=slot,
@@ -341,7 +348,7 @@ class NotificationService:
             raise Dropped("the signer's invitation was never sent")
         message = render_cancelled(await self._context(env, signer, None), env.cancel_reason)
         try:
-            await self.email.send(message)
+            await self._send(message)
         except DeliveryError as exc:
             if exc.permanent:
                 log.warning("notice_undeliverable", envelope_id=env.id, slot="cancelled",

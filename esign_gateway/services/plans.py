@@ -32,6 +32,7 @@ from esign_gateway.errors import (
     SigningDisabledError,
     ValidationFailedError,
 )
+from esign_gateway.metrics import Metrics
 from esign_gateway.webhook_payloads import UsageEventData, WebhookUsage
 
 from .tenants import TenantInfo
@@ -137,9 +138,10 @@ def _same(a: PlanTerms, b: PlanTerms) -> bool:
 
 
 class PlanService:
-    def __init__(self, *, clock: Clock, catalogue: Catalogue) -> None:
+    def __init__(self, *, clock: Clock, catalogue: Catalogue, metrics: Metrics | None = None) -> None:
         self.clock = clock
         self.catalogue = catalogue
+        self.metrics = metrics or Metrics()
 
     # ------------------------------------------------------------------ reading
 
@@ -213,6 +215,7 @@ class PlanService:
         self, month: str, plan: PlanTerms | None, allowance: int, used: int, wanted: int
     ) -> QuotaExceededError:
         remaining = max(0, allowance - used)
+        self.metrics.quota_refusals.labels("monthly_documents").inc()
         return QuotaExceededError(
             f"This envelope needs {wanted} document(s) but {remaining} of {allowance} remain in {month}. "
             "Raise the plan (PUT /v1/plan) — it takes effect at once.",
@@ -282,7 +285,10 @@ class PlanService:
         current = _current(await history_of(tenant_id), now)
         limit = current.daily_requests if current else self.catalogue.terms("free").daily_requests
         count = await count_api_request(connections.get("default"), tenant_id, quota.prague_day(now).isoformat())
-        return RateState(limit, count, quota.next_midnight(now))
+        state = RateState(limit, count, quota.next_midnight(now))
+        if state.exceeded:
+            self.metrics.quota_refusals.labels("daily_requests").inc()
+        return state
 
     # ------------------------------------------------------------------ billing
 
