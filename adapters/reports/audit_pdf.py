@@ -140,6 +140,15 @@ def _gen_time(signed_data: Any) -> datetime:
     return signed_data["encap_content_info"]["content"].parsed["gen_time"].native.astimezone(UTC)
 
 
+def _signature_timestamp(signer_info: Any) -> Any:
+    """The signature's own timestamp token (the unsigned ``signature_time_stamp_token``), or None."""
+    attrs = signer_info["unsigned_attrs"]
+    for attr in attrs if attrs.native else ():
+        if attr["type"].native == "signature_time_stamp_token":
+            return attr["values"][0]["content"]
+    return None
+
+
 def read_signature_facts(pdf: bytes) -> SignatureFacts:
     """The signatures of a signed PDF in signing order, each with its PAdES level as the file
     carries it and the TSA time of its own timestamp token, and the document timestamps' TSA
@@ -153,7 +162,7 @@ def read_signature_facts(pdf: bytes) -> SignatureFacts:
     has_dss = "/DSS" in reader.root
     found = []
     for sig in reader.embedded_regular_signatures:
-        token = sig.attached_timestamp_data
+        token = _signature_timestamp(sig.signer_info)
         when = _gen_time(token) if token is not None else None
         later = any(ts.signed_revision > sig.signed_revision for ts in stamps)
         level = "B-B" if when is None else "B-LTA" if has_dss and later else "B-LT" if has_dss else "B-T"

@@ -45,8 +45,10 @@ from esign_gateway.ports import (
     ReportDocument,
     ReportEvent,
     ReportRenderer,
+    ReportSignature,
     ReportSigner,
     SignatureProvider,
+    SignatureReader,
     SignatureRequest,
 )
 
@@ -105,9 +107,11 @@ def refuse_if_purged(env: Envelope) -> None:
 
 class ArchiveService:
     def __init__(
-        self, *, clock: Clock, store: DocumentStore, renderer: ReportRenderer, sealer: SignatureProvider | None,
+        self, *, clock: Clock, store: DocumentStore, renderer: ReportRenderer | None, sealer: SignatureProvider | None,
         providers: dict[str, SignatureProvider],
     ) -> None:
+        """``renderer`` and ``sealer`` None: this process seals no audit report (the operator's
+        commands, which verify chains and answer GDPR requests)."""
         self.clock = clock
         self.store = store
         self.renderer = renderer
@@ -155,27 +159,33 @@ class ArchiveService:
         names = {s.id: s.name for s in env.signers}
         provider = self.providers.get(env.provider)
         by_provider = provider is not None and provider.ceremony is CeremonyHost.PROVIDER
-        via = f"{env.provider}: e-mail link + SMS code" if by_provider else "e-mail link + SMS code"
+        method = "provider" if by_provider else "email_sms"
+        documents, found = await self._signature_facts(env)
         report = AuditReport(
             language=env.language, envelope_id=env.id, envelope_name=env.name, status=env.status.value,
             tenant_name=tenant.name,
             record=f"{env.record_type} {env.record_id}" + (f" — {env.record_name}" if env.record_name else ""),
             provider=env.provider, created_at=env.created_at, sent_at=env.sent_at, ended_at=env.ended_at,
             retained_until=env.retained_until,
-            documents=[ReportDocument(d.name, d.pages, d.sha256, d.signed_sha256) for d in env.documents],
+            documents=documents,
             signers=[
-                ReportSigner(s.name, mask_email(s.email), mask_phone(s.phone), f"{via} ({mask_phone(s.phone)})",
-                             s.status.value, s.signed_at)
+                ReportSigner(s.name, mask_email(s.email), mask_phone(s.phone), method,
+                             s.status.value, s.signed_at,
+                             signature_level=found[s.id].level if s.id in found else None,
+                             signature_time=found[s.id].timestamp if s.id in found else _trail_tsa_time(events, s.id),
+                             decline_reason=s.decline_reason)
                 for s in env.signers
             ],
             events=[
                 ReportEvent(e.seq, e.at, e.type, e.actor, names.get(e.signer_id or ""), e.ip, e.user_agent)
                 for e in events
             ],
+            signature_kind="provider" if by_provider else "gateway_seal",
+            cancel_reason=env.cancel_reason,
             chain_head=events[-1].hash if events else "",
             generated_at=now,
         )
-        if self.sealer is None:
+        if self.sealer is None or self.renderer is None:
             raise ProviderError("No signing identity to seal audit reports with (the local provider).")
         pdf = await self.renderer.render(report)
         sealed = await self.sealer.sign(SignatureRequest(
@@ -193,6 +203,25 @@ class ArchiveService:
             await uow.envelopes.save(current, bump=False)
         log.info("audit_report_sealed", envelope_id=envelope_id)
         return key
+
+    async def _signature_facts(self, env: Envelope) -> tuple[list[ReportDocument], dict[str, ReportSignature]]:
+        """The documents with their document timestamps, and each signer's signature on the first
+        signed document (its PAdES level and its own TSA time), read from the signed files."""
+        reader = self.renderer if isinstance(self.renderer, SignatureReader) else None
+        documents, found = [], {}
+        for d in env.documents:
+            facts = None
+            if reader is not None and d.signed_sha256:
+                facts = await reader.read_signatures(await self.store.get(d.signed_sha256))
+            documents.append(ReportDocument(d.name, d.pages, d.sha256, d.signed_sha256,
+                                            tuple(facts.document_timestamps) if facts else ()))
+            for s in env.signers if facts else ():
+                fields = {f"Signature-{s.id}"} | ({p.field_name} if (p := d.placements.get(s.id)) and p.field_name
+                                                 else set())
+                mine = next((x for x in facts.signatures if x.field_name in fields), None)  # type: ignore[union-attr]
+                if mine is not None:
+                    found.setdefault(s.id, mine)
+        return documents, found
 
     # ------------------------------------------------------------------ chains
     async def verify_chains(self, envelope_id: str | None = None) -> list[ChainReport]:
@@ -365,6 +394,15 @@ class ArchiveService:
                 await uow.envelopes.save(locked, bump=False)
             erased.append(env.id)
         return ErasureReport(erased, kept)
+
+
+def _trail_tsa_time(events: list[AuditEvent], signer_id: str) -> datetime | None:
+    """The signature's TSA time as the trail recorded it (``signer.signed``), when the file cannot be read."""
+    for e in events:
+        data = e.data if isinstance(e.data, dict) else {}
+        if e.type == "signer.signed" and e.signer_id == signer_id and data.get("tsa_time"):
+            return datetime.fromisoformat(e.data["tsa_time"])
+    return None
 
 
 async def _erase_signers(uow: UnitOfWork, qs: Any) -> None:

@@ -85,14 +85,24 @@ _CachedKeySigner = CachedKeySigner
 
 
 class _RecordsTime:
-    """Mixin: remember the TSA time of the last token (each worker process signs one at a time)."""
+    """Mixin: remember the TSA times of the tokens since the last reset (each worker process signs
+    one at a time), in the order they were asked for: perhaps a first one pyHanko asks for only to
+    size the signature, then the signature's own timestamp token, then — on the last signature
+    (B-LTA) — the document timestamp."""
 
-    last_time: datetime | None = None
+    times: list[datetime]
+
+    def reset(self) -> None:
+        self.times = []
+
+    @property
+    def last_time(self) -> datetime | None:
+        return self.times[-1] if getattr(self, "times", None) else None
 
     async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> Any:
         token = await super().async_timestamp(message_digest, md_algorithm)  # type: ignore[misc]
         gen_time = token["content"]["encap_content_info"]["content"].parsed["gen_time"].native
-        self.last_time = gen_time.astimezone(UTC)
+        self.times = [*getattr(self, "times", []), gen_time.astimezone(UTC)]
         return token
 
 
@@ -193,9 +203,12 @@ async def _sign(state: _Worker, request: SignatureRequest) -> tuple[bytes, datet
         envelope_id=request.envelope_id, slot=request.slot, language=request.language, visible=request.visible,
         long_term=_validation_context() if request.final else None, placement=request.placement,
     )
-    state.timestamper.last_time = None
+    state.timestamper.reset()
     pdf = await add_signature(request.pdf, spec, signer=state.signer, timestamper=state.timestamper, font=state.font)
-    return pdf, state.timestamper.last_time
+    times = state.timestamper.times
+    # the signature's own timestamp: the document timestamp (B-LTA) comes after it
+    own = times[-2] if spec.long_term is not None and len(times) >= 2 else times[-1] if times else None
+    return pdf, own
 
 
 CONTEXT_TTL_SECONDS = 300.0
@@ -234,7 +247,7 @@ def renew(pdf: bytes) -> tuple[bytes, datetime | None]:
         from pyhanko.sign.signers import PdfTimeStamper
 
         out = io.BytesIO()
-        state.timestamper.last_time = None
+        state.timestamper.reset()
         await PdfTimeStamper(state.timestamper).async_update_archival_timestamp_chain(
             PdfFileReader(io.BytesIO(pdf), strict=False), _validation_context(), in_place=False, output=out,
         )
