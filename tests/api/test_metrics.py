@@ -308,6 +308,8 @@ async def test_the_grafana_dashboard_asks_only_for_metrics_a_gateway_exposes(
     exprs = _exprs(dashboard["panels"])
     assert len(exprs) >= 12
     asked = {name for e in exprs for name in _metric_names(e)}
+    for variable in dashboard["templating"]["list"]:  # label_values(<metric>, <label>) of the variables
+        asked |= set(re.findall(r"label_values\((\w+)", str(variable.get("query", ""))))
     assert asked - exposed == set()
     areas = ("esign_http_", "esign_jobs_due", "esign_jobs_oldest_due_age", "esign_signature", "esign_pdf_inspection",
              "esign_webhook_", "esign_messages", "esign_quota_refusals", "esign_event_loop_lag")
