@@ -3,6 +3,12 @@
 ``build_container(settings, clock=…, email=…, …)`` replaces every ``None`` with the adapter the
 settings name; tests pass fakes for what they control (a FrozenClock) and real parts for the rest.
 ``init_db``/``close_db`` open and close the ORM; ``migrate`` applies the versioned migrations.
+
+``build_admin(settings)`` is the light composition for the operator's commands (tenant, key,
+billing, audit, gdpr, download-links): the services over the database and nothing that signs,
+renders or sends. The web, PDF and signing stack (aiohttp's app, pyHanko, pikepdf, reportlab,
+pdfium, the development PKI) is imported inside ``build_container`` and its helpers, so a command
+that does not serve pays neither its import time nor its start-up.
 """
 
 from __future__ import annotations
@@ -11,68 +17,60 @@ import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
 from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
-from tortoise.migrations.api import migrate as tortoise_migrate
-
-from adapters.email.mime import DkimKey
-from adapters.email.outbox import OutboxEmailSender
-from adapters.email.smtp import SmtpEmailSender
-from adapters.pdf.inspector import ProcessPdfInspector
-from adapters.providers.digisign.client import DigiSignClient
-from adapters.providers.digisign.provider import DigiSignProvider
-from adapters.providers.local.dev_pki import crl_routes, ensure_dev_pki
-from adapters.providers.local.pades import SigningMaterial, check_material
-from adapters.providers.local.provider import LocalProvider
-from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
-from adapters.reports.audit_pdf import PdfReportRenderer
-from adapters.sms.http import HttpSmsSender
-from adapters.sms.outbox import OutboxSmsSender
-from adapters.storage.filesystem import FileDocumentStore
-from webhooks.delivery import WebhookDispatcher
-from webhooks.inbound import verify_inbound
-from webhooks.routes import routes as webhook_routes
 
 from .clock import Clock, SystemClock
 from .config import ConfigurationError, Settings, check_settings, check_signing_settings
-from .container import Container
 from .db.models import GatewaySecret
 from .db.tortoise_config import build_config
 from .db.uow import RetentionPolicy, UnitOfWork
 from .domain.quota import Catalogue
-from .http.routes.dev import dev_outbox_routes
-from .jobs.worker import Worker
+from .errors import DeliveryError
+from .metrics import Metrics
 from .ports import (
     CeremonyHost,
     ComponentHealth,
     DocumentStore,
     EmailSender,
     HealthCheck,
+    OutgoingSms,
+    PageRenderer,
     PdfInspector,
     SignatureProvider,
     SmsSender,
 )
 from .secretbox import SecretBox
 from .services.archive import ArchiveService, schedule_gc
-from .services.ceremony import CeremonyService
-from .services.envelopes import EnvelopeService
-from .services.idempotency import IdempotencyService
-from .services.notifications import NotificationService
 from .services.plans import PlanService
-from .services.remote import RemoteCeremonyService
+from .services.remote import RemoteCeremonyService, WebhookSecrets, webhook_secret_loader
+from .services.remote import store_webhook_secret as _store_webhook_secret
 from .services.tenants import TenantService
 
-__all__ = ["build_container", "check_configuration", "close_db", "init_db", "migrate", "store_webhook_secret"]
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from adapters.providers.local.pades import SigningMaterial
+    from adapters.providers.local.provider import LocalProvider
+
+    from .container import Container
+    from .services.ceremony import CeremonyService
+
+
+__all__ = [
+    "Admin", "build_admin", "build_container", "check_admin_configuration", "check_configuration", "close_db",
+    "init_db", "migrate", "store_webhook_secret",
+]
 
 log = structlog.get_logger(__name__)
 
 REPORT_FONT = Path(__file__).resolve().parent.parent / "adapters" / "_pdf" / "fonts" / "DejaVuSans.ttf"
-DIGISIGN_WEBHOOK_SECRET = "digisign_webhook:"  # noqa: S105  (a name prefix, not a secret)
 
 
 async def init_db(settings: Settings) -> None:
@@ -88,6 +86,8 @@ async def close_db() -> None:
 
 async def migrate(settings: Settings) -> None:
     """Apply every pending migration (SQLite or PostgreSQL)."""
+    from tortoise.migrations.api import migrate as tortoise_migrate
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         await tortoise_migrate(config=build_config(settings.resolved_database_url))
@@ -112,6 +112,10 @@ def _secret_key(settings: Settings) -> bytes:
 
 
 def _signing_material(settings: Settings) -> tuple[SigningMaterial, list[web.RouteTableDef]]:
+    from adapters.providers.local.dev_pki import crl_routes, ensure_dev_pki
+    from adapters.providers.local.pades import SigningMaterial
+    from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
+
     if settings.signing_pkcs12_path or settings.signing_key_path:
         if settings.env == "prod" and not settings.tsa_url:
             raise ConfigurationError(["ESIGN_TSA_URL is not set: production needs a real TSA."])
@@ -164,6 +168,9 @@ def _check(
 ) -> tuple[list[str], tuple[SigningMaterial, list[web.RouteTableDef]] | None]:
     """Every configuration problem of what ``build_container`` builds from the settings, and the
     signing material (when there is no problem with it and ``make``: it may generate the dev PKI)."""
+    from adapters.email.mime import DkimKey
+    from adapters.providers.local.pades import SigningMaterial, check_material
+
     problems = check_settings(settings, email=email, sms=sms, signing=False)
     if email and settings.dkim_domain and settings.dkim_selector and settings.dkim_key_path:
         try:
@@ -189,6 +196,74 @@ def _check(
 def check_configuration(settings: Settings) -> list[str]:
     """What ``build_container(settings)`` would refuse, as plain lines (empty: it would build)."""
     return _check(settings, email=True, sms=True, signing=True, make=False)[0]
+
+
+# ----------------------------------------------------------------------------- the operator's commands
+
+_ADMIN_VARIABLES = ("ESIGN_SECRET_KEY", "ESIGN_PLANS_FILE", "ESIGN_DATABASE")
+
+
+def check_admin_configuration(settings: Settings) -> list[str]:
+    """What ``build_admin(settings)`` would refuse: the database, the secret key and the plans file.
+    Its commands neither sign nor send, so the signing identity, the TSA and the transports are
+    ``serve``'s and ``worker``'s to check."""
+    problems = check_settings(settings, email=False, sms=False, signing=False)
+    return [p for p in problems if p.startswith(_ADMIN_VARIABLES)]
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """The services the operator's commands use (tenant, key, billing, audit, gdpr, download-links):
+    all over the database; nothing here signs, renders a report or sends a message."""
+
+    settings: Settings
+    clock: Clock
+    tenants: TenantService
+    plans: PlanService
+    archive: ArchiveService
+    """Chain verification and GDPR export/erasure (no report renderer, no sealer)."""
+    ceremony: CeremonyService | None
+    """Only when asked for (``download-links revoke``): no provider, no SMS transport."""
+    provider_names: tuple[str, ...]
+    """The signature providers ``serve`` would build from these settings (a tenant may be given one)."""
+
+
+class _NoSms:
+    """The SMS transport of the operator's commands: none of them sends one."""
+
+    async def send(self, message: OutgoingSms) -> None:
+        raise DeliveryError("This command sends no SMS.")
+
+
+def _admin_ceremony(settings: Settings, clock: Clock, store: DocumentStore) -> CeremonyService:
+    from .services.ceremony import CeremonyService
+
+    return CeremonyService(clock=clock, providers={}, store=store, sms=_NoSms(), box=SecretBox(_secret_key(settings)),
+                           pepper=b"")
+
+
+def build_admin(settings: Settings, *, clock: Clock | None = None, ceremony: bool = False) -> Admin:
+    """The light composition: no development PKI, no worker pools, no web application. The secret
+    key is read only with ``ceremony`` (download links are sealed with it)."""
+    from adapters.storage.filesystem import FileDocumentStore
+
+    problems = check_admin_configuration(settings)
+    if problems:
+        raise ConfigurationError(problems)
+    try:
+        catalogue = Catalogue.load(settings.plans_file)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # TOMLDecodeError is a ValueError
+        raise ConfigurationError([f"ESIGN_PLANS_FILE: not a plans file ({type(exc).__name__}: {exc})."]) from None
+    clock = clock or SystemClock()
+    store = FileDocumentStore(settings.documents_dir)
+    UnitOfWork.retention = RetentionPolicy(settings.retention_years, settings.unsigned_retention_days)
+    return Admin(
+        settings=settings, clock=clock, tenants=TenantService(clock, catalogue),
+        plans=PlanService(clock=clock, catalogue=catalogue),
+        archive=ArchiveService(clock=clock, store=store, renderer=None, sealer=None, providers={}),
+        ceremony=_admin_ceremony(settings, clock, store) if ceremony else None,
+        provider_names=("local", "digisign") if settings.digisign_configured else ("local",),
+    )
 
 
 def _signing_self_test(
@@ -229,7 +304,33 @@ def build_container(
     store: DocumentStore | None = None,
     inspector: PdfInspector | None = None,
     providers: dict[str, SignatureProvider] | None = None,
+    pages: PageRenderer | None = None,
 ) -> Container:
+    # what serve and worker run, imported here so that build_admin's commands never load it
+    from adapters.email.mime import DkimKey
+    from adapters.email.outbox import OutboxEmailSender
+    from adapters.email.smtp import SmtpEmailSender
+    from adapters.pdf.inspector import ProcessPdfInspector
+    from adapters.pdf.pages import PagesForgottenWithBlobs, PdfiumPageRenderer
+    from adapters.providers.digisign.routes import inbound_routes as digisign_inbound_routes
+    from adapters.providers.local.provider import LocalProvider
+    from adapters.providers.local.tsa_probe import TsaProbe, dev_tsa_health
+    from adapters.reports.audit_pdf import PdfReportRenderer
+    from adapters.sms.http import HttpSmsSender
+    from adapters.sms.outbox import OutboxSmsSender
+    from adapters.storage.filesystem import FileDocumentStore
+    from webhooks.delivery import WebhookDispatcher
+    from webhooks.routes import routes as webhook_routes
+
+    from .container import Container
+    from .http.routes.dev import dev_outbox_routes
+    from .jobs.worker import Worker
+    from .messages import Operator, service_name_of
+    from .services.ceremony import CeremonyService
+    from .services.envelopes import EnvelopeService
+    from .services.idempotency import IdempotencyService
+    from .services.notifications import NotificationService
+
     problems, signing = _check(settings, email=email is None, sms=sms is None, signing=providers is None)
     if problems:
         raise ConfigurationError(problems)
@@ -256,6 +357,16 @@ def build_container(
     startup: list = []
     shutdown: list = []
     health_checks: list[HealthCheck] = []
+    if pages is None:  # the signer page's page images, cached under the data dir (docs/signer.md)
+        page_renderer = PdfiumPageRenderer(
+            settings.page_images_dir, workers=settings.page_image_workers,
+            memory_limit_bytes=settings.pdf_parse_memory_bytes, cpu_seconds=settings.pdf_parse_cpu_seconds,
+        )
+        startup.append(page_renderer.start)
+        shutdown.append(page_renderer.close)
+        health_checks.append(page_renderer.health)
+        store = PagesForgottenWithBlobs(store, page_renderer)  # no image outlives its document
+        pages = page_renderer
     for transport in (email, sms):  # a real mail/SMS transport reports its outages to /readyz
         if isinstance(transport, SmtpEmailSender | HttpSmsSender):
             health_checks.append(transport.health)
@@ -289,31 +400,46 @@ def build_container(
         self_test, signing_health = _signing_self_test(local, fatal=settings.env == "prod")
         startup.append(self_test)
         health_checks.append(signing_health)
+    if settings.tsa_url:  # the TSA every local signature needs, asked in the background (docs/operations.md)
+        tsa = TsaProbe(settings.tsa_url, clock=clock)
+        startup.append(tsa.start)
+        shutdown.append(tsa.close)
+        health_checks.append(tsa.health)
+    else:
+        health_checks.append(dev_tsa_health)
     if settings.env == "dev":
         extra_routes.append(dev_outbox_routes(settings.outbox_dir))
 
     box = SecretBox(_secret_key(settings))
     catalogue = Catalogue.load(settings.plans_file)
+    metrics = Metrics()  # this process's registry, shared by every part that counts (GET /metrics)
     tenants = TenantService(clock, catalogue)
-    plans = PlanService(clock=clock, catalogue=catalogue)
+    plans = PlanService(clock=clock, catalogue=catalogue, metrics=metrics)
     envelopes = EnvelopeService(
         clock=clock, providers=providers, default_provider=settings.provider, store=store, inspector=inspector,
-        box=box, plans=plans,
+        box=box, plans=plans, metrics=metrics,
     )
-    ceremony = CeremonyService(clock=clock, providers=providers, store=store, sms=sms, box=box, pepper=b"")
+    ceremony = CeremonyService(clock=clock, providers=providers, store=store, sms=sms, box=box, pepper=b"",
+                               pages=pages, metrics=metrics)
     configured = settings.digisign_webhook_secrets.get_secret_value() if settings.digisign_webhook_secrets else ""
-    remote = RemoteCeremonyService(
+    remote = RemoteCeremonyService(  # webhook secrets: read from the database (cached briefly), no restart
         clock=clock, providers=providers, store=store,
-        webhook_secrets={"digisign": [x.strip() for x in configured.split(",") if x.strip()]},
+        webhook_secrets=WebhookSecrets(clock=clock, load=webhook_secret_loader(box), configured={
+            "digisign": [x.strip() for x in configured.split(",") if x.strip()]}),
     )
     notifications = NotificationService(
         clock=clock, email=email, box=box, public_url=settings.base_url, remote=remote,
         remote_providers=frozenset(n for n, p in providers.items() if p.ceremony is CeremonyHost.PROVIDER),
+        metrics=metrics, service_name=service_name_of(settings.mail_from),
+        operator=Operator(settings.operator_name, settings.operator_contact, settings.privacy_url),
     )
     health_checks.append(notifications.queue_health)
-    dispatcher = WebhookDispatcher(clock=clock, box=box, allow_internal=settings.env in ("dev", "test"))
+    dispatcher = WebhookDispatcher(clock=clock, box=box, allow_internal=settings.env in ("dev", "test"),
+                                   metrics=metrics)
     shutdown.append(dispatcher.close)
     extra_routes.append(webhook_routes)
+    extra_routes.append(digisign_inbound_routes(
+        lambda headers, body: remote.accept_webhook("digisign", headers, body)))
     renderer = PdfReportRenderer(REPORT_FONT)
     health_checks.append(renderer.health)
     startup.append(renderer.start)
@@ -323,7 +449,7 @@ def build_container(
     )
     UnitOfWork.retention = RetentionPolicy(settings.retention_years, settings.unsigned_retention_days)
     worker = Worker(
-        {
+        metrics.timed_jobs({
             "send_invitation": notifications.send_invitation,
             "send_cancel_notice": notifications.send_cancel_notice,
             "send_completion": notifications.send_completion,
@@ -341,7 +467,7 @@ def build_container(
             "lta_renewal": archive.renewal_job,
             "retention_purge": archive.purge_job,
             "blob_gc": archive.gc_job,
-        },
+        }),
         clock,
         poll_seconds=settings.worker_poll_seconds,
     )
@@ -349,8 +475,6 @@ def build_container(
 
     async def load_secrets() -> None:
         ceremony.pepper = await _pepper(box, clock)
-        for row in await GatewaySecret.filter(name__startswith=DIGISIGN_WEBHOOK_SECRET):
-            remote.webhook_secrets["digisign"].append(box.open(row.sealed))
         await schedule_gc(clock.now() + timedelta(hours=1))
 
     startup.insert(0, load_secrets)
@@ -360,11 +484,15 @@ def build_container(
         archive=archive,
         envelopes=envelopes, ceremony=ceremony,
         notifications=notifications, worker=worker, box=box, extra_routes=extra_routes, startup=startup,
-        shutdown=shutdown, health_checks=health_checks,
+        shutdown=shutdown, health_checks=health_checks, metrics=metrics,
     )
 
 
 def _digisign(settings: Settings, clock: Clock) -> SignatureProvider:
+    from adapters.providers.digisign.client import DigiSignClient
+    from adapters.providers.digisign.provider import DigiSignProvider
+    from adapters.providers.digisign.signature import verify_inbound
+
     assert settings.digisign_base_url and settings.digisign_access_key and settings.digisign_secret_key
     client = DigiSignClient(
         settings.digisign_base_url, settings.digisign_access_key.get_secret_value(),
@@ -374,11 +502,9 @@ def _digisign(settings: Settings, clock: Clock) -> SignatureProvider:
 
 
 async def store_webhook_secret(box: SecretBox, clock: Clock, webhook_id: str, secret: str) -> None:
-    """Keep a DigiSign webhook's secret (sealed) so every process verifies its deliveries."""
-    await GatewaySecret.update_or_create(
-        name=f"{DIGISIGN_WEBHOOK_SECRET}{webhook_id}"[:64],
-        defaults={"sealed": box.seal(secret), "created_at": clock.now()},
-    )
+    """Keep a DigiSign webhook's secret (sealed) so every process verifies its deliveries (the web
+    processes read it within seconds: ``services.remote.WebhookSecrets``)."""
+    await _store_webhook_secret(box, clock.now(), "digisign", webhook_id, secret)
 
 
 async def _pepper(box: SecretBox, clock: Clock) -> bytes:

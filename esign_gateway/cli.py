@@ -1,4 +1,11 @@
-"""``esign-gateway`` command line: parse arguments, call bootstrap and services, print."""
+"""``esign-gateway`` command line: parse arguments, call bootstrap and services, print.
+
+``serve`` and ``worker`` build the whole container (``bootstrap.build_container``: the development
+PKI, the signing, inspection and report pools, the web application). The operator's commands
+(tenant, key, billing, audit, gdpr, download-links) build ``bootstrap.build_admin``: the services
+over the database only, so they start in a fraction of a second. The web stack is imported inside
+``_serve``. A command that did nothing exits non-zero with one plain line on stderr.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +19,38 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from tortoise.exceptions import DBConnectionError, OperationalError
 
 from . import backup_cli
-from .bootstrap import build_container, check_configuration, close_db, init_db, migrate, store_webhook_secret
+from .bootstrap import (
+    Admin,
+    build_admin,
+    build_container,
+    check_admin_configuration,
+    check_configuration,
+    close_db,
+    init_db,
+    migrate,
+    store_webhook_secret,
+)
 from .config import ConfigurationError, Settings, read_settings
-from .container import Container
-from .errors import GatewayError, ValidationFailedError
-from .http.app import create_app
-from .http.server import KEEPALIVE_SECONDS, listen
+from .errors import GatewayError, NotFoundError, ValidationFailedError
 from .logging import configure_logging
 from .services.plans import BILLING_COLUMNS, PlanState
 
+if TYPE_CHECKING:
+    from .container import Container
+
 __all__ = ["main"]
+
+SERVING = ("serve", "worker", "digisign")
+"""Commands that build the whole container (and check the whole configuration)."""
+ADMIN = ("tenant", "key", "billing", "audit", "gdpr", "download-links")
+"""Commands that build only ``bootstrap.build_admin``."""
 
 DEMO_FILE = "demo-tenant.json"
 
@@ -60,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("--expiry-days", type=int, help="default expiry of this tenant's envelopes (1..90)")
     update.add_argument("--provider", help="this tenant's signature provider (local, digisign); 'default' clears it")
     update.add_argument("--contact-email", help="the sender's contact: gets the completion e-mail with the result")
+    update.add_argument("--display-name", help="the From display name of its e-mails ('' returns to "
+                        "'<name> via <gateway>')")
+    update.add_argument("--logo", help="a PNG or JPEG (at most 200 KB) on the signer's page and in e-mails")
+    update.add_argument("--no-logo", action="store_true", help="remove the logo")
+    update.add_argument("--accent", help="accent colour of the page and e-mails, #rrggbb; 'default' clears it")
     umode = update.add_mutually_exclusive_group()
     umode.add_argument("--paid", action="store_true")
     umode.add_argument("--trial", action="store_true")
@@ -93,8 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["csv", "json"], default="csv")
 
     digisign = sub.add_parser("digisign", help="the DigiSign provider").add_subparsers(dest="action", required=True)
-    register = digisign.add_parser("register-webhooks", help="register this gateway's webhooks at DigiSign")
+    register = digisign.add_parser("register-webhooks", help="register this gateway's webhooks at DigiSign and store "
+                                   "the secrets of every one (new or already there)")
     register.add_argument("--url", help="public URL of /webhooks/digisign (default: ESIGN_PUBLIC_URL + that path)")
+    digisign.add_parser("check", help="compare the adapter's states, notification types, verification methods and "
+                        "events with DigiSign's enums and /api/docs.json (exit 1 on a difference that matters)")
 
     backup_cli.add_parsers(sub)
 
@@ -106,7 +137,19 @@ def _parser() -> argparse.ArgumentParser:
     krevoke = key.add_parser("revoke")
     krevoke.add_argument("prefix", metavar="KEY",
                          help="the key id that `key create` prints, or the key's first 8 or more characters")
+    klist = key.add_parser("list", help="every key (live and revoked): id, prefix, role, tenant; never the secret")
+    klist.add_argument("--tenant", help="only this tenant's keys")
+    klist.add_argument("--json", action="store_true")
     return p
+
+
+async def _with_admin(settings: Settings, fn: Callable[[Admin], Awaitable[int]], *, ceremony: bool = False) -> int:
+    admin = build_admin(settings, ceremony=ceremony)
+    await init_db(settings)
+    try:
+        return await fn(admin)
+    finally:
+        await close_db()
 
 
 async def _with_db(settings: Settings, fn: Callable[[Container], Awaitable[Any]]) -> Any:
@@ -163,6 +206,11 @@ async def _ensure_demo(settings: Settings, container: Container) -> None:
 
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from .http.app import create_app
+    from .http.server import KEEPALIVE_SECONDS, listen
+
     host = args.host or settings.host
     port = args.port or settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
@@ -216,16 +264,34 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from .http.routes.metrics import serve_metrics  # the worker's own /metrics (ESIGN_WORKER_METRICS_PORT)
+
+    metrics = await serve_metrics(container)
+    if metrics is not None:
+        print(f"esign-gateway worker metrics on http://{metrics.addresses[0][0]}:{metrics.addresses[0][1]}/metrics",
+              flush=True)
     try:
         await asyncio.gather(*(container.worker.run(stop) for _ in range(max(1, args.concurrency))))
     finally:
+        if metrics is not None:
+            await metrics.cleanup()
         for close in reversed(container.shutdown):
             await close()
         await close_db()
 
 
-async def _tenant(settings: Settings, args: argparse.Namespace) -> None:
-    async def run(c: Container) -> None:
+def _nothing_to_change(args: argparse.Namespace) -> bool:
+    return all(v is None or v is False for v in (args.name, args.paid, args.trial, args.expiry_days, args.provider,
+                                                   args.contact_email, args.plan, args.display_name, args.logo,
+                                                   args.no_logo, args.accent))
+
+
+async def _tenant(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "update" and _nothing_to_change(args):
+        raise ValidationFailedError("nothing to change: give --name, --paid or --trial, --expiry-days, --provider, "
+                                    "--contact-email or --plan")
+
+    async def run(c: Admin) -> int:
         if args.action == "create":
             tenant, key = await c.tenants.create_tenant(
                 args.name, paid=args.paid, plan_code=args.plan or "free", documents=args.documents, fee=args.fee
@@ -236,14 +302,28 @@ async def _tenant(settings: Settings, args: argparse.Namespace) -> None:
                 print(f"tenant {tenant.id} ({tenant.mode})\nintegration API key (shown once): {key.secret}")
         elif args.action == "update":
             paid = True if args.paid else False if args.trial else None
-            if args.provider and args.provider != "default" and args.provider not in c.providers:
-                known = ", ".join(c.providers)
+            if args.provider and args.provider != "default" and args.provider not in c.provider_names:
+                known = ", ".join(c.provider_names)
                 raise ValidationFailedError(errors=[{"field": "provider", "message": f"one of {known}"}])
             tenant = await c.tenants.update_tenant(args.tenant_id, paid=paid, name=args.name,
                                                    expiry_days=args.expiry_days, provider=args.provider,
                                                    contact_email=args.contact_email)
             if args.plan:
                 await c.plans.change(tenant.id, args.plan, documents=args.documents, fee=args.fee, actor="operator")
+            if any(v is not None and v is not False for v in (args.display_name, args.logo, args.no_logo, args.accent)):
+                from .services.branding import MAX_LOGO_BYTES, set_branding
+
+                logo = None
+                if args.logo is not None:
+                    try:
+                        with open(args.logo, "rb") as fh:  # noqa: ASYNC230 - one small file, from the operator
+                            logo = fh.read(MAX_LOGO_BYTES + 1)  # one byte more is enough to refuse it
+                    except OSError as exc:
+                        raise ValidationFailedError(errors=[{"field": "logo", "message": exc.strerror or "unreadable"}]
+                                                    ) from None
+                await set_branding(tenant.id, display_name=args.display_name, logo=logo,
+                                   accent=None if args.accent in (None, "default") else args.accent,
+                                   clear_logo=args.no_logo, clear_accent=args.accent == "default")
             print(f"tenant {tenant.id} {tenant.name!r} {tenant.mode} {_plan_text(await c.plans.state(tenant.id))}")
         else:
             rows = [(t, await c.plans.state(t.id)) for t in await c.tenants.list_tenants()]
@@ -255,8 +335,9 @@ async def _tenant(settings: Settings, args: argparse.Namespace) -> None:
                 ]))
             for t, s in [] if args.json else rows:
                 print(f"{t.id}  {t.mode:5}  {_plan_text(s):28}  {t.name}")
+        return 0
 
-    await _with_db(settings, run)
+    return await _with_admin(settings, run)
 
 
 def _plan_text(state: PlanState) -> str:
@@ -271,7 +352,7 @@ def _plan_text(state: PlanState) -> str:
 
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> int:
-    async def run(c: Container) -> int:
+    async def run(c: Admin) -> int:
         reports = await c.archive.verify_chains(None if args.all else args.envelope_id)
         broken = 0
         for r in reports:
@@ -283,30 +364,42 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{len(reports)} chain(s) checked, {broken} broken")
         return 1 if broken else 0
 
-    return int(await _with_db(settings, run))
+    return await _with_admin(settings, run)
 
 
-async def _gdpr(settings: Settings, args: argparse.Namespace) -> None:
-    async def run(c: Container) -> None:
+async def _gdpr(settings: Settings, args: argparse.Namespace) -> int:
+    """``export`` prints what is held even when it is nothing (the answer to the data subject) but
+    exits 1 then; ``erase`` of an address no signer has is an error (2); one that erased nothing
+    because the law keeps every envelope exits 1 with the reasons."""
+    async def run(c: Admin) -> int:
         if args.action == "export":
-            print(json.dumps(await c.archive.gdpr_export(args.email), ensure_ascii=False, indent=2))
-            return
+            export = await c.archive.gdpr_export(args.email)
+            print(json.dumps(export, ensure_ascii=False, indent=2))
+            if not export["envelopes"]:
+                print("no signer has this e-mail address: nothing is held", file=sys.stderr)
+                return 1
+            return 0
         report = await c.archive.gdpr_erase(args.email)
+        if not report.erased and not report.kept:
+            raise NotFoundError("no signer has this e-mail address: nothing was erased")
         for envelope_id in report.erased:
             print(f"erased  {envelope_id}")
         for envelope_id, why in report.kept:
             print(f"kept    {envelope_id}  {why}")
         print(f"{len(report.erased)} erased, {len(report.kept)} kept")
+        return 0 if report.erased else 1
 
-    await _with_db(settings, run)
+    return await _with_admin(settings, run)
 
 
-async def _download_links(settings: Settings, args: argparse.Namespace) -> None:
-    async def run(c: Container) -> None:
+async def _download_links(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(c: Admin) -> int:
+        assert c.ceremony is not None
         count = await c.ceremony.revoke_download_links(args.envelope_id, None, actor="support")
         print(f"revoked {count} download link(s) of {args.envelope_id}")
+        return 0
 
-    await _with_db(settings, run)
+    return await _with_admin(settings, run, ceremony=True)
 
 
 def _cell(value: object) -> object:
@@ -317,42 +410,90 @@ def _cell(value: object) -> object:
     return value
 
 
-async def _billing(settings: Settings, args: argparse.Namespace) -> None:
-    async def run(c: Container) -> None:
+async def _billing(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(c: Admin) -> int:
         lines = [line.as_dict() for line in await c.plans.billing(args.month)]
         if args.format == "json":
             print(json.dumps(lines, ensure_ascii=False, indent=2))
-            return
+            return 0
         out = csv.DictWriter(sys.stdout, fieldnames=BILLING_COLUMNS, lineterminator="\n")
         out.writeheader()
         out.writerows({k: _cell(v) for k, v in line.items()} for line in lines)
+        return 0
 
-    await _with_db(settings, run)
+    return await _with_admin(settings, run)
 
 
 async def _digisign(settings: Settings, args: argparse.Namespace) -> None:
-    async def run(c: Container) -> None:
+    from adapters.providers.digisign.check import compare, report
+    from adapters.providers.digisign.provider import DigiSignProvider
+
+    def provider_of(c: Container) -> DigiSignProvider:
         provider = c.providers.get("digisign")
-        if provider is None or not hasattr(provider, "register_webhooks"):
+        if not isinstance(provider, DigiSignProvider):
             raise GatewayError(
                 "Configure ESIGN_DIGISIGN_BASE_URL, ESIGN_DIGISIGN_ACCESS_KEY and ESIGN_DIGISIGN_SECRET_KEY."
             )
+        return provider
+
+    if args.action == "check":  # DigiSign only: no database
+        provider = provider_of(build_container(settings))
+        await provider.start()
+        try:
+            results, docs_read = await compare(provider.client)
+        finally:
+            await provider.close()
+        print(f"DigiSign at {provider.client.base_url}:")
+        for line in report(results, docs_read):
+            print(f"  {line}")
+        if any(r.problem for r in results):
+            print("The adapter's literals differ from DigiSign's: see docs/digisign.md before going live.")
+            raise SystemExit(1)
+        return
+
+    async def run(c: Container) -> None:
+        provider = provider_of(c)
         url = args.url or f"{settings.base_url}/webhooks/digisign"
         await provider.start()
         try:
-            created = await provider.register_webhooks(url)
+            hooks = await provider.register_webhooks(url)
         finally:
             await provider.close()
-        for hook in created:  # each webhook has its own secret; every process loads them at start
+        for hook in hooks:  # each webhook has its own secret; every web process reads them within seconds
             await store_webhook_secret(c.box, c.clock, hook["id"], hook["secret"])
-            print(f"registered {hook['event']} -> {url}")
-        print(f"{len(created)} webhook(s) registered; their secrets are stored (sealed) in the database")
+            said = {"created": "registered", "existing": "already registered, secret stored",
+                    "recreated": "re-created (DigiSign did not show its secret), secret stored"}[hook["action"]]
+            paused = f" — its status is {hook['status']}: enable it in DigiSign" if hook.get("status") not in (
+                None, "enabled") else ""
+            print(f"{hook['event']} -> {url}: {said}{paused}")
+        made = sum(1 for h in hooks if h["action"] != "existing")
+        print(f"{made} webhook(s) registered, {len(hooks) - made} already there; the secrets of all {len(hooks)} are "
+              "stored (sealed) in the database")
 
     await _with_db(settings, run)
 
 
-async def _key(settings: Settings, args: argparse.Namespace) -> None:
-    async def run(c: Container) -> None:
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else ""
+
+
+async def _key(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(c: Admin) -> int:
+        if args.action == "list":
+            keys = await c.tenants.list_keys(args.tenant)
+            if args.json:
+                print(json.dumps([
+                    {"id": k.id, "prefix": k.prefix, "role": k.role, "tenant_id": k.tenant_id,
+                     "tenant_name": k.tenant_name, "created_at": k.created_at.isoformat(),
+                     "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+                    for k in keys
+                ], ensure_ascii=False))
+                return 0
+            for k in keys:
+                state = f"revoked {_when(k.revoked_at)}" if k.revoked_at else "live"
+                tenant = f"{k.tenant_id} {k.tenant_name}" if k.tenant_id else "(all tenants)"
+                print(f"{k.id}  {k.prefix}  {k.role:11}  created {_when(k.created_at)}  {state:24}  {tenant}")
+            return 0
         if args.action == "create":
             key = await c.tenants.create_key(args.role, tenant_id=args.tenant)
             if args.json:
@@ -362,8 +503,9 @@ async def _key(settings: Settings, args: argparse.Namespace) -> None:
         else:
             count = await c.tenants.revoke_key(args.prefix)
             print(f"revoked {count} key(s)")
+        return 0
 
-    await _with_db(settings, run)
+    return await _with_admin(settings, run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,8 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     settings, unreadable = read_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     try:
-        if unreadable:  # report them with everything else that is wrong, in one go
-            raise ConfigurationError(unreadable + ([] if args.command == "migrate" else check_configuration(settings)))
+        if unreadable:  # report them with everything else this command would refuse, in one go
+            more = (check_configuration(settings) if args.command in SERVING
+                    else check_admin_configuration(settings) if args.command in ADMIN else [])
+            raise ConfigurationError(unreadable + more)
         if args.command in ("backup", "restore", "backup-verify"):
             return backup_cli.run(settings, args)
         if args.command == "migrate":
@@ -383,24 +527,28 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "worker":
             asyncio.run(_worker(settings, args))
         elif args.command == "tenant":
-            asyncio.run(_tenant(settings, args))
+            return asyncio.run(_tenant(settings, args))
         elif args.command == "key":
-            asyncio.run(_key(settings, args))
+            return asyncio.run(_key(settings, args))
         elif args.command == "billing":
-            asyncio.run(_billing(settings, args))
+            return asyncio.run(_billing(settings, args))
         elif args.command == "digisign":
             asyncio.run(_digisign(settings, args))
         elif args.command == "audit":
             return asyncio.run(_audit(settings, args))
         elif args.command == "gdpr":
-            asyncio.run(_gdpr(settings, args))
+            return asyncio.run(_gdpr(settings, args))
         elif args.command == "download-links":
-            asyncio.run(_download_links(settings, args))
+            return asyncio.run(_download_links(settings, args))
     except ConfigurationError as err:
         print(_configuration_text(err.problems), file=sys.stderr, end="")
         return 2
     except GatewayError as err:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in err.errors or []) or err.detail
         print(f"error: {detail}", file=sys.stderr)
+        return 2
+    except (DBConnectionError, OperationalError) as err:  # no server, or no tables yet: one line, no traceback
+        print(f"error: the database: {err} (is it running, and migrated with `esign-gateway migrate`?)",
+              file=sys.stderr)
         return 2
     return 0

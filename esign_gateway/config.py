@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     """``smtp://user:pass@host:587?starttls=true`` or ``smtps://…``; unset → outbox files."""
     mail_from: str = "esign-gateway <noreply@esign.localhost>"
+    operator_name: str = ""
+    """Who operates the service: named in the footer of the signer's page and of every e-mail."""
+    operator_contact: str = ""
+    """The operator's contact (an e-mail address or a phone number), in the same footers."""
+    privacy_url: str = ""
+    """The privacy notice (https://…), linked from the same footers."""
     dkim_domain: str | None = None
     dkim_selector: str | None = None
     dkim_key_path: Path | None = None
@@ -84,6 +90,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = 50 * MB
     pdf_inspectors: int = 2
     """Upload inspector processes (each checks one document at a time by trial-signing it)."""
+    page_image_workers: int = 1
+    """Processes that render document pages for the signer's page (cached per document version)."""
     pdf_parse_memory_bytes: int = 1024 * MB
     """Address-space limit of each inspector process."""
     pdf_parse_cpu_seconds: int = 20
@@ -100,6 +108,11 @@ class Settings(BaseSettings):
 
     embedded_worker: bool = True
     worker_poll_seconds: float = 1.0
+    metrics_token: SecretStr | None = None
+    """Unset: ``/metrics`` is open on the listening address; set: it needs ``Authorization: Bearer <token>``."""
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = None
+    """Where a ``worker`` process serves its ``/metrics``; unset: it serves none (0: any free port, printed)."""
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -129,6 +142,10 @@ class Settings(BaseSettings):
     @property
     def documents_dir(self) -> Path:
         return self.data_dir / "documents"
+
+    @property
+    def page_images_dir(self) -> Path:
+        return self.data_dir / "page-images"
 
     @property
     def pki_dir(self) -> Path:
@@ -302,7 +319,7 @@ def check_settings(settings: Settings, *, email: bool = True, sms: bool = True, 
         _readable("plans_file", settings.plans_file, problems)
     if not 0 < settings.port < 65536:
         problems.append(f"ESIGN_PORT: must be between 1 and 65535, got {settings.port}.")
-    for field in ("signing_workers", "pdf_inspectors", "database_pool_max"):
+    for field in ("signing_workers", "pdf_inspectors", "page_image_workers", "database_pool_max"):
         if getattr(settings, field) < 1:
             problems.append(f"{env_name(field)}: must be at least 1, got {getattr(settings, field)}.")
     return problems

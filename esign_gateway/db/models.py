@@ -41,6 +41,13 @@ class Tenant(Model):
     contact_email = fields.CharField(max_length=320, null=True)
     # The sender's contact: gets the completion e-mail with the envelope ID and the signed result.
     created_at = fields.DatetimeField()
+    # Branding (operator CLI `tenant update`): the From display name, a logo (PNG/JPEG, validated and
+    # re-encoded; served from /branding/…) and the accent colour (#rrggbb) of the page and the e-mails.
+    display_name = fields.CharField(max_length=200, null=True)
+    logo = fields.BinaryField(null=True)
+    logo_type = fields.CharField(max_length=16, null=True)
+    logo_sha256 = fields.CharField(max_length=64, null=True)
+    accent_color = fields.CharField(max_length=7, null=True)
 
     class Meta:
         table = "tenant"

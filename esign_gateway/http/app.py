@@ -15,15 +15,16 @@ from pydantic import BaseModel
 from esign_gateway.container import Container
 from esign_gateway.ports import ComponentHealth, HealthCheck
 
-from .keys import CONTAINER, LOOP_LAG
+from .keys import CONTAINER, LOOP_LAG, METRICS
 from .loop_lag import LoopLag, LoopLagMonitor
+from .metrics_middleware import metrics_middleware
 from .middlewares import middlewares
 from .openapi import PUBLIC, Media, doc
-from .routes import archive, docs, envelopes, plans, signing, signing_page
+from .routes import archive, branding, docs, envelopes, metrics, page_images, plans, signing, signing_page
 
 __all__ = ["create_app"]
 
-_STATIC = {"sign.css": "text/css", "sign.js": "text/javascript"}
+_STATIC = {"sign.css": "text/css", "sign.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 _TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -35,6 +36,13 @@ async def _static(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     return web.Response(body=(_TEMPLATES / name).read_bytes(), content_type=_STATIC[name],
                         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+
+@doc("The favicon (the same picture as /static/favicon.svg)", "Signer page", auth=PUBLIC,
+     response=Media("image/svg+xml", "An SVG icon."))
+async def _favicon(_: web.Request) -> web.Response:
+    return web.Response(body=(_TEMPLATES / "favicon.svg").read_bytes(), content_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"})
 
 
 class Health(BaseModel):
@@ -120,20 +128,26 @@ def create_app(container: Container, *, run_worker: bool | None = None) -> web.A
     settings = container.settings
     # base64 inflates JSON uploads by 4/3; the per-document limits are enforced on decoded bytes.
     app = web.Application(
-        middlewares=middlewares, client_max_size=math.ceil(settings.max_request_bytes * 4 / 3) + 1024 * 1024
+        middlewares=[metrics_middleware, *middlewares],  # outermost: it counts the status the client gets
+        client_max_size=math.ceil(settings.max_request_bytes * 4 / 3) + 1024 * 1024,
     )
     app[CONTAINER] = container
-    app[LOOP_LAG] = LoopLagMonitor()
+    app[METRICS] = container.metrics
+    app[LOOP_LAG] = LoopLagMonitor(observe=container.metrics.loop_lag.observe)
     app.router.add_routes(envelopes.routes)
     app.router.add_routes(plans.routes)
     app.router.add_routes(archive.routes)
     app.router.add_routes(signing.routes)
     app.router.add_routes(signing_page.routes)
+    app.router.add_routes(branding.routes)
+    app.router.add_routes(page_images.routes)
     app.router.add_routes(docs.routes)
+    app.router.add_routes(metrics.routes)
     app[docs.OPENAPI_CACHE] = {}
     for table in container.extra_routes:
         app.router.add_routes(table)
     app.router.add_get("/static/{name}", _static)
+    app.router.add_get("/favicon.ico", _favicon)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
 

@@ -31,6 +31,7 @@ from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
 from esign_gateway.errors import DeliveryError
 from esign_gateway.messages import (
     MessageContext,
+    Operator,
     render_cancelled,
     render_completed,
     render_ended,
@@ -41,6 +42,7 @@ from esign_gateway.metrics import Metrics
 from esign_gateway.ports import ComponentHealth, EmailSender, OutgoingEmail
 from esign_gateway.secretbox import SecretBox
 
+from .branding import branding_of
 from .download_links import DOWNLOAD_LINK_TTL, issue_download_link
 from .remote import RemoteCeremonyService
 
@@ -60,8 +62,12 @@ class NotificationService:
     def __init__(
         self, *, clock: Clock, email: EmailSender, box: SecretBox, public_url: str,
         remote: RemoteCeremonyService | None = None, remote_providers: frozenset[str] = frozenset(),
-        metrics: Metrics | None = None,
+        metrics: Metrics | None = None, operator: Operator | None = None, service_name: str = "esign-gateway",
     ) -> None:
+        self.operator = operator or Operator()
+        """Named in every e-mail's footer (``ESIGN_OPERATOR_NAME`` …)."""
+        self.service_name = service_name
+        """The gateway's name in the From display name: "Demo s.r.o. přes <service_name>"."""
         self.clock = clock
         self.email = email
         self.metrics = metrics or Metrics()
@@ -103,7 +109,15 @@ class NotificationService:
             document_names=[d.name for d in env.documents], expires_at=env.expires_at,
             link=f"{self.public_url}/sign/{token}" if token else f"{self.public_url}/",
             reply_to=tenant.contact_email,  # a signer's answer reaches the sender, not a no-reply box
+            **await self._branding(tenant),
         )
+
+    async def _branding(self, tenant: Tenant) -> dict[str, Any]:
+        """The tenant's From display name, logo URL and accent, and the operator's footer."""
+        brand = await branding_of(tenant.id)
+        return {"from_name": brand.display_name, "service_name": self.service_name, "accent": brand.accent,
+                "logo_url": f"{self.public_url}{brand.logo_path}" if brand.logo_path else None,
+                "operator": self.operator}
 
     async def send_invitation(self, payload: dict[str, Any]) -> None:
         """Job ``send_invitation``: the signer's link, while the envelope is open and the signer
@@ -306,10 +320,11 @@ class NotificationService:
             except IntegrityError:
                 continue  # sent before a crash or by another worker
             ctx = MessageContext(
-                language=env.language, signer_name=name, signer_email=address, sender_name=tenant.name,
-                envelope_name=env.name, envelope_id=env.id, message=None,
+                language=env.language, signer_name=name if rid != env.id else "", signer_email=address,
+                sender_name=tenant.name, envelope_name=env.name, envelope_id=env.id, message=None,
                 document_names=[d.name for d in env.documents], expires_at=expires_at, link=link(rid),
                 reply_to=tenant.contact_email if rid != env.id else None,  # not to the sender's own copy
+                **await self._branding(tenant),
             )
             try:
                 await self._send(render(ctx))
