@@ -22,6 +22,7 @@ migrate: $(STAMP)
 
 test: $(STAMP)
 	@.ci/ensure-chromium
+	@.ci/ensure-axe
 	@.ci/ensure-pdf-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
