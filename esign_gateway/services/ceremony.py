@@ -23,7 +23,7 @@ from esign_gateway.db.models import Tenant, VerificationCode
 from esign_gateway.db.repositories import ConcurrentUpdate
 from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain import otp
-from esign_gateway.domain.envelope import Envelope, Signer
+from esign_gateway.domain.envelope import Document, Envelope, Signer
 from esign_gateway.domain.ids import uuid7
 from esign_gateway.domain.masking import mask_phone
 from esign_gateway.domain.states import EnvelopeStatus, InvalidTransition, SignerStatus
@@ -38,7 +38,8 @@ from esign_gateway.errors import (
     ValidationFailedError,
 )
 from esign_gateway.messages import render_code_sms
-from esign_gateway.ports import DocumentStore, SignatureProvider, SignatureRequest, SmsSender
+from esign_gateway.metrics import Metrics
+from esign_gateway.ports import DocumentStore, PageRenderer, PageSize, SignatureProvider, SignatureRequest, SmsSender
 from esign_gateway.secretbox import SecretBox
 
 from .archive import refuse_if_purged
@@ -56,6 +57,10 @@ class SignerView:
     envelope: Envelope
     signer: Signer
     sender_name: str
+    code_sent_at: datetime | None = None
+    """When the signer's newest SMS code still usable was sent (None: no live code)."""
+    next_code_at: datetime | None = None
+    """When another code may be asked for (None: now)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +108,11 @@ def _gone(env: Envelope, signer: Signer | None = None) -> GoneError:
 class CeremonyService:
     def __init__(
         self, *, clock: Clock, providers: dict[str, SignatureProvider], store: DocumentStore, sms: SmsSender,
-        box: SecretBox, pepper: bytes,
+        box: SecretBox, pepper: bytes, pages: PageRenderer | None = None, metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
+        self.pages = pages
+        """The documents' page images (None: the page offers the PDF download only)."""
         self.clock = clock
         self.providers = providers
         self.store = store
@@ -138,27 +146,68 @@ class CeremonyService:
         return env, signer, None
 
     async def view(self, token: str, client: Client) -> SignerView:
-        """The signer opened the link: record it (first time: ``signer.viewed``)."""
+        """The signer opened the link: record it (first time: ``signer.viewed``). The view says
+        whether a code is out and when another may be asked for (the page's step 1)."""
+        now = self.clock.now()
         async with UnitOfWork() as uow:
             env, signer, gone = await self._open_for_action(uow, token)
             if gone is None and signer.can_act:
-                env.mark_viewed(signer, self.clock.now(), client.ip, client.user_agent)
+                env.mark_viewed(signer, now, client.ip, client.user_agent)
                 await uow.envelopes.save(env)
+            codes = await VerificationCode.filter(
+                signer_id=signer.id, created_at__gt=now - timedelta(hours=1)
+            ).using_db(uow.conn).order_by("created_at").values("created_at", "expires_at", "dead", "used_at")
         if gone is not None:
             raise gone
         sender = await Tenant.get(id=env.tenant_id)
+        live = [c["created_at"] for c in codes if not c["dead"] and c["used_at"] is None and c["expires_at"] > now]
+        throttle = otp.next_code_allowed_at([c["created_at"] for c in codes], now)
+        return SignerView(env, signer, sender.name, code_sent_at=live[-1] if live else None,
+                          next_code_at=throttle.retry_at)
+
+    async def summary(self, token: str) -> SignerView | None:
+        """What a closed link's page names (envelope, sender, ID, this signer's part), read only;
+        None for a link that was never ours."""
+        try:
+            async with UnitOfWork() as uow:
+                env, signer = await self._resolve(uow, token, for_update=False)
+        except NotFoundError:
+            return None
+        sender = await Tenant.get(id=env.tenant_id)
         return SignerView(env, signer, sender.name)
 
-    async def document(self, token: str, document_id: str) -> tuple[str, bytes]:
+    async def _readable(self, token: str, document_id: str) -> Document:
+        """A document the link may read: while the envelope is open, and its result once completed."""
         async with UnitOfWork() as uow:
             env, _signer, gone = await self._open_for_action(uow, token)
         if gone is not None and env.status != EnvelopeStatus.COMPLETED:
             raise gone
         try:
-            doc = env.document(document_id)
+            return env.document(document_id)
         except KeyError:
             raise NotFoundError("No such document.") from None
+
+    async def document(self, token: str, document_id: str) -> tuple[str, bytes]:
+        doc = await self._readable(token, document_id)
         return doc.name, await self.store.get(doc.current_sha256)
+
+    async def page_sizes(self, doc: Document) -> list[PageSize] | None:
+        """The displayed size of each page of ``doc`` as it stands (None: no page images here)."""
+        if self.pages is None:
+            return None
+        sha = doc.current_sha256
+        return await self.pages.sizes(sha, lambda: self.store.get(sha))
+
+    async def page_image(self, token: str, document_id: str, page: int, width: int) -> tuple[bytes, str]:
+        """Page ``page`` (0-based) of a document the link may read, as PNG, and the version it shows."""
+        doc = await self._readable(token, document_id)
+        if self.pages is None:
+            raise NotFoundError("Page images are not offered here.")
+        sha = doc.current_sha256
+        try:
+            return await self.pages.render(sha, page, width, lambda: self.store.get(sha)), sha
+        except IndexError:
+            raise NotFoundError(f"The document has no page {page + 1}.") from None
 
     # ------------------------------------------------------------------ code
     async def request_code(self, token: str, client: Client) -> CodeSent:
@@ -200,7 +249,8 @@ class CeremonyService:
             raise raise_after
         sender = await Tenant.get(id=env.tenant_id)
         try:
-            await self.sms.send(render_code_sms(env.language, signer.phone, code, env.name, sender.name))
+            with self.metrics.sending("sms"):
+                await self.sms.send(render_code_sms(env.language, signer.phone, code, env.name, sender.name))
         except DeliveryError:
             await VerificationCode.filter(signer_id=signer.id, dead=False).update(dead=True)
             log.warning("sms_failed", envelope_id=env.id, signer_id=signer.id)
@@ -284,16 +334,17 @@ class CeremonyService:
             provider = self.providers[env.provider]
             for doc in env.documents:
                 pdf = await self.store.get(doc.current_sha256)
-                result = await provider.sign(
-                    SignatureRequest(
-                        pdf=pdf, envelope_id=env.id, document_id=doc.id, signer_id=signer.id,
-                        signer_name=signer.name, signer_email=signer.email, field_name=f"Signature-{signer.id}",
-                        slot=signer.position, placement=doc.placements.get(signer.id),
-                        verification=f"e-mail link + SMS code to {mask_phone(signer.phone)}",
-                        language=env.language,
-                        final=sum(1 for s in env.signers if s.status != SignerStatus.SIGNED) == 1,
+                with self.metrics.signing(provider.name):
+                    result = await provider.sign(
+                        SignatureRequest(
+                            pdf=pdf, envelope_id=env.id, document_id=doc.id, signer_id=signer.id,
+                            signer_name=signer.name, signer_email=signer.email, field_name=f"Signature-{signer.id}",
+                            slot=signer.position, placement=doc.placements.get(signer.id),
+                            verification=f"e-mail link + SMS code to {mask_phone(signer.phone)}",
+                            language=env.language,
+                            final=sum(1 for s in env.signers if s.status != SignerStatus.SIGNED) == 1,
+                        )
                     )
-                )
                 signed[doc.id] = await self.store.put(result.pdf)
                 tsa_time = tsa_time or result.timestamp
             try:
