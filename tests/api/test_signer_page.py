@@ -43,8 +43,10 @@ async def test_every_signer_page_carries_the_security_headers(api: Any, tenant: 
     page = await (await api.get(f"/sign/{token}")).text()
     assert "<script>" not in page and 'src="/static/sign.js"' in page  # no inline script at all
     assert (await api.get("/sign/unknown-link")).status == 404
-    # the documents are shown inline on our page: framable by ourselves only
-    doc = re.search(r'data="(/api/sign/[^"]+/documents/[^"]+)"', page)
+    # the documents are page images on our page (no PDF plugin: no <object>, no <iframe>); the PDF
+    # download stays, and opened by itself it is framable by ourselves only
+    assert "<object" not in page and "<iframe" not in page and re.search(r'<img [^>]*src="/sign/', page)
+    doc = re.search(r'href="(/api/sign/[^"]+/documents/[^"?]+)\?download=1"', page)
     assert doc
     resp = await api.get(doc.group(1))
     assert resp.headers["X-Frame-Options"] == "SAMEORIGIN" and "frame-ancestors 'self'" in resp.headers[

@@ -3,6 +3,7 @@
 (function () {
   var button = document.getElementById("send-code");
   var hint = document.getElementById("resend-wait");
+  var line = document.getElementById("resend-hint");
   if (!button || !hint) { return; }
   var left = parseInt(button.getAttribute("data-wait") || "0", 10);
   if (!(left > 0)) { return; }
@@ -11,7 +12,7 @@
     left -= 1;
     if (left <= 0) {
       button.disabled = false;
-      hint.parentNode.removeChild(hint);
+      (line || hint).parentNode.removeChild(line || hint);
       return;
     }
     hint.textContent = String(left);
