@@ -13,18 +13,15 @@ from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.events import WEBHOOK_TYPES
 from esign_gateway.domain.ids import uuid7
 from esign_gateway.errors import (
-    DocumentTooLargeError,
     MalformedRequestError,
     NotFoundError,
-    UnauthorizedError,
     ValidationFailedError,
 )
 from esign_gateway.http.auth import tenant_of
 from esign_gateway.http.bodies import read_json
 from esign_gateway.http.keys import CONTAINER
-from esign_gateway.http.openapi import PUBLIC, Param, Problem, doc
+from esign_gateway.http.openapi import Param, doc
 from esign_gateway.http.paths import ID_SCHEMA, path_id, query_cursor, query_id
-from esign_gateway.ports import InvalidWebhook
 
 from .delivery import HELD, RELEASE_JOB, retry_now
 from .guard import Guard, UnsafeUrl, policy_for_env
@@ -39,8 +36,6 @@ GUARD = web.AppKey("webhooks.guard", Guard)
 otherwise the policy of ``ESIGN_ENV`` with the system's resolver."""
 STATUSES = ("pending", "held", "succeeded", "failed")
 ROTATION_OVERLAP = timedelta(hours=24)
-INBOUND_MAX_BYTES = 1024 * 1024
-"""A provider's event is a few kB; more is refused before its signature is even checked."""
 
 
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
@@ -113,11 +108,6 @@ class DeliveryOut(BaseModel):
 class DeliveryPageOut(BaseModel):
     items: list[DeliveryOut]
     next_cursor: str | None
-
-
-class InboundOut(BaseModel):
-    status: str
-    """What became of the event: e.g. ``accepted`` or ``duplicate``."""
 
 
 def _out(ep: WebhookEndpoint, secret: str | None = None) -> web.Response:
@@ -241,25 +231,3 @@ async def retry(request: web.Request) -> web.Response:
     if delivery is None:
         raise NotFoundError("No such delivery.")
     return _json(_delivery(delivery, []), status=202)
-
-
-@routes.post("/webhooks/digisign")
-@doc("DigiSign's webhooks (inbound)", "Providers", auth=PUBLIC, response=InboundOut,
-     also={401: Problem, 404: Problem, 413: Problem}, body=None)
-async def digisign_webhook(request: web.Request) -> web.Response:
-    """DigiSign's webhooks (``Signature: t=…,s=…``): authenticated, deduplicated, then a sync job
-    reads the envelope's real state from DigiSign. 401 for a bad signature (nothing changes); a body
-    over ``INBOUND_MAX_BYTES`` is refused before it is read whole or verified."""
-    if (request.content_length or 0) > INBOUND_MAX_BYTES:
-        raise DocumentTooLargeError(f"A webhook body is at most {INBOUND_MAX_BYTES} bytes.")
-    body = await request.content.read(INBOUND_MAX_BYTES + 1)
-    if len(body) > INBOUND_MAX_BYTES:
-        raise DocumentTooLargeError(f"A webhook body is at most {INBOUND_MAX_BYTES} bytes.")
-    container = request.app[CONTAINER]
-    try:
-        outcome = await container.remote.accept_webhook("digisign", dict(request.headers), body)
-    except InvalidWebhook:
-        raise UnauthorizedError("The webhook signature does not verify.") from None
-    except LookupError:
-        raise NotFoundError("DigiSign is not configured here.") from None
-    return _json(InboundOut(status=outcome))

@@ -340,17 +340,21 @@ class RemoteSignerFacts:
     decline_reason: str | None = None
     viewed_at: datetime | None = None
     """When the signer opened the documents, if the provider says (it may report it only later)."""
+    delivery_error: str | None = None
+    """Why the provider could not deliver the invitation (``undeliverable``)."""
 
 
 def apply_remote(
     env: Envelope, status: str, at: datetime | None, signers: dict[str, RemoteSignerFacts], now: datetime,
-    signed_documents: dict[str, str] | None = None,
+    signed_documents: dict[str, str] | None = None, reason: str | None = None,
 ) -> None:
     """Bring an envelope of a provider-run ceremony up to what the provider reports.
 
     Facts only move forward (a late or repeated report changes nothing); a terminal envelope
     stays as it is. ``completed`` is applied only with ``signed_documents`` (document id → SHA-256
     of the signed PDF already in our archive): nobody sees ``completed`` before the result is ours.
+    ``reason`` is the provider's for a ``cancelled`` envelope (withdrawn, deleted at the provider).
+    Any other ``status`` (``sent``, or one the provider's adapter did not know) leaves it open.
     """
     if env.is_terminal:
         return
@@ -383,6 +387,11 @@ def apply_remote(
         elif facts.status == SignerStatus.AUTH_FAILED:
             signer.status = SignerStatus.AUTH_FAILED
             env._event("signer.auth_failed", now, signer, actor="provider", data=data)
+        elif facts.status == SignerStatus.UNDELIVERABLE:  # as a mail server's refusal in our own ceremony
+            signer.status = SignerStatus.UNDELIVERABLE
+            signer.delivery_error = mask_addresses(facts.delivery_error)[:500] if facts.delivery_error else None
+            env._event("signer.undeliverable", now, signer, actor="provider", data={**data, "channel": "email"},
+                       note=signer.delivery_error)
     ended = at or now
     if status == "completed" and signed_documents is not None:
         for doc in env.documents:
@@ -398,7 +407,8 @@ def apply_remote(
                    data={"expires_at": env.expires_at.isoformat() if env.expires_at else None})
     elif status == "cancelled":
         env.status, env.ended_at = EnvelopeStatus.CANCELLED, ended
-        env._event("envelope.cancelled", now, actor="provider")
+        env.cancel_reason = env.cancel_reason or reason
+        env._event("envelope.cancelled", now, actor="provider", note=reason)
 
 
 def _add_years(moment: datetime, years: int) -> datetime:

@@ -4,6 +4,11 @@ For ``digisign`` the gateway talks real HTTP to the fake DigiSign (``tests/fakes
 which posts its signed webhooks back to the gateway's real ``/webhooks/digisign``. A ``Signers``
 driver plays the signer: on our signing page for ``local``, through the fake's control endpoint
 for ``digisign`` (where DigiSign's own page would be).
+
+``digisign`` runs twice, against both strictness settings of the fake (``provider_variant``
+``digisign`` and ``digisign:strict``): where the sources do not know how the real API answers
+(reminder types, ``validTo`` on create, the token's shape, secrets in the webhook list) the strict
+fake takes the answer least favourable to the adapter, so every scenario holds either way.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from adapters.providers.digisign.client import DigiSignClient
 from adapters.providers.digisign.provider import DigiSignProvider
-from esign_gateway.bootstrap import build_container, close_db, init_db
+from adapters.providers.digisign.signature import verify_inbound
+from esign_gateway.bootstrap import build_container, close_db, init_db, store_webhook_secret
 from esign_gateway.config import Settings
 from esign_gateway.container import Container
 from esign_gateway.http.app import create_app
@@ -29,7 +35,6 @@ from tests.api.conftest import Ceremony
 from tests.conftest import SmtpServer, _Shared
 from tests.fakes import FrozenClock
 from tests.fakes.digisign import FakeDigiSign
-from webhooks.inbound import verify_inbound
 
 
 async def no_sleep(_: float) -> None:
@@ -43,9 +48,32 @@ def digisign_provider(fake: FakeDigiSign, clock: FrozenClock, **client: Any) -> 
     )
 
 
-@pytest.fixture(params=["local", "digisign"])
-def provider_name(request: pytest.FixtureRequest) -> str:
+PROVIDER_VARIANTS = ["local", "digisign", "digisign:strict"]
+DIGISIGN_VARIANTS = ["digisign", "digisign:strict"]
+
+
+@pytest.fixture(params=PROVIDER_VARIANTS)
+def provider_variant(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def provider_name(provider_variant: str) -> str:
+    return provider_variant.partition(":")[0]
+
+
+@pytest.fixture
+def strict(provider_variant: str) -> bool:
+    """The fake DigiSign answers the strict way (see the module docs)."""
+    return provider_variant.endswith(":strict")
+
+
+@pytest.fixture
+async def fake_digisign(clock: FrozenClock, strict: bool) -> AsyncIterator[FakeDigiSign]:
+    fake = FakeDigiSign(clock=clock.now, strict=strict)
+    await fake.start()
+    yield fake
+    await fake.close()
 
 
 @pytest.fixture
@@ -73,8 +101,8 @@ async def api(aiohttp_client: Callable[..., Any], container: Container, fake_dig
     client = await aiohttp_client(create_app(container))
     provider = container.providers["digisign"]
     assert isinstance(provider, DigiSignProvider)
-    created = await provider.register_webhooks(str(client.make_url("/webhooks/digisign")))
-    container.remote.webhook_secrets["digisign"] = [w["secret"] for w in created]
+    for hook in await provider.register_webhooks(str(client.make_url("/webhooks/digisign"))):
+        await store_webhook_secret(container.box, container.clock, hook["id"], hook["secret"])  # as the CLI does
     return client
 
 

@@ -12,11 +12,11 @@ from structlog.testing import capture_logs
 from esign_gateway.container import Container
 from esign_gateway.db.models import InboundEvent, Job, OutboxEvent
 from tests.api.conftest import Tenant, envelope_body
-from tests.contract.conftest import Signers
+from tests.contract.conftest import DIGISIGN_VARIANTS, Signers
 from tests.fakes import FrozenClock
 from tests.fakes.digisign import FakeDigiSign
 
-pytestmark = pytest.mark.parametrize("provider_name", ["digisign"], indirect=True)
+pytestmark = pytest.mark.parametrize("provider_variant", DIGISIGN_VARIANTS, indirect=True)
 
 
 async def _sent(api: Any, tenant: Tenant, signers: Signers) -> str:

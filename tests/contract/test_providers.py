@@ -149,7 +149,7 @@ async def test_expiry_ends_the_envelope_at_the_same_moment_on_both_sides(
 
 async def test_reminders_planned_and_manual(
     api: Any, tenant: Tenant, signers: Signers, clock: FrozenClock, provider_name: str,
-    fake_digisign: FakeDigiSign,
+    fake_digisign: FakeDigiSign, strict: bool,
 ) -> None:
     env = await _create(api, tenant, signers, expires_in_days=3)
     resp = await api.post(f"/v1/envelopes/{env['id']}/remind", headers=tenant.auth)
@@ -164,8 +164,31 @@ async def test_reminders_planned_and_manual(
     else:
         remote = next(e for e in fake_digisign.envelopes.values() if e["metadata"] == env["id"])
         assert remote["recipients"][0].get("resent") == 1  # the manual one: a DigiSign resend
-        assert [(n["type"], n["days"]) for n in remote["notifications"]] == [("toSignBeforeExpires", 1)]
+        refused = await AuditEvent.filter(envelope_id=env["id"], type="envelope.provider_reminders_refused")
+        if strict:  # DigiSign refuses the before-expiry type: sent without it, its account defaults apply
+            assert remote["status"] == "sent" and remote["notifications"] == []
+            assert [e.data["refused"] for e in refused] == [[{"type": "toSignBeforeExpires", "days": 1}]]
+        else:
+            assert [(n["type"], n["days"]) for n in remote["notifications"]] == [("toSignBeforeExpires", 1)]
+            assert refused == []
         assert reminded == 1 and not signers.local.smtp.to(JANA[0])  # DigiSign e-mails, not us
+
+
+async def test_periodic_reminders_go_to_the_provider_as_reminders_after_sending(
+    api: Any, tenant: Tenant, signers: Signers, provider_name: str, fake_digisign: FakeDigiSign, strict: bool,
+    clock: FrozenClock,
+) -> None:
+    env = await _create(api, tenant, signers, expires_in_days=10,
+                        reminders={"before_expiry_days": [2], "every_days": 3})
+    assert (await _get(api, tenant, env["id"]))["status"] == "sent"
+    if provider_name == "local":
+        clock.advance(days=3, minutes=1)
+        await signers.settle()
+        assert len(signers.local.smtp.to(JANA[0])) == 2  # the invitation and the first periodic reminder
+        return
+    remote = next(e for e in fake_digisign.envelopes.values() if e["metadata"] == env["id"])
+    kinds = [(n["type"], n["days"]) for n in remote["notifications"]]
+    assert kinds == ([("toSignAfterSent", 3)] if strict else [("toSignBeforeExpires", 2), ("toSignAfterSent", 3)])
 
 
 # --------------------------------------------------------------------------- where signers sign

@@ -1,26 +1,43 @@
 """A fake DigiSign REST API, written from ``../shared/digisign-api.md`` (not from our adapter).
 
-What it follows (section numbers of the notes):
+What it follows (section numbers of the notes; C1–C16 are the corrections of §10):
 
-* §1 ``POST /api/auth-token`` → ``{token, exp, iat}``; every other ``/api`` call needs
-  ``Authorization: Bearer``; an expired token is ``401 {"code":401,"message":"Expired JWT Token"}``.
+* §1 ``POST /api/auth-token`` → ``{token, exp, iat}`` (or, ``legacy_token``, the SDK fixture's
+  ``{token, expiresAt: <int>}``, C13); every other ``/api`` call needs ``Authorization: Bearer``; a
+  token it does not know or that has expired is ``401 {"error": …}`` (the real capture, C14).
 * §2/§3 files (multipart ``file``), envelopes (create, get, list, partial PUT of drafts, DELETE of
-  drafts), documents attached by file IRI, recipients (``mobile`` required for signers, E.164),
-  tags, notifications, send, cancel (only from ``sent``), extend (``PUT …/extend {validTo}``),
-  recipient resend (only in sent/delivered/nonDelivered/signed of a sent/completed envelope),
-  download (``output=combined|only_log|separate``). Entities carry ``id``, ``createdAt``,
-  ``updatedAt``, ``_links.self``; relations in bodies are IRIs; times are ISO 8601 with the
-  Prague offset; ids are UUIDv7-like.
-* §3 states: envelope draft → sent → completed | declined | expired | cancelled; recipient
-  draft → sent → delivered → signed | declined | authFailed. Signers with the lowest
-  ``signingOrder`` are sent first; the next order when all of one order signed.
+  drafts — ``403`` when ``forbid_delete``, as for an API key without that permission, C11 —,
+  ``discard``), documents attached by file IRI (with ``metadata``), recipients (``mobile`` required
+  for signers, E.164; listed under ``…/recipients``), tags (listed under ``…/tags``), notifications,
+  send, cancel (only from ``sent``), extend (``PUT …/extend`` reads ``extend_keys``, by default
+  ``validTo``), recipient resend (only in sent/delivered/nonDelivered/signed of a sent/completed
+  envelope), downloads (``output=combined|only_log``; per document ``…/documents/{d}/download``: that
+  document's own PDF, C8). Entities carry ``id``, ``createdAt``, ``updatedAt``, ``_links.self``;
+  relations in bodies are IRIs; times are ISO 8601 with the Prague offset; ids are UUIDv7-like.
+* §3 states: envelope draft → sent → completed | declined | expired | cancelled (and ``withdrawn``,
+  C6, through the control endpoint); recipient draft → sent → delivered → signed | declined |
+  authFailed, and sent → ``nonDelivered`` (C7). Signers with the lowest ``signingOrder`` are sent
+  first; the next order when all of one order signed.
 * §5 webhooks: one per event, each with its own ``secret``; payload ``{id, event, name, time,
   entityName, entityId, data:{status}, envelope:{id,status}}``; header ``Signature: t=…,s=…``
   (HMAC-SHA256 hex over ``"{t}.{raw body}"``); any 2xx is success; failed deliveries are retried
-  (here: ``webhook_attempts`` times, ``webhook_retry_seconds`` apart, instead of 12 over 7 days).
+  (here: ``webhook_attempts`` times, ``webhook_retry_seconds`` apart, instead of 12 over 7 days). A
+  deleted envelope sends ``envelopeDeleted`` (C10). ``secrets_in_list``: whether the list shows each
+  hook's ``secret`` (it is always on ``GET /api/webhooks/{id}`` unless ``secrets_readable`` is off).
 * §7 validation errors are 400 ``{title:"Validation Failed", detail, violations:[{propertyPath,
-  title, parameters, type}]}`` with Czech texts; lists are ``{items, count, page, itemsPerPage,
-  _links}`` with ``page``/``itemsPerPage`` and ``field[eq]=``/``status[in][]=`` filters.
+  title, parameters, type}]}`` with Czech texts; a request refused for the envelope's or recipient's
+  *state* is a 400 whose ``violations`` have no ``propertyPath`` (C16, the SDK fixture's
+  ``_actions.*.violations``); lists are ``{items, count, page, itemsPerPage, _links}`` with
+  ``page``/``itemsPerPage``, ``status[in][]=`` and ``order[createdAt]=`` — ``metadata`` is not a
+  filter (no source shows it as one, C1) unless ``filter_metadata``.
+* ``GET /api/enums/{name}`` answers the lists in ``enums`` (404 for others), ``GET /api/docs.json``
+  the document in ``docs_json`` (404 when None).
+
+Strictness, for what the sources do not know (``strict=True`` turns on all three; each is also a
+keyword of its own): ``reminder_types`` — the notification types it accepts (strict: only the
+vendor-confirmed ``toSignAfterSent``, C2); ``valid_to_on_create`` — whether ``validTo`` on create is
+kept (strict: ignored, the envelope expires ``expiration`` days after sending, C3);
+``legacy_token`` and ``secrets_in_list`` (strict: the legacy token shape; no secrets in the list).
 
 Signature tags (§3, C9; the SDK's ``EnvelopeTag``: ``page``, ``xPosition``, ``yPosition``, ``width``,
 ``height`` are ``int``): the fake reads every uploaded PDF (pikepdf: each page's displayed size, the
@@ -33,13 +50,15 @@ tag aligned on the placeholder's box by ``positioning`` (the nine values of the 
 each created tag is recorded in the envelope's ``tags`` with its page and box. ``send`` refuses an
 envelope in which a signer has no signature tag.
 
-Test-only control (``/_control/…``): make a recipient open/sign/decline/fail authentication,
-expire an envelope, inject faults (status with ``Retry-After``, or a delay for timeouts) and
-drop webhooks (to test the reconciliation of missed ones).
+Test-only control (``/_control/…``): make a recipient open/sign/decline/fail authentication/not be
+delivered, expire, withdraw or delete an envelope, put it in any state, inject faults (a status with
+``Retry-After``, a delay for timeouts, or ``lose_answer``: the request is carried out and the
+connection then dropped without an answer) and drop webhooks (to test the reconciliation of missed
+ones).
 
 Not modelled: the asynchronous preparation phase after send (the fake is ``sent`` at once),
 embedded signing, corrections, branding, scenarios, bank iD, OAuth2 webhook auth, auto-disable of
-failing webhooks, the 12-attempt/7-day retry schedule, real signatures in the combined PDF.
+failing webhooks, the 12-attempt/7-day retry schedule, real signatures in the downloads.
 """
 
 from __future__ import annotations
@@ -192,6 +211,23 @@ class Fault:
     retry_after: int | None = None
     delay: float = 0.0
     method: str | None = None
+    lose_answer: bool = False
+    """Carry the request out, then drop the connection without answering (a timeout after the fact)."""
+
+
+ENUMS: dict[str, list[str]] = {
+    "envelope-status": ["draft", "sent", "completed", "expired", "declined", "disapproved", "cancelled", "correction"],
+    "envelope-recipient-status": ["draft", "sent", "delivered", "nonDelivered", "signed", "declined", "disapproved",
+                                  "cancelled", "authFailed"],
+    "envelope-notification-type": ["toSignAfterSent"],
+    "authentication-method": ["none", "sms", "bank_id", "identify"],
+    "webhook-event": ["envelopeSent", "envelopeCompleted", "envelopeExpired", "envelopeDeclined",
+                      "envelopeDisapproved", "envelopeCancelled", "envelopeDeleted", "recipientSent",
+                      "recipientDelivered", "recipientNonDelivered", "recipientAuthFailed", "recipientSigned",
+                      "recipientDownloaded", "recipientDeclined", "recipientDisapproved", "recipientCanceled"],
+}
+"""The enums as the notes (§3–§5) know them, under names of the fake's choosing: tests replace them."""
+STATE_TYPE = "urn:uuid:d6bcd7cf-b8f0-4b5c-9422-1a108ba23635"
 
 
 @dataclass
@@ -206,10 +242,26 @@ class FakeDigiSign:
     def __init__(
         self, *, access_key: str = "ak_test", secret_key: str = "sk_test", clock: Callable[[], datetime] | None = None,
         token_lifetime: int = 86400, webhook_attempts: int = 3, webhook_retry_seconds: float = 0.05,
+        strict: bool = False, reminder_types: frozenset[str] | None = None, valid_to_on_create: bool | None = None,
+        legacy_token: bool | None = None, secrets_in_list: bool | None = None, secrets_readable: bool = True,
+        filter_metadata: bool = False, forbid_delete: bool = False, extend_keys: tuple[str, ...] = ("validTo",),
+        enums: dict[str, list[str]] | None = None, docs_json: dict[str, Any] | None = None,
     ) -> None:
         self.access_key, self.secret_key = access_key, secret_key
         self.clock = clock or (lambda: datetime.now(UTC))
         self.token_lifetime = token_lifetime
+        self.strict = strict
+        self.reminder_types = reminder_types if reminder_types is not None else (
+            frozenset({"toSignAfterSent"}) if strict else frozenset({"toSignAfterSent", "toSignBeforeExpires"}))
+        self.valid_to_on_create = (not strict) if valid_to_on_create is None else valid_to_on_create
+        self.legacy_token = strict if legacy_token is None else legacy_token
+        self.secrets_in_list = (not strict) if secrets_in_list is None else secrets_in_list
+        self.secrets_readable = secrets_readable
+        self.filter_metadata = filter_metadata
+        self.forbid_delete = forbid_delete
+        self.extend_keys = extend_keys
+        self.enums = dict(ENUMS) if enums is None else enums
+        self.docs_json = docs_json
         self.webhook_attempts, self.webhook_retry_seconds = webhook_attempts, webhook_retry_seconds
         self.tokens: dict[str, int] = {}
         self.files: dict[str, dict[str, Any]] = {}
@@ -268,6 +320,13 @@ class FakeDigiSign:
                                  status=400)
 
     @staticmethod
+    def _state_error(title: str, statuses: str) -> web.Response:
+        """A request refused for a state: 400, ``violations`` without ``propertyPath`` (C16)."""
+        violation = {"title": title, "parameters": {"{{ statuses }}": statuses}, "type": STATE_TYPE}
+        return web.json_response({"title": "Validation Failed", "detail": title, "violations": [violation]},
+                                 status=400)
+
+    @staticmethod
     def _problem(status: int, title: str, detail: str) -> web.Response:
         return web.json_response({"type": "about:blank", "title": title, "status": status, "detail": detail},
                                  status=status)
@@ -303,9 +362,13 @@ class FakeDigiSign:
         r.add_get("/api/envelopes/{id}", self.get_envelope)
         r.add_put("/api/envelopes/{id}", self.update_envelope)
         r.add_delete("/api/envelopes/{id}", self.delete_envelope)
+        r.add_post("/api/envelopes/{id}/discard", self.discard)
         r.add_post("/api/envelopes/{id}/documents", self.add_document)
+        r.add_get("/api/envelopes/{id}/documents/{did}/download", self.download_document)
         r.add_post("/api/envelopes/{id}/recipients", self.add_recipient)
+        r.add_get("/api/envelopes/{id}/recipients", self.list_recipients)
         r.add_post("/api/envelopes/{id}/tags", self.add_tag)
+        r.add_get("/api/envelopes/{id}/tags", self.list_tags)
         r.add_post("/api/envelopes/{id}/tags/by-placeholder", self.add_tags_by_placeholder)
         r.add_post("/api/envelopes/{id}/notifications", self.add_notification)
         r.add_get("/api/envelopes/{id}/notifications", self.list_notifications)
@@ -316,10 +379,16 @@ class FakeDigiSign:
         r.add_get("/api/envelopes/{id}/download", self.download)
         r.add_get("/api/webhooks", self.list_webhooks)
         r.add_post("/api/webhooks", self.create_webhook)
+        r.add_get("/api/webhooks/{id}", self.get_webhook)
         r.add_delete("/api/webhooks/{id}", self.delete_webhook)
         r.add_get("/api/account/me", self.me)
+        r.add_get("/api/enums/{name}", self.get_enum)
+        r.add_get("/api/docs.json", self.get_docs)
         r.add_post("/_control/envelopes/{id}/recipients/{rid}/{action}", self.control_recipient)
         r.add_post("/_control/envelopes/{id}/expire", self.control_expire)
+        r.add_post("/_control/envelopes/{id}/withdraw", self.control_withdraw)
+        r.add_post("/_control/envelopes/{id}/delete", self.control_delete)
+        r.add_post("/_control/envelopes/{id}/status", self.control_status)
         r.add_post("/_control/faults", self.control_fault)
         r.add_post("/_control/webhooks", self.control_webhooks)
         return app
@@ -331,6 +400,11 @@ class FakeDigiSign:
             for fault in self.faults:
                 if fault.times > 0 and fault.path in request.path and fault.method in (None, request.method):
                     fault.times -= 1
+                    if fault.lose_answer:  # done here, but the caller never hears of it
+                        await handler(request)
+                        assert request.transport is not None
+                        request.transport.abort()
+                        raise asyncio.CancelledError
                     if fault.delay:
                         await asyncio.sleep(fault.delay)
                         break
@@ -343,10 +417,10 @@ class FakeDigiSign:
     async def _auth_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/api/") and request.path != "/api/auth-token":
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if scheme != "Bearer" or token not in self.tokens:
-                return web.json_response({"code": 401, "message": "Invalid JWT Token"}, status=401)
+            if scheme != "Bearer" or token not in self.tokens:  # the real capture's shape (C14)
+                return web.json_response({"error": "Bearer token is not a JWT."}, status=401)
             if self.tokens[token] <= int(self._now().timestamp()):
-                return web.json_response({"code": 401, "message": "Expired JWT Token"}, status=401)
+                return web.json_response({"error": "Expired JWT Token"}, status=401)
         return await handler(request)
 
     # ------------------------------------------------------------------ §1 auth
@@ -358,6 +432,8 @@ class FakeDigiSign:
         iat = int(self._now().timestamp())
         token = "eyJ." + secrets.token_urlsafe(32)
         self.tokens[token] = iat + self.token_lifetime
+        if self.legacy_token:  # the SDK fixture's shape (C13)
+            return web.json_response({"token": token, "expiresAt": iat + self.token_lifetime})
         return web.json_response({"token": token, "exp": iat + self.token_lifetime, "iat": iat})
 
     async def me(self, request: web.Request) -> web.Response:
@@ -393,7 +469,8 @@ class FakeDigiSign:
         env = {
             "id": eid, "status": "draft", "name": body.get("name", ""), "emailBody": body.get("emailBody"),
             "language": body.get("language", "cs"), "metadata": body.get("metadata"),
-            "expiration": body.get("expiration", 30), "validTo": body.get("validTo"),
+            "expiration": body.get("expiration", 30),
+            "validTo": body.get("validTo") if self.valid_to_on_create else None,
             "createdAt": self._stamp(now), "updatedAt": self._stamp(now), "sentAt": None, "completedAt": None,
             "cancelledAt": None, "expiredAt": None, "declinedAt": None, "documents": [], "recipients": [],
             "notifications": [], "tags": [], "cancelReason": None,
@@ -407,8 +484,9 @@ class FakeDigiSign:
     async def list_envelopes(self, request: web.Request) -> web.Response:
         q = request.query
         page, per = int(q.get("page", "1")), min(int(q.get("itemsPerPage", "30")), 500)
-        items = sorted(self.envelopes.values(), key=lambda e: e["createdAt"])
-        if "metadata[eq]" in q:
+        items = sorted(self.envelopes.values(), key=lambda e: e["id"],  # UUIDv7: in creation order
+                       reverse=q.get("order[createdAt]", "ASC").upper() == "DESC")
+        if "metadata[eq]" in q and self.filter_metadata:  # otherwise ignored, as an unknown filter
             items = [e for e in items if e["metadata"] == q["metadata[eq]"]]
         statuses = q.getall("status[in][]", [])
         if statuses:
@@ -429,10 +507,19 @@ class FakeDigiSign:
 
     async def delete_envelope(self, request: web.Request) -> web.Response:
         env = self._envelope(request)
+        if self.forbid_delete:
+            return self._problem(403, "Forbidden", "API klíč nemá oprávnění k této akci.")
         if env["status"] != "draft":
-            return self._problem(400, "Bad Request", "Smazat lze jen koncept.")
+            return self._state_error('Envelope status must be one of "draft"', '"draft"')
         del self.envelopes[env["id"]]
+        self._emit("envelopeDeleted", env)
         return web.Response(status=204)
+
+    async def discard(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        env["discardedAt"] = self._stamp()
+        self._touch(env)
+        return web.json_response(self._env_json(env))
 
     async def add_document(self, request: web.Request) -> web.Response:
         env = self._envelope(request)
@@ -443,7 +530,7 @@ class FakeDigiSign:
         if len(env["documents"]) >= 20:
             return self._invalid([self._violation("documents", "Obálka může mít nejvýše 20 dokumentů.")])
         doc = {"id": _uuid7(self._now()), "name": body.get("name") or self.files[m.group(1)]["name"],
-               "file": f"/api/files/{m.group(1)}", "createdAt": self._stamp()}
+               "file": f"/api/files/{m.group(1)}", "metadata": body.get("metadata"), "createdAt": self._stamp()}
         env["documents"].append(doc)
         return web.json_response(doc, status=201)
 
@@ -468,10 +555,19 @@ class FakeDigiSign:
                "mobile": body.get("mobile"), "signingOrder": int(body.get("signingOrder", 1)), "status": "draft",
                "authenticationOnOpen": body.get("authenticationOnOpen", "sms"),
                "language": body.get("language", env["language"]), "metadata": body.get("metadata"),
-               "sentAt": None, "deliveredAt": None, "signedAt": None, "declinedAt": None, "authFailedAt": None,
-               "declineReason": None, "createdAt": self._stamp()}
+               "sentAt": None, "deliveredAt": None, "nonDeliveredAt": None, "signedAt": None, "declinedAt": None,
+               "authFailedAt": None, "declineReason": None, "nonDeliveryReason": None, "createdAt": self._stamp()}
         env["recipients"].append(rec)
         return web.json_response(rec, status=201)
+
+    async def list_recipients(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        return web.json_response({"items": env["recipients"], "count": len(env["recipients"]), "page": 1,
+                                  "itemsPerPage": 30})
+
+    async def list_tags(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        return web.json_response({"items": env["tags"], "count": len(env["tags"]), "page": 1, "itemsPerPage": 30})
 
     # ------------------------------------------------------------------ tags
     def document_pages(self, env: dict[str, Any], document: dict[str, Any]) -> list[PageInfo] | None:
@@ -576,8 +672,10 @@ class FakeDigiSign:
     async def add_notification(self, request: web.Request) -> web.Response:
         env = self._envelope(request)
         body = await request.json()
-        if body.get("type") not in ("toSignAfterSent", "toSignBeforeExpires") or not isinstance(body.get("days"), int):
-            return self._invalid([self._violation("type", "Zvolená hodnota není platná.")])
+        if body.get("type") not in self.reminder_types:
+            return self._invalid([self._violation("type", BAD_CHOICE)])
+        if not _is_int(body.get("days")):
+            return self._invalid([self._violation("days", NOT_INT)])
         n = {"id": _uuid7(self._now()), "type": body["type"], "days": body["days"], "status": "waiting",
              "sentAt": None, "cancelledAt": None, "createdAt": self._stamp(), "updatedAt": self._stamp()}
         env["notifications"].append(n)
@@ -591,7 +689,7 @@ class FakeDigiSign:
     async def send(self, request: web.Request) -> web.Response:
         env = self._envelope(request)
         if env["status"] != "draft":
-            return self._problem(400, "Bad Request", "Odeslat lze jen koncept.")
+            return self._state_error('Envelope status must be one of "draft"', '"draft"')
         violations = []
         if not env["documents"]:
             violations.append(self._violation("documents", "Obálka musí obsahovat alespoň jeden dokument."))
@@ -626,8 +724,8 @@ class FakeDigiSign:
 
     async def cancel(self, request: web.Request) -> web.Response:
         env = self._envelope(request)
-        if env["status"] != "sent":
-            return self._problem(400, "Bad Request", "Zrušit lze jen odeslanou obálku.")
+        if env["status"] not in ("sent", "correction"):
+            return self._state_error('Envelope status must be one of "sent", "correction"', '"sent", "correction"')
         body = await request.json() if request.can_read_body else {}
         env.update(status="cancelled", cancelledAt=self._stamp(), cancelReason=body.get("reason"))
         for r in env["recipients"]:
@@ -640,12 +738,15 @@ class FakeDigiSign:
     async def extend(self, request: web.Request) -> web.Response:
         env = self._envelope(request)
         body = await request.json()
-        try:
-            valid_to = datetime.fromisoformat(body["validTo"])
-        except (KeyError, TypeError, ValueError):
-            return self._invalid([self._violation("validTo", "Tato hodnota není platné datum a čas.")])
         if env["status"] != "sent":
-            return self._problem(400, "Bad Request", "Prodloužit lze jen odeslanou obálku.")
+            return self._state_error('Envelope status must be one of "sent"', '"sent"')
+        key = next((k for k in self.extend_keys if k in body), None)
+        if key is None:
+            return web.json_response(self._env_json(env))  # keys it does not know: ignored, as on the real API
+        try:
+            valid_to = datetime.fromisoformat(body[key])
+        except (TypeError, ValueError):
+            return self._invalid([self._violation(key, "Tato hodnota není platné datum a čas.")])
         if valid_to <= self._now():
             return self._invalid([self._violation("validTo", "Datum platnosti musí být v budoucnosti.")])
         env["validTo"] = self._stamp(valid_to)
@@ -657,9 +758,11 @@ class FakeDigiSign:
         rec = next((r for r in env["recipients"] if r["id"] == request.match_info["rid"]), None)
         if rec is None:
             return self._problem(404, "Not Found", "Not Found")
-        if env["status"] not in ("sent", "completed") or rec["status"] not in ("sent", "delivered", "nonDelivered",
-                                                                                 "signed"):
-            return self._problem(400, "Bad Request", "Příjemci nelze obálku znovu odeslat.")
+        if rec["status"] not in ("sent", "delivered", "nonDelivered", "signed"):
+            return self._state_error('EnvelopeRecipient status must be one of "sent", "delivered", "nonDelivered", '
+                                     '"signed"', '"sent", "delivered", "nonDelivered", "signed"')
+        if env["status"] not in ("sent", "completed"):
+            return self._state_error('Envelope status must be one of "sent", "completed"', '"sent", "completed"')
         rec.setdefault("resent", 0)
         rec["resent"] += 1
         return web.json_response(rec)
@@ -677,6 +780,18 @@ class FakeDigiSign:
         return web.Response(body=data, content_type="application/pdf",
                             headers={"Content-Disposition": f'attachment; filename="{env["id"]}.pdf"'})
 
+    async def download_document(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        doc = next((d for d in env["documents"] if d["id"] == request.match_info["did"]), None)
+        if doc is None:
+            return self._problem(404, "Not Found", "Not Found")
+        return web.Response(body=self.document_pdf(env, doc), content_type="application/pdf",
+                            headers={"Content-Disposition": f'attachment; filename="{doc["name"]}"'})
+
+    def document_pdf(self, env: dict[str, Any], doc: dict[str, Any]) -> bytes:
+        """One document as DigiSign hands it out: its own file, marked with the envelope's state."""
+        return _combined_pdf([self.files[doc["file"].rsplit("/", 1)[1]]["_content"]], env, doc["id"])
+
     # ------------------------------------------------------------------ §5 webhooks
     async def create_webhook(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -690,8 +805,26 @@ class FakeDigiSign:
         return web.json_response(hook, status=201)
 
     async def list_webhooks(self, request: web.Request) -> web.Response:
-        items = list(self.webhooks.values())
+        items = [h if self.secrets_in_list and self.secrets_readable else {k: v for k, v in h.items() if k != "secret"}
+                 for h in self.webhooks.values()]
         return web.json_response({"items": items, "count": len(items), "page": 1, "itemsPerPage": 30})
+
+    async def get_webhook(self, request: web.Request) -> web.Response:
+        hook = self.webhooks.get(request.match_info["id"])
+        if hook is None:
+            return self._problem(404, "Not Found", "Not Found")
+        return web.json_response(hook if self.secrets_readable else {k: v for k, v in hook.items() if k != "secret"})
+
+    async def get_enum(self, request: web.Request) -> web.Response:
+        values = self.enums.get(request.match_info["name"])
+        if values is None:
+            return self._problem(404, "Not Found", "Not Found")
+        return web.json_response(values)
+
+    async def get_docs(self, request: web.Request) -> web.Response:
+        if self.docs_json is None:
+            return self._problem(404, "Not Found", "Not Found")
+        return web.json_response(self.docs_json)
 
     async def delete_webhook(self, request: web.Request) -> web.Response:
         self.webhooks.pop(request.match_info["id"], None)
@@ -766,6 +899,10 @@ class FakeDigiSign:
         elif action == "auth_fail":
             rec.update(status="authFailed", authFailedAt=self._stamp())
             self._emit("recipientAuthFailed", env, rec)
+        elif action == "non_deliver":
+            rec.update(status="nonDelivered", nonDeliveredAt=self._stamp(),
+                       nonDeliveryReason=body.get("reason") or "Adresát neexistuje.")
+            self._emit("recipientNonDelivered", env, rec)
         else:
             return self._problem(400, "Bad Request", "unknown action")
         self._touch(env)
@@ -776,6 +913,27 @@ class FakeDigiSign:
         if env["status"] == "sent":
             env.update(status="expired", expiredAt=self._stamp())
             self._emit("envelopeExpired", env)
+        return web.json_response(self._env_json(env))
+
+    async def control_withdraw(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        body = await request.json() if request.can_read_body else {}
+        env.update(status="withdrawn", withdrawnAt=self._stamp(),
+                   withdrawal={"reason": body.get("reason"), "createdAt": self._stamp()})
+        self._touch(env)
+        self._emit("envelopeCancelled", env)
+        return web.json_response(self._env_json(env))
+
+    async def control_delete(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        del self.envelopes[env["id"]]
+        self._emit("envelopeDeleted", env)
+        return web.Response(status=204)
+
+    async def control_status(self, request: web.Request) -> web.Response:
+        env = self._envelope(request)
+        env["status"] = (await request.json())["status"]
+        self._touch(env)
         return web.json_response(self._env_json(env))
 
     async def control_fault(self, request: web.Request) -> web.Response:
@@ -791,13 +949,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _combined_pdf(documents: list[bytes], env: dict[str, Any]) -> bytes:
+def _combined_pdf(documents: list[bytes], env: dict[str, Any], document_id: str | None = None) -> bytes:
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter()
     for data in documents:
         writer.append(PdfReader(io.BytesIO(data)))
-    writer.add_metadata({"/Producer": "Fake DigiSign", "/Subject": f"envelope {env['id']} {env['status']}"})
+    subject = f"envelope {env['id']} {env['status']}" + (f" document {document_id}" if document_id else "")
+    writer.add_metadata({"/Producer": "Fake DigiSign", "/Subject": subject})
     buf = io.BytesIO()
     writer.write(buf)
     return buf.getvalue()
@@ -818,4 +977,4 @@ def _log_pdf(env: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["FakeDigiSign", "Fault", "PageInfo", "find_text", "read_pages"]
+__all__ = ["ENUMS", "FakeDigiSign", "Fault", "PageInfo", "find_text", "read_pages"]

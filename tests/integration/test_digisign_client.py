@@ -14,12 +14,12 @@ import pytest
 
 from adapters.providers.digisign.client import DigiSignClient
 from adapters.providers.digisign.provider import DigiSignProvider
+from adapters.providers.digisign.signature import verify_inbound
 from esign_gateway.errors import ProviderError, ValidationFailedError
 from esign_gateway.ports import RemoteEnvelope, RemoteSigner
 from tests.factories import make_pdf
 from tests.fakes import FrozenClock
 from tests.fakes.digisign import FakeDigiSign, Fault
-from webhooks.inbound import verify_inbound
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -159,28 +159,80 @@ async def test_prepare_is_safe_to_repeat_and_send_twice_is_one_send(
     assert (await provider.prepare(_envelope())).ref == again.ref
 
 
-async def test_register_webhooks_command_registers_one_per_event_and_keeps_the_secrets(
-    fake: FakeDigiSign, tmp_path: Path
-) -> None:
+def _cli_env(fake: FakeDigiSign, tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "ESIGN_DATA_DIR": str(tmp_path), "ESIGN_ENV": "test", "ESIGN_LOG_JSON": "false",
            "ESIGN_DIGISIGN_BASE_URL": fake.base_url, "ESIGN_DIGISIGN_ACCESS_KEY": "ak_test",
            "ESIGN_DIGISIGN_SECRET_KEY": "sk_test", "ESIGN_PUBLIC_URL": "https://gw.example.test"}
     env.pop("ESIGN_DATABASE_URL", None)
+    return env
 
-    async def cli(*args: str) -> str:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "esign_gateway", *args, env=env,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-        assert proc.returncode == 0, err.decode()
-        return out.decode()
 
-    await cli("migrate")
-    out = await cli("digisign", "register-webhooks")
-    assert "13 webhook(s) registered" in out
-    assert {w["url"] for w in fake.webhooks.values()} == {"https://gw.example.test/webhooks/digisign"}
-    assert {w["event"] for w in fake.webhooks.values()} >= {"envelopeCompleted", "recipientSigned", "envelopeExpired"}
-    assert "0 webhook(s) registered" in await cli("digisign", "register-webhooks")  # idempotent
+async def _cli(env: dict[str, str], *args: str, code: int = 0) -> str:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "esign_gateway", *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == code, (out.decode(), err.decode())
+    return out.decode()
+
+
+def _stored(tmp_path: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(tmp_path / "esign.sqlite3") as db:
-        sealed = db.execute("SELECT sealed FROM gateway_secret WHERE name LIKE 'digisign_webhook:%'").fetchall()
-    assert len(sealed) == 13
-    assert not any(w["secret"] in row[0] for w in fake.webhooks.values() for row in sealed)  # sealed, not plain
+        return db.execute("SELECT name, sealed FROM gateway_secret WHERE name LIKE 'digisign_webhook:%'").fetchall()
+
+
+async def _opened(tmp_path: Path) -> set[str]:
+    from esign_gateway.secretbox import SecretBox
+
+    box = SecretBox((tmp_path / "secret.key").read_bytes().strip())
+    return {box.open(sealed) for _, sealed in _stored(tmp_path)}
+
+
+async def test_register_webhooks_command_registers_one_per_event_and_keeps_the_secrets(
+    fake: FakeDigiSign, tmp_path: Path
+) -> None:
+    env = _cli_env(fake, tmp_path)
+    await _cli(env, "migrate")
+    out = await _cli(env, "digisign", "register-webhooks")
+    assert "14 webhook(s) registered, 0 already there" in out
+    assert {w["url"] for w in fake.webhooks.values()} == {"https://gw.example.test/webhooks/digisign"}
+    assert {w["event"] for w in fake.webhooks.values()} >= {"envelopeCompleted", "recipientSigned", "envelopeExpired",
+                                                            "envelopeDeleted", "recipientNonDelivered"}
+    assert "0 webhook(s) registered, 14 already there" in await _cli(env, "digisign", "register-webhooks")
+    assert len(fake.webhooks) == 14  # idempotent
+    sealed = _stored(tmp_path)
+    assert len(sealed) == 14
+    assert not any(w["secret"] in row[1] for w in fake.webhooks.values() for row in sealed)  # sealed, not plain
+    assert await _opened(tmp_path) == {w["secret"] for w in fake.webhooks.values()}
+
+
+async def test_register_webhooks_stores_the_secrets_of_hooks_that_already_exist(
+    fake: FakeDigiSign, tmp_path: Path
+) -> None:
+    """After a database restore, or on a second deployment against the same DigiSign account, the
+    hooks are there but their secrets are not in our database: the command stores them."""
+    env = _cli_env(fake, tmp_path)
+    await _cli(env, "migrate")
+    await _cli(env, "digisign", "register-webhooks")
+    with sqlite3.connect(tmp_path / "esign.sqlite3") as db:
+        db.execute("DELETE FROM gateway_secret WHERE name LIKE 'digisign_webhook:%'")
+    fake.secrets_in_list = False  # the list may not show them: each hook is read (SDK Resource/Webhook.secret)
+    out = await _cli(env, "digisign", "register-webhooks")
+    assert "0 webhook(s) registered, 14 already there; the secrets of all 14 are stored" in out
+    assert len(fake.webhooks) == 14
+    assert await _opened(tmp_path) == {w["secret"] for w in fake.webhooks.values()}
+
+
+async def test_register_webhooks_recreates_a_hook_whose_secret_digisign_does_not_show(
+    fake: FakeDigiSign, tmp_path: Path
+) -> None:
+    env = _cli_env(fake, tmp_path)
+    await _cli(env, "migrate")
+    await _cli(env, "digisign", "register-webhooks")
+    before = set(fake.webhooks)
+    with sqlite3.connect(tmp_path / "esign.sqlite3") as db:
+        db.execute("DELETE FROM gateway_secret WHERE name LIKE 'digisign_webhook:%'")
+    fake.secrets_readable = False
+    out = await _cli(env, "digisign", "register-webhooks")
+    assert out.count("re-created (DigiSign did not show its secret), secret stored") == 14
+    assert len(fake.webhooks) == 14 and not set(fake.webhooks) & before  # each one made again
+    assert await _opened(tmp_path) == {w["secret"] for w in fake.webhooks.values()}

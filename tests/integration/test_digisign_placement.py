@@ -16,12 +16,12 @@ from reportlab.pdfgen import canvas
 
 from adapters.providers.digisign.client import DigiSignClient, DigiSignInvalid
 from adapters.providers.digisign.provider import DigiSignProvider
+from adapters.providers.digisign.signature import verify_inbound
 from esign_gateway.errors import ValidationFailedError
 from esign_gateway.ports import RemoteEnvelope, RemoteSigner, StampPlacement
 from tests.factories import make_pdf
 from tests.fakes import FrozenClock
 from tests.fakes.digisign import FakeDigiSign
-from webhooks.inbound import verify_inbound
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

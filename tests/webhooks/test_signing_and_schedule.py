@@ -1,4 +1,5 @@
-"""Pure webhook helpers: outbound signing, inbound (provider) verification, retry schedule, SSRF guard."""
+"""Pure webhook helpers: outbound signing, retry schedule, SSRF guard (DigiSign's inbound signature:
+tests/integration/test_digisign_signature.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from datetime import timedelta
 import pytest
 
 from webhooks.guard import UnsafeUrl, check_url
-from webhooks.inbound import InboundSignatureError, sign_inbound, verify_inbound
 from webhooks.schedule import RETRY_DELAYS, next_delay
 from webhooks.signing import generate_secret, signature_header, verify
 
@@ -28,20 +28,6 @@ def test_rotation_header_carries_both_signatures_and_either_verifies() -> None:
     headers = {"webhook-id": "evt_1", "webhook-timestamp": "1000", "webhook-signature": header}
     verify(new, headers, BODY, now=1000)
     verify(old, headers, BODY, now=1000)
-
-
-def test_inbound_signature_verifies_and_rejects_tampering_age_and_wrong_secret() -> None:
-    header = sign_inbound("s3cret", 1_700_000_000, BODY)
-    verify_inbound(["other", "s3cret"], header, BODY, now=1_700_000_000 + 299)
-    with pytest.raises(InboundSignatureError):
-        verify_inbound(["s3cret"], header, BODY + b" ", now=1_700_000_000)
-    with pytest.raises(InboundSignatureError):
-        verify_inbound(["s3cret"], header, BODY, now=1_700_000_000 + 301)
-    with pytest.raises(InboundSignatureError):
-        verify_inbound(["nope"], header, BODY, now=1_700_000_000)
-    for bad in (None, "", "t=abc,s=00", "s=00,t=1"):
-        with pytest.raises(InboundSignatureError):
-            verify_inbound(["s3cret"], bad, BODY, now=1_700_000_000)
 
 
 def test_retry_schedule_is_about_three_days_then_gives_up() -> None:

@@ -1,6 +1,10 @@
-"""Verification of provider webhooks (DigiSign style): header ``Signature: t=<unix>,s=<hex>``,
-``s = hex(HMAC-SHA256(secret, "{t}.{raw body}"))``, 300 s tolerance, constant-time comparison.
-Pure and copyable; the DigiSign adapter uses it for ``POST /webhooks/digisign``.
+"""DigiSign's webhook signature (notes §5, C15): header ``Signature: t=<unix>,s=<hex>``,
+``s = hex(HMAC-SHA256(secret, "{t}.{raw body}"))``, compared in constant time.
+
+Tolerance: a timestamp more than 300 s in the past is refused (the SDK's ``signature_tolerance``),
+and so is one more than 300 s in the future — the SDK lets any future timestamp pass; refusing far
+ones is stricter, and 300 s leave room for any clock skew between DigiSign and us. Pure: no
+project imports.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import re
 import time
 from collections.abc import Iterable
 
-__all__ = ["InboundSignatureError", "sign_inbound", "verify_inbound"]
+__all__ = ["TOLERANCE_SECONDS", "InboundSignatureError", "sign_inbound", "verify_inbound"]
 
 TOLERANCE_SECONDS = 300
 _HEADER = re.compile(r"^t=(?P<t>\d+),s=(?P<s>[0-9a-fA-F]+)$")
