@@ -106,6 +106,8 @@ _AUTH_ERRORS = (err.UnauthorizedError, err.ForbiddenError, err.TooManyRequestsEr
 _BODY_ERRORS = (err.MalformedRequestError, err.UnsupportedMediaTypeError, err.ValidationFailedError)
 _PATH_ERRORS = (err.NotFoundError,)
 """A path with a parameter names something, and may name nothing (an unknown id, file or link)."""
+_DATABASE_ERRORS = (err.UnavailableError,)
+"""Every operation behind a credential reads the database, which may be briefly unreachable."""
 _HEADERS: dict[str, dict[str, Any]] = {
     "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}},
     "RateLimit-Limit": {"description": "API requests allowed per day by the plan.", "schema": {"type": "integer"}},
@@ -114,6 +116,7 @@ _HEADERS: dict[str, dict[str, Any]] = {
                         "schema": {"type": "integer"}},
     "Content-Disposition": {"description": "`attachment` with the file name.", "schema": {"type": "string"}},
     "Location": {"description": "Where to go next.", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "How long the answer may be kept, and by whom.", "schema": {"type": "string"}},
     "Idempotent-Replayed": {"description": "`true` when this is the stored answer to an earlier request "
                                            "with the same `Idempotency-Key`.", "schema": {"type": "string"}},
 }
@@ -135,7 +138,8 @@ def _errors_of(d: Doc, path: str) -> list[type[GatewayError]]:
     implied = [*(_AUTH_ERRORS if d.auth in (API_KEY, SUPPORT, OPERATOR) else ()),
                *(_BODY_ERRORS if d.body is not None else ()),
                *(_PATH_ERRORS if "{" in path and 404 not in d.also else ()),  # unless a page says it
-               *d.errors]
+               *d.errors,
+               *(_DATABASE_ERRORS if d.auth in (API_KEY, SUPPORT, OPERATOR, SIGNER_LINK) else ())]
     for e in implied:
         if e not in found:
             found.append(e)

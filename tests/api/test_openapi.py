@@ -67,3 +67,13 @@ async def test_the_documented_request_example_is_accepted_as_it_stands(api: Any,
     resp = await api.post("/v1/envelopes", json=example, headers=tenant.auth)
     assert resp.status == 201, await resp.text()
     assert (await resp.json())["status"] == "sent"
+
+
+async def test_every_operation_behind_a_credential_documents_the_database_outage_answer(api: Any) -> None:
+    spec = await (await api.get("/openapi.json")).json()
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            if op.get("security") or "token" in path:  # an API key, or a signer's link token
+                assert "503" in op["responses"], f"{method.upper()} {path}"
+                assert "unavailable" in op["responses"]["503"]["description"]
+                assert "Retry-After" in op["responses"]["503"].get("headers", {})
