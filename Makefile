@@ -47,7 +47,7 @@ messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k text -k ntext:1,2 --ignore-dirs ".* __pycache__" \
 		--no-location --sort-output --project esign-gateway -o $(LOCALE)/esign.pot .
 	$(BIN)/pybabel update -i $(LOCALE)/esign.pot -d $(LOCALE) -D esign --no-fuzzy-matching --ignore-obsolete \
-		--no-location
+		--width 100
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

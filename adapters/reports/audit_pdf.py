@@ -270,9 +270,9 @@ def _render(r: AuditReport) -> bytes:
         p(_("Documents"), h2),
         table([[_("Name"), _("Pages"), _("SHA-256 of the original"), _("SHA-256 of the signed version")]] + [
             [p(d.name), str(d.pages), digest(d.sha256_original), digest(d.sha256_signed)] for d in r.documents
-        ], [38 * mm, 14 * mm, 59 * mm, 59 * mm], small_columns=(2, 3)),
+        ], [32 * mm, 20 * mm, 59 * mm, 59 * mm], small_columns=(2, 3)),
         p(_("Signers"), h2),
-        table([[_("Name"), _("E-mail"), _("Phone"), _("Verification"), _("Status")]] + [
+        table([[_("Person's name"), _("E-mail"), _("Phone"), _("Verification"), _("Status")]] + [
             [p(s.name), p(s.email_masked), s.phone_masked, p(_method(r, s.verification, s.phone_masked, tr), small),
              p(_signer_status(s.status, s.decline_reason, tr), small)]
             for s in r.signers
@@ -281,7 +281,7 @@ def _render(r: AuditReport) -> bytes:
         table([[_("Signer"), _("Signed (gateway clock)"), _("Signature timestamp (TSA)"), _("PAdES level")]] + [
             [p(s.name), _when_lines(s.signed_at), _when_lines(s.signature_time), s.signature_level or "—"]
             for s in r.signers if s.signed_at or s.signature_time
-        ], [50 * mm, 45 * mm, 45 * mm, 30 * mm], small_columns=(1, 2)),
+        ], [44 * mm, 42 * mm, 56 * mm, 28 * mm], small_columns=(1, 2)),
         p(_("B-T: the signature carries a timestamp from a timestamp authority (TSA). B-LTA: the file also "
             "holds the validation data and a document timestamp, so the signatures can be verified long "
             "after the certificates expire."), small),
