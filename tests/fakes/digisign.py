@@ -216,7 +216,8 @@ class Fault:
 
 
 ENUMS: dict[str, list[str]] = {
-    "envelope-status": ["draft", "sent", "completed", "expired", "declined", "disapproved", "cancelled", "correction"],
+    "envelope-status": ["draft", "sent", "completed", "expired", "declined", "disapproved", "cancelled", "correction",
+                        "withdrawn"],
     "envelope-recipient-status": ["draft", "sent", "delivered", "nonDelivered", "signed", "declined", "disapproved",
                                   "cancelled", "authFailed"],
     "envelope-notification-type": ["toSignAfterSent"],
@@ -226,7 +227,8 @@ ENUMS: dict[str, list[str]] = {
                       "recipientDelivered", "recipientNonDelivered", "recipientAuthFailed", "recipientSigned",
                       "recipientDownloaded", "recipientDeclined", "recipientDisapproved", "recipientCanceled"],
 }
-"""The enums as the notes (§3–§5) know them, under names of the fake's choosing: tests replace them."""
+"""The enums as the notes know them (§3–§5; ``withdrawn``: C6; notification types: only the vendor-confirmed
+one, C2), under names of the fake's choosing: tests replace them."""
 STATE_TYPE = "urn:uuid:d6bcd7cf-b8f0-4b5c-9422-1a108ba23635"
 
 

@@ -236,3 +236,76 @@ async def test_register_webhooks_recreates_a_hook_whose_secret_digisign_does_not
     assert out.count("re-created (DigiSign did not show its secret), secret stored") == 14
     assert len(fake.webhooks) == 14 and not set(fake.webhooks) & before  # each one made again
     assert await _opened(tmp_path) == {w["secret"] for w in fake.webhooks.values()}
+
+
+async def test_a_draft_that_may_not_be_deleted_is_discarded(client: DigiSignClient, fake: FakeDigiSign) -> None:
+    """C11: an API key without the DELETE permission (403): the draft goes to DigiSign's trash instead."""
+    fake.forbid_delete = True
+    provider = DigiSignProvider(client, verify_signature=verify_inbound)
+    with pytest.raises(ValidationFailedError):
+        await provider.prepare(_envelope(phone="601123456"))
+    (remote,) = fake.envelopes.values()
+    assert remote["discardedAt"] is not None and remote["status"] == "draft"
+    handle = await provider.prepare(_envelope())  # a trashed draft is not ours to adopt again
+    assert handle.ref != remote["id"] and fake.envelopes[handle.ref].get("discardedAt") is None
+
+
+async def test_an_extend_digisign_does_not_take_is_reported_not_assumed(
+    client: DigiSignClient, fake: FakeDigiSign
+) -> None:
+    """C4: the body keys of ``PUT …/extend`` are not documented; if DigiSign keeps its old ``validTo``
+    the adapter says so."""
+    provider = DigiSignProvider(client, verify_signature=verify_inbound)
+    handle = await provider.prepare(_envelope())
+    assert await provider.send(handle.ref, T0 + timedelta(days=7)) == []
+    fake.extend_keys = ("expiresAt",)  # it reads another key: ours is ignored
+    (note,) = await provider.extend(handle.ref, T0 + timedelta(days=10))
+    assert note.type == "envelope.provider_expiry_mismatch"
+    assert note.data == {"expires_at": "2026-12-03T09:00:00+00:00", "provider_expires_at": "2026-11-30T10:00:00+01:00"}
+    fake.extend_keys = ("validTo",)
+    assert await provider.extend(handle.ref, T0 + timedelta(days=10)) == []
+
+
+async def test_extend_and_remind_refused_for_the_state_are_invalid_state_with_digisigns_text(
+    client: DigiSignClient, fake: FakeDigiSign
+) -> None:
+    """C16: DigiSign's 400 without ``propertyPath`` is our 409 ``invalid_state``, not an unmapped error."""
+    from esign_gateway.errors import InvalidStateError
+
+    provider = DigiSignProvider(client, verify_signature=verify_inbound)
+    handle = await provider.prepare(_envelope())  # a draft: not extendable, its recipient not resendable
+    with pytest.raises(InvalidStateError, match='DigiSign: Envelope status must be one of "sent"') as caught:
+        await provider.extend(handle.ref, T0 + timedelta(days=10))
+    assert caught.value.status == 409
+    with pytest.raises(InvalidStateError, match='EnvelopeRecipient status must be one of "sent"'):
+        await provider.remind(handle.ref, handle.signer_refs["s-1"])
+
+
+async def test_validto_ignored_on_create_is_put_right_on_the_draft(client: DigiSignClient, fake: FakeDigiSign) -> None:
+    """C3 with the strict fake's behaviour: ``validTo`` on create ignored; the draft is read back and
+    its ``validTo`` set by a partial update, ``expiration`` (rounded-up days) sent as well."""
+    fake.valid_to_on_create = False
+    provider = DigiSignProvider(client, verify_signature=verify_inbound)
+    handle = await provider.prepare(_envelope())
+    remote = fake.envelopes[handle.ref]
+    assert remote["expiration"] == 7 and remote["validTo"] == "2026-11-30T09:00:00+00:00"
+    assert ("PUT", f"/api/envelopes/{handle.ref}") in fake.calls
+
+
+async def test_a_post_that_never_reached_digisign_is_tried_again(
+    fake: FakeDigiSign, clock: FrozenClock, sleeps: Sleeps
+) -> None:
+    """No connection at all: DigiSign never saw the request, so even a POST may be repeated."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens here
+    c = DigiSignClient(f"http://127.0.0.1:{port}", "ak_test", "sk_test", clock=clock.now, sleep=sleeps, max_attempts=3)
+    await c.start()
+    try:
+        with pytest.raises(ProviderError, match="after 3 attempts"):  # not "may or may not have taken effect"
+            await c._send("POST", "/api/envelopes", json={}, auth=None)
+    finally:
+        await c.close()
+    assert len(sleeps.delays) == 2
