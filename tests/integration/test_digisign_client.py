@@ -309,3 +309,16 @@ async def test_a_post_that_never_reached_digisign_is_tried_again(
     finally:
         await c.close()
     assert len(sleeps.delays) == 2
+
+
+async def test_a_post_that_times_out_is_not_repeated(client: DigiSignClient, fake: FakeDigiSign,
+                                                     sleeps: Sleeps) -> None:
+    """C5: the SDK never retries and no idempotency key exists: a POST without an answer in time may
+    have happened, so it is given back to the caller to read back, not sent again."""
+    from adapters.providers.digisign.client import DigiSignUncertain
+
+    await client.call("GET", "/api/account/me")  # the token first
+    fake.faults.append(Fault(path="/api/envelopes", method="POST", delay=2.0))  # longer than the 0.5 s timeout
+    with pytest.raises(DigiSignUncertain, match="may or may not have taken effect"):
+        await client.call("POST", "/api/envelopes", json={"name": "x"})
+    assert fake.calls.count(("POST", "/api/envelopes")) == 1 and sleeps.delays == []
