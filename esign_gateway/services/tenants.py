@@ -17,7 +17,7 @@ from esign_gateway.domain.ids import uuid7
 from esign_gateway.domain.quota import Catalogue
 from esign_gateway.errors import NotFoundError, UnauthorizedError, ValidationFailedError
 
-__all__ = ["ROLES", "Principal", "TenantInfo", "TenantService"]
+__all__ = ["ROLES", "KeyInfo", "Principal", "TenantInfo", "TenantService"]
 
 ROLES = ("integration", "support", "operator")
 KEY_PREFIX = "esk_"
@@ -54,6 +54,19 @@ class IssuedKey:
     prefix: str
     secret: str
     """The whole key. Shown once; only its SHA-256 is stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """A key as the operator may see it: never the secret, only the 12 characters stored in clear."""
+
+    id: str
+    prefix: str
+    role: str
+    tenant_id: str | None
+    tenant_name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 def hash_key(secret: str) -> str:
@@ -133,6 +146,19 @@ class TenantService:
             created_at=self.clock.now(),
         )
         return IssuedKey(key_id, prefix, secret)
+
+    async def list_keys(self, tenant_id: str | None = None) -> list[KeyInfo]:
+        """Every key (live and revoked), oldest first; only ``tenant_id``'s when given (``NotFoundError``
+        for a tenant that does not exist)."""
+        if tenant_id is not None and not await Tenant.exists(id=tenant_id):
+            raise NotFoundError(f"No tenant {tenant_id}.")
+        rows = ApiKey.all() if tenant_id is None else ApiKey.filter(tenant_id=tenant_id)
+        names = dict(await Tenant.all().values_list("id", "name"))
+        return [
+            KeyInfo(k.id, k.prefix, k.role, k.tenant_id, names.get(k.tenant_id) if k.tenant_id else None,  # type: ignore[attr-defined]
+                    k.created_at, k.revoked_at)
+            for k in await rows.order_by("created_at", "id")
+        ]
 
     async def revoke_key(self, ref: str) -> int:
         """Revoke the live key with id ``ref`` (what ``key create`` prints), or every live key whose
