@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from esign_gateway.logging import worker_logging
 from esign_gateway.ports import ComponentHealth
 
 from ._process import worker_init
@@ -59,7 +60,7 @@ class RebuildingPool:
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.max_workers, mp_context=multiprocessing.get_context("spawn"),
                     initializer=worker_init,
-                    initargs=(self.process_name, os.getpid(), self.initializer, self.initargs),
+                    initargs=(self.process_name, os.getpid(), self.initializer, self.initargs, worker_logging()),
                 )
             return self._pool
 

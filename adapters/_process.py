@@ -8,6 +8,10 @@ A worker's parent may die without a word (``kill -9``, the OOM killer): a pool w
 task queue would then wait forever under PID 1. :func:`watch_parent` ends the worker within a
 second of that. (``PR_SET_PDEATHSIG`` is no substitute: it fires when the *thread* that started the
 child ends, and the inspector starts its workers from short-lived threads.)
+
+A worker logs as its parent does (:func:`esign_gateway.logging.worker_logging`, handed over by the
+pool): with ``ESIGN_LOG_JSON=true`` what pyHanko, ``warnings`` or asyncio write there is JSON too,
+each line naming the process; without it the standard library would print them as bare text.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from esign_gateway.logging import WorkerLogging
 
 __all__ = ["name_process", "watch_parent", "worker_init"]
 
@@ -52,9 +58,13 @@ def watch_parent(parent: int, interval: float = 0.5) -> None:
 
 def worker_init(
     name: str, parent: int, initializer: Callable[..., object] | None = None, initargs: tuple[Any, ...] = (),
+    logs: WorkerLogging | None = None,
 ) -> None:
-    """A process-pool initializer: name the process, watch the parent, then run ``initializer``."""
+    """A process-pool initializer: name the process, watch the parent, log as the parent does, then
+    run ``initializer`` (which may quieten its libraries further)."""
     name_process(name)
     watch_parent(parent)
+    if logs is not None:
+        logs.apply(process=name)
     if initializer is not None:
         initializer(*initargs)

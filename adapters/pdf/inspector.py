@@ -46,6 +46,7 @@ from esign_gateway.errors import (
     PdfInvalidError,
     ValidationFailedError,
 )
+from esign_gateway.logging import WorkerLogging, worker_logging
 from esign_gateway.ports import InspectorHealth, PdfInfo, PlacementRequest
 
 __all__ = ["ProcessPdfInspector", "examine"]
@@ -243,13 +244,18 @@ def _cpu_used() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _serve(conn: Connection, memory_bytes: int, cpu_seconds: int, parent: int) -> None:
-    """A worker process: one document at a time, each with its own CPU budget."""
+def _serve(
+    conn: Connection, memory_bytes: int, cpu_seconds: int, parent: int, logs: WorkerLogging | None = None
+) -> None:
+    """A worker process: one document at a time, each with its own CPU budget. It logs as the
+    gateway does (``logs``); the PDF libraries only when they are about to fail."""
     from adapters._pdf import asn1_fix
     from adapters._pdf.trial import TrialIdentity
 
     name_process("esign-inspect")
     watch_parent(parent)
+    if logs is not None:
+        logs.apply(process="esign-inspect")
     asn1_fix.install()
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     signal.signal(signal.SIGXCPU, _on_sigxcpu)
@@ -350,8 +356,8 @@ class ProcessPdfInspector:
         """Start a worker process and wait until it is ready (blocking: run in a thread)."""
         ctx = multiprocessing.get_context("spawn")  # the gateway holds a loop and DB connections: never fork
         parent, child = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=_serve, args=(child, self.memory_limit_bytes, self.cpu_seconds, os.getpid()),
-                              name="esign-inspect", daemon=True)
+        process = ctx.Process(target=_serve, name="esign-inspect", daemon=True,
+                              args=(child, self.memory_limit_bytes, self.cpu_seconds, os.getpid(), worker_logging()))
         process.start()
         child.close()
         worker = _Worker(process, parent)

@@ -4,7 +4,8 @@
 tenant's day (midnight to midnight in Prague, counted in the database so every web process
 shares it). Over the plan's limit it answers ``429 rate_limited`` with ``Retry-After`` = seconds
 to the next Prague midnight. The middleware puts ``RateLimit-Limit``/``-Remaining``/``-Reset``
-on every response of a counted request, errors included.
+on every response of a counted request, errors included. Once a key is resolved its tenant is
+bound to the request's log context (``tenant_id`` on the request line and every line it leaves).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+import structlog
 from aiohttp import web
 
 from esign_gateway.errors import ForbiddenError, TooManyRequestsError, UnauthorizedError
@@ -31,6 +33,8 @@ async def authenticate(request: web.Request, *roles: str) -> Principal:
     if scheme.lower() != "bearer" or not secret:
         raise UnauthorizedError("Send 'Authorization: Bearer <api key>'.")
     principal = await request.app[CONTAINER].tenants.authenticate(secret.strip())
+    if principal.tenant is not None:
+        structlog.contextvars.bind_contextvars(tenant_id=principal.tenant.id)
     if principal.role not in roles:
         raise ForbiddenError(f"This needs a key with role {' or '.join(roles)}.")
     return principal

@@ -127,6 +127,7 @@ class CeremonyService:
         found = await uow.signers.find(token_hash(token))
         if found is None:
             raise NotFoundError("Unknown signing link.")
+        structlog.contextvars.bind_contextvars(envelope_id=found[0])  # the request's log lines name it
         env = await uow.envelopes.get(found[0], for_update=for_update)
         if env is None:
             raise NotFoundError("Unknown signing link.")
@@ -408,6 +409,7 @@ class CeremonyService:
     async def open_download(self, token: str) -> str:
         """The envelope id of a live download link (``404`` never ours, ``410`` expired or revoked)."""
         envelope_id, _ = await open_download_link(self.box, token, self.clock.now())
+        structlog.contextvars.bind_contextvars(envelope_id=envelope_id)
         return envelope_id
 
     async def revoke_download_links(self, envelope_id: str, tenant_id: str | None, *, actor: str) -> int:

@@ -342,8 +342,9 @@ async def test_a_signing_failure_after_the_code_is_a_502_problem_whose_cause_is_
         resp = await api.post(f"/api/sign/{token}/sign",
                               json={"code": ceremony.last_code("+420601123456"), "agree": True})
     assert resp.status == 502 and (await resp.json())["code"] == "provider_error"
-    failed = [entry for entry in logs if entry["event"] == "request_failed"]
-    assert failed and "the TSA answered 503" in failed[0]["cause"]
+    failed = [entry for entry in logs if "cause" in entry]  # once: on the request line
+    assert [(e["event"], e["status"], e["problem"]) for e in failed] == [("request", 502, "provider_error")]
+    assert "the TSA answered 503" in failed[0]["cause"] and failed[0]["error"] == "ProviderError"
     assert ceremony.last_code("+420601123456") not in str(logs)  # the code never reaches the log
     state = await (await api.get(f"/v1/envelopes/{env['id']}", headers=tenant.auth)).json()
     assert state["status"] == "sent" and state["signers"][0]["status"] == "verified"

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, unquote
 
+import structlog
 from aiohttp import BodyPartReader, MultipartReader, web
 from pydantic import ValidationError
 
@@ -178,6 +179,7 @@ async def _idempotent(
     idem = request.app[CONTAINER].idempotency
     try:
         env = await work()
+        structlog.contextvars.bind_contextvars(envelope_id=env.id)  # a created one's too, for the request line
     except BaseException:
         if claim is not None:
             await asyncio.shield(idem.abandon(claim))
