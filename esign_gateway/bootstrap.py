@@ -200,15 +200,13 @@ def check_configuration(settings: Settings) -> list[str]:
 
 # ----------------------------------------------------------------------------- the operator's commands
 
-_ADMIN_VARIABLES = ("ESIGN_SECRET_KEY", "ESIGN_PLANS_FILE", "ESIGN_DATABASE")
-
-
-def check_admin_configuration(settings: Settings) -> list[str]:
-    """What ``build_admin(settings)`` would refuse: the database, the secret key and the plans file.
-    Its commands neither sign nor send, so the signing identity, the TSA and the transports are
-    ``serve``'s and ``worker``'s to check."""
-    problems = check_settings(settings, email=False, sms=False, signing=False)
-    return [p for p in problems if p.startswith(_ADMIN_VARIABLES)]
+def check_admin_configuration(settings: Settings, *, secret_key: bool = False) -> list[str]:
+    """What ``build_admin(settings)`` would refuse: the plans file and, with ``secret_key`` (download
+    links are sealed with it), the secret key. Its commands neither sign nor send, so the signing
+    identity, the TSA and the transports are ``serve``'s and ``worker``'s to check; the database
+    is checked by connecting to it."""
+    wanted = ("ESIGN_PLANS_FILE", "ESIGN_SECRET_KEY") if secret_key else ("ESIGN_PLANS_FILE",)
+    return [p for p in check_settings(settings, email=False, sms=False, signing=False) if p.startswith(wanted)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +245,7 @@ def build_admin(settings: Settings, *, clock: Clock | None = None, ceremony: boo
     key is read only with ``ceremony`` (download links are sealed with it)."""
     from adapters.storage.filesystem import FileDocumentStore
 
-    problems = check_admin_configuration(settings)
+    problems = check_admin_configuration(settings, secret_key=ceremony)
     if problems:
         raise ConfigurationError(problems)
     try:
