@@ -163,7 +163,7 @@ def test_a_command_that_did_nothing_exits_non_zero_with_a_plain_message(data_dir
 
 
 HEAVY = ("pyhanko", "pyhanko_certvalidator", "pikepdf", "reportlab", "pypdfium2", "numpy", "fontTools", "PIL",
-         "aiohttp.web", "esign_gateway.http", "adapters.providers", "adapters.reports", "adapters.pdf",
+         "aiohttp", "esign_gateway.http", "adapters.providers", "adapters.reports", "adapters.pdf",
          "adapters._pdf", "webhooks.delivery", "webhooks.routes")
 
 
