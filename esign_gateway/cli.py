@@ -226,7 +226,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
         await _shutdown(container)
         raise
     server = await listen(runner, host, port)  # with a header-read deadline (slowloris)
-    print(f"esign-gateway listening on http://{host}:{port}", flush=True)
+    _announce(settings, f"esign-gateway listening on http://{host}:{port}", "listening", url=f"http://{host}:{port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -237,6 +237,17 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
         server.close()
         await runner.cleanup()
         await close_db()
+
+
+def _announce(settings: Settings, plain: str, event: str, **fields: str) -> None:
+    """A long-running process says where it listens: a log line when every line must be JSON
+    (``ESIGN_LOG_JSON=true``), else the plain text."""
+    if settings.log_json:
+        import structlog
+
+        structlog.get_logger("esign_gateway.cli").info(event, **fields)
+    else:
+        print(plain, flush=True)
 
 
 async def _shutdown(container: Container) -> None:
@@ -268,8 +279,8 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> None:
 
     metrics = await serve_metrics(container)
     if metrics is not None:
-        print(f"esign-gateway worker metrics on http://{metrics.addresses[0][0]}:{metrics.addresses[0][1]}/metrics",
-              flush=True)
+        url = f"http://{metrics.addresses[0][0]}:{metrics.addresses[0][1]}/metrics"
+        _announce(settings, f"esign-gateway worker metrics on {url}", "worker_metrics_listening", url=url)
     try:
         await asyncio.gather(*(container.worker.run(stop) for _ in range(max(1, args.concurrency))))
     finally:
@@ -515,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if unreadable:  # report them with everything else this command would refuse, in one go
             more = (check_configuration(settings) if args.command in SERVING
-                    else check_admin_configuration(settings) if args.command in ADMIN else [])
+                    else check_admin_configuration(settings, secret_key=args.command == "download-links")
+                    if args.command in ADMIN else [])
             raise ConfigurationError(unreadable + more)
         if args.command in ("backup", "restore", "backup-verify"):
             return backup_cli.run(settings, args)
