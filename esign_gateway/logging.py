@@ -89,9 +89,6 @@ class _MalformedRequests(logging.Filter):
 class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
     """The root handler: writes to the ``sys.stdout`` of the moment (a test's capture replaces it)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property  # type: ignore[override]
     def stream(self) -> TextIO:
         return sys.stdout
