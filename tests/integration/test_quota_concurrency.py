@@ -108,12 +108,14 @@ class Gateways:
     def __init__(self, db_url: str, data_dir: Path) -> None:
         self.env = {
             **os.environ, "ESIGN_ENV": "test", "ESIGN_DATA_DIR": str(data_dir), "ESIGN_DATABASE_URL": db_url,
-            "ESIGN_SECRET_KEY": SecretBox.generate_key().decode(), "ESIGN_LOG_JSON": "false",
+            "ESIGN_SECRET_KEY": SecretBox.generate_key().decode(), "ESIGN_LOG_JSON": "true",
             "ESIGN_LOG_LEVEL": "WARNING", "ESIGN_DATABASE_POOL_MAX": str(SENDERS), "ESIGN_SIGNING_WORKERS": "1",
             "ESIGN_PUBLIC_URL": "https://sign.example.test",
         }
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
         self.urls: list[str] = []
+        self.data_dir = data_dir
 
     def cli(self, *args: str) -> Any:
         out = subprocess.run([sys.executable, "-m", "esign_gateway", *args], env=self.env, capture_output=True,
@@ -123,10 +125,14 @@ class Gateways:
     def start(self, count: int) -> None:
         for _ in range(count):
             port = _free_port()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "esign_gateway", "serve", "--no-worker", "--port", str(port)],
-                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            )
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            log = self.data_dir / f"serve-{port}.log"
+            self.logs.append(log)
+            with log.open("wb") as out:  # the log lines (stdout), read when the processes stop
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "esign_gateway", "serve", "--no-worker", "--port", str(port)],
+                    env=self.env, stdout=out, stderr=subprocess.PIPE,
+                )
             self.procs.append(proc)
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
@@ -146,7 +152,7 @@ class Gateways:
                 proc.kill()
                 _, err = proc.communicate()
             errors.append(err.decode())
-        return "\n".join(errors)
+        return "\n".join(errors + [log.read_text() for log in self.logs if log.exists()])
 
 
 def _ready(url: str) -> bool:
@@ -165,7 +171,8 @@ def gateways(db_url: str, tmp_path: Path) -> Iterator[Gateways]:
     yield g
     stderr = g.stop()
     assert "database is locked" not in stderr
-    assert "unhandled_error" not in stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert not [e for e in lines if e.get("level") in ("error", "critical")], lines  # a 5xx logs at error
 
 
 async def test_two_processes_race_for_the_last_documents_and_for_one_idempotency_key(gateways: Gateways) -> None:
