@@ -3,8 +3,9 @@
 way a CRM integration would: create an envelope (JSON, base64 PDF), find it by its CRM record,
 and — once the signer has signed — download the signed result.
 
-Generator configuration only (no patching of its output): ``application/pdf`` is read as bytes
-(``content_type_overrides``; the generator knows ``application/octet-stream`` by name, not PDF).
+Generator configuration only (no patching of its output): ``application/pdf`` and the images are
+read as bytes (``content_type_overrides``; the generator knows ``application/octet-stream`` by
+name, not PDF or PNG).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ GENERATOR = (sys.executable, "-m", "openapi_python_client")
 CONFIG = {
     "project_name_override": "esign-generated-client",
     "package_name_override": PACKAGE,
-    "content_type_overrides": {"application/pdf": "application/octet-stream"},
+    "content_type_overrides": {t: "application/octet-stream" for t in (
+        "application/pdf", "image/png", "image/jpeg", "image/svg+xml")},
     "post_hooks": [],  # no formatter run over the generated code: it is imported, not read
 }
 

@@ -26,7 +26,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from tortoise.transactions import in_transaction
 from esign_gateway.bootstrap import close_db, init_db
 from esign_gateway.config import Settings
 from esign_gateway.db.outage import database_unreachable
+from tests.conftest import _free_port
 from tests.factories import make_pdf
 
 OUTAGE_SECONDS = 20.0
@@ -76,12 +76,6 @@ def _pg_bindir() -> Path | None:
 PG_BIN = _pg_bindir()
 
 pytestmark = pytest.mark.fault
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ----------------------------------------------------------------------------- our own PostgreSQL
@@ -464,11 +458,14 @@ async def test_database_outage_answers_503_logs_one_line_per_request_and_loses_n
         assert len(mine) == 1, (s.request_id, mine)
         assert mine[0]["level"] == "error" and mine[0]["status"] == 503 and mine[0].get("error"), mine[0]
     # Besides the requests, the worker says once that the database is gone, not once per poll.
+    # (A loaded machine may have the worker notice only after the window, inside a connect timeout:
+    # what counts is one line for the whole outage, and one when it ends.)
     others = [r for r in records if "request_id" not in r and r.get("level") in ("warning", "error", "critical")]
-    assert [r["event"] for r in others] == ["worker_database_unreachable"], others
-    after_lines = _records(gateway.log_lines(log_end))
+    assert {r["event"] for r in others} <= {"worker_database_unreachable"}, others
+    whole = _records(gateway.log_lines(log_start))
     assert not [line for line in gateway.log_lines(log_end) if "Traceback" in line]
-    assert any(r.get("event") == "worker_database_back" for r in after_lines), after_lines[-20:]
+    worker_lines = [r["event"] for r in whole if r.get("event", "").startswith("worker_database_")]
+    assert worker_lines == ["worker_database_unreachable", "worker_database_back"], worker_lines
 
     # Nothing lost: created = envelope rows = usage rows = invited signers = envelope.sent events.
     conn = await asyncpg.connect(postgres.url("esign"))

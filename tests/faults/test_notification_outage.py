@@ -7,7 +7,6 @@ receiver, the real job worker run as a frozen clock moves.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ from esign_gateway.container import Container
 from esign_gateway.db import jobs as queue
 from esign_gateway.db.models import AuditEvent, Job
 from tests.api.conftest import LINK_RE, envelope_body, signer
-from tests.conftest import SmtpServer, Tenant, _Collector, _Shared
+from tests.conftest import SmtpServer, Tenant, _Collector, _free_port, _Shared
 from tests.fakes import FrozenClock
 
 pytestmark = pytest.mark.fault
@@ -35,12 +34,6 @@ JANA = ("Jana Nováková", "jana@example.cz", "+420601123456")
 PETR = ("Petr Šťastný", "petr@example.cz", "+420602654321")
 INVITATION = "Žádost o podpis"
 REMINDER = "Připomínka"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class SwitchableSmtp(SmtpServer):

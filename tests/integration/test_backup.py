@@ -171,6 +171,9 @@ def test_backup_and_restore_commands_round_trip_a_data_dir(tmp_path: Path) -> No
     source, copy = tmp_path / "source", tmp_path / "copy"
     assert cli(source, "migrate").returncode == 0
     assert cli(source, "tenant", "create", "--name", "Záloha s.r.o.").returncode == 0
+    from esign_gateway.secretbox import SecretBox
+
+    (source / "secret.key").write_bytes(SecretBox.generate_key())  # as `serve` generates it in development
     taken = cli(source, "backup", "--dir", str(tmp_path / "sets"))
     assert taken.returncode == 0 and "verified" in taken.stdout, taken.stdout + taken.stderr
     (the_set,) = (tmp_path / "sets").iterdir()

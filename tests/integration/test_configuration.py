@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -36,14 +35,9 @@ from esign_gateway.config import ConfigurationError, Settings
 from esign_gateway.container import Container
 from esign_gateway.http.app import create_app
 from esign_gateway.secretbox import SecretBox
+from tests.conftest import _free_port
 
 EXE = [sys.executable, "-m", "esign_gateway"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

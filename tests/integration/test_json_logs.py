@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,17 +47,12 @@ from adapters._pool import RebuildingPool
 from adapters.providers.local.dev_pki import ensure_dev_pki
 from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
 from esign_gateway.logging import configure_logging
+from tests.conftest import _free_port
 from tests.factories import make_pdf
 
 ROOT = Path(__file__).resolve().parents[2]
 EMAIL = "jana.novakova@example.cz"
 PHONE = "+420601123456"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class HoldingTsa:

@@ -8,7 +8,6 @@ the TSA (the server counts its requests).
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,8 @@ from adapters.providers.local.tsa import DevTimeStamper, tsa_routes
 from adapters.providers.local.tsa_probe import TsaProbe
 from esign_gateway.config import Settings
 from esign_gateway.container import Container
+from tests.conftest import _free_port
 from tests.fakes import FrozenClock
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
