@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Two test processes (pytest-xdist): most tests wait on sockets and subprocesses, not the CPU.
+# `make test PYTEST_WORKERS=0` runs them in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test lint migrate bench corpus messages clean
 
@@ -25,7 +28,7 @@ test: $(STAMP)
 	@.ci/ensure-axe
 	@.ci/ensure-pdf-tools
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
