@@ -59,7 +59,7 @@ _CAUSE_CHARS = 500
 SIGNER_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'; object-src 'self'; frame-src 'self'"
+        "frame-ancestors 'none'; base-uri 'none'; object-src 'none'; frame-src 'none'"
     ),
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",

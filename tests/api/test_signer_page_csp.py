@@ -15,8 +15,8 @@ EXPECTED = {
     "form-action": {"'self'"},
     "frame-ancestors": {"'none'"},
     "base-uri": {"'none'"},
-    "object-src": {"'self'"},
-    "frame-src": {"'self'"},
+    "object-src": {"'none'"},  # no PDF plugin or frame: the pages are images
+    "frame-src": {"'none'"},
 }
 
 
