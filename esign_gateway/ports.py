@@ -7,10 +7,10 @@ Port map::
 
     SignatureProvider  — who runs the ceremony and who makes the signature
         LocalProvider     (adapters.providers.local)  gateway-run ceremony, pyHanko PAdES
-        DigiSignProvider  (adapters.providers.digisign, later) provider-run ceremony
+        DigiSignProvider  (adapters.providers.digisign)  provider-run ceremony
     PdfInspector       — bounded, out-of-loop parsing of untrusted uploads
     EmailSender        — SmtpEmailSender, OutboxEmailSender
-    SmsSender          — OutboxSmsSender (HttpSmsSender later)
+    SmsSender          — OutboxSmsSender, HttpSmsSender
     DocumentStore      — FileDocumentStore (content-addressed by SHA-256)
     PageRenderer       — PdfiumPageRenderer (pages as PNG for the signer's page, cached per version)
 """

@@ -15,10 +15,7 @@ from tortoise.exceptions import IntegrityError
 
 from .models import IdempotencyKey
 
-__all__ = ["IdempotencyRepository", "KeyRow", "abandon", "find", "forget_expired", "insert", "store_body", "take_over"]
-
-KeyRow = IdempotencyKey
-
+__all__ = ["IdempotencyRepository", "abandon", "find", "forget_expired", "insert", "store_body", "take_over"]
 
 async def insert(
     *, id: str, tenant_id: str, key: str, fingerprint: str, owner: str, now: datetime, lease_until: datetime,

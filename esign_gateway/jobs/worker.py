@@ -1,6 +1,6 @@
 """The job worker: claims due jobs and runs their handlers.
 
-``HANDLERS`` maps a job kind to an async handler taking the payload. Handlers are idempotent
+``handlers`` (built by bootstrap) maps a job kind to an async handler taking the payload. Handlers are idempotent
 (jobs run at least once). A failing handler is retried with backoff until ``max_attempts``,
 then the job is ``failed`` and stays visible. A handler that raises ``Postponed`` (its transport
 is down, its work still matters) is tried again with backoff capped at 15 min and never fails for
