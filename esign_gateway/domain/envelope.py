@@ -14,6 +14,7 @@ from esign_gateway.ports import StampPlacement
 
 from .events import DomainEvent
 from .masking import mask_addresses
+from .otp import Tries
 from .states import SIGNER_CAN_ACT, TERMINAL, EnvelopeStatus, InvalidTransition, SignerStatus
 
 __all__ = [
@@ -214,15 +215,16 @@ class Envelope:
         )
 
     def record_code_rejected(
-        self, signer: Signer, now: datetime, *, max_total: int, ip: str | None, user_agent: str | None
+        self, signer: Signer, now: datetime, *, tries: Tries, ip: str | None, user_agent: str | None
     ) -> bool:
-        """Count a wrong code. Returns True when the signer is now ``auth_failed``."""
-        signer.failed_attempts += 1
+        """Record a wrong code; ``tries`` are the signer's tries counting this one (the SMS-code
+        policy, :mod:`esign_gateway.domain.otp`). Returns True when the signer is now ``auth_failed``."""
+        signer.failed_attempts = tries.total
         self._event(
             "signer.code_rejected", now, signer, actor="signer",
             data={"failed_attempts": signer.failed_attempts}, ip=ip, user_agent=user_agent,
         )
-        if signer.failed_attempts >= max_total:
+        if tries.blocked:
             signer.status = SignerStatus.AUTH_FAILED
             self._event("signer.auth_failed", now, signer, data={"failed_attempts": signer.failed_attempts})
             return True

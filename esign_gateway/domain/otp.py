@@ -20,6 +20,7 @@ __all__ = [
     "MAX_TRIES_PER_CODE",
     "MAX_TRIES_TOTAL",
     "RESEND_INTERVAL",
+    "Tries",
     "code_digest",
     "new_code",
     "next_code_allowed_at",
@@ -57,3 +58,46 @@ def next_code_allowed_at(sent_times: Sequence[datetime], now: datetime) -> Throt
     if len(recent) >= MAX_CODES_PER_HOUR:
         return Throttle(False, recent[-MAX_CODES_PER_HOUR] + timedelta(hours=1))
     return Throttle(True, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Tries:
+    """A signer's wrong tries: ``on_code`` on the live code, ``total`` over every code.
+
+    A new code starts its own count at 0; the total carries over (it is what stops guessing
+    across codes).
+    """
+
+    on_code: int = 0
+    total: int = 0
+
+    def wrong(self) -> Tries:
+        """The tries after one more wrong code."""
+        return Tries(self.on_code + 1, self.total + 1)
+
+    def new_code(self) -> Tries:
+        """The tries once a new code replaces the old one."""
+        return Tries(0, self.total)
+
+    @property
+    def code_dead(self) -> bool:
+        """The live code takes no more tries (a new one must be asked for)."""
+        return self.on_code >= MAX_TRIES_PER_CODE
+
+    @property
+    def blocked(self) -> bool:
+        """The signer may try no more codes at all (``auth_failed``)."""
+        return self.total >= MAX_TRIES_TOTAL
+
+    @property
+    def left_total(self) -> int:
+        return MAX_TRIES_TOTAL - self.total
+
+    @property
+    def left_on_code(self) -> int:
+        return 0 if self.code_dead else MAX_TRIES_PER_CODE - self.on_code
+
+    @property
+    def attempts_left(self) -> int:
+        """Tries the signer has before a new code is needed (or before being blocked)."""
+        return 0 if self.blocked else min(self.left_total, self.left_on_code)

@@ -239,6 +239,7 @@ class CeremonyService:
                         using_db=uow.conn, id=str(uuid7()), signer_id=signer.id,
                         digest=otp.code_digest(self.pepper, signer.id, code), created_at=now,
                         expires_at=now + otp.CODE_LIFETIME,
+                        attempts=otp.Tries(total=signer.failed_attempts).new_code().on_code,
                     )
                     if signer.viewed_at is None:
                         env.mark_viewed(signer, now, client.ip, client.user_agent)
@@ -287,7 +288,7 @@ class CeremonyService:
         if live is None or live.expires_at <= now:
             return CodeRejectedError(
                 "There is no valid code: request a new one.",
-                extra={"attempts_left": otp.MAX_TRIES_TOTAL - signer.failed_attempts, "code_expired": True},
+                extra={"attempts_left": otp.Tries(total=signer.failed_attempts).left_total, "code_expired": True},
             )
         expected = otp.code_digest(self.pepper, signer.id, code)
         if hmac.compare_digest(expected, live.digest):
@@ -296,23 +297,19 @@ class CeremonyService:
             await live.save(using_db=uow.conn, update_fields=["used_at", "dead"])
             env.mark_verified(signer, now, client.ip, client.user_agent)
             return None
-        live.attempts += 1
-        live.dead = live.attempts >= otp.MAX_TRIES_PER_CODE
+        tries = otp.Tries(on_code=live.attempts, total=signer.failed_attempts).wrong()
+        live.attempts = tries.on_code
+        live.dead = tries.code_dead
         await live.save(using_db=uow.conn, update_fields=["attempts", "dead"])
-        failed = env.record_code_rejected(
-            signer, now, max_total=otp.MAX_TRIES_TOTAL, ip=client.ip, user_agent=client.user_agent
-        )
-        left_total = otp.MAX_TRIES_TOTAL - signer.failed_attempts
-        left_code = 0 if live.dead else otp.MAX_TRIES_PER_CODE - live.attempts
-        if failed:
+        if env.record_code_rejected(signer, now, tries=tries, ip=client.ip, user_agent=client.user_agent):
             return CodeRejectedError(
                 "Too many wrong codes: signing is blocked. Contact the sender.",
                 extra={"attempts_left": 0, "auth_failed": True},
             )
         return CodeRejectedError(
-            "The code is not correct." + ("" if left_code else " Request a new code."),
-            extra={"attempts_left": min(left_total, left_code) if left_code else 0,
-                   "attempts_left_total": left_total, "code_dead": live.dead},
+            "The code is not correct." + ("" if tries.left_on_code else " Request a new code."),
+            extra={"attempts_left": tries.attempts_left,
+                   "attempts_left_total": tries.left_total, "code_dead": tries.code_dead},
         )
 
     # ------------------------------------------------------------------ sign / decline

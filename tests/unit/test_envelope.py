@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from esign_gateway.domain import otp
 from esign_gateway.domain.envelope import Document, Envelope, Signer
 from esign_gateway.domain.states import EnvelopeStatus, InvalidTransition, SignerStatus
 
@@ -82,8 +83,12 @@ def test_ten_wrong_codes_put_the_signer_in_auth_failed() -> None:
     env = envelope(1)
     env.send(T0)
     s = env.signer("s0")
-    results = [env.record_code_rejected(s, T0, max_total=10, ip=None, user_agent=None) for _ in range(10)]
+    results, tries = [], otp.Tries()
+    for _ in range(10):
+        tries = tries.wrong() if tries.on_code < 2 else tries.new_code().wrong()  # over several codes
+        results.append(env.record_code_rejected(s, T0, tries=tries, ip=None, user_agent=None))
     assert results == [False] * 9 + [True]
+    assert s.failed_attempts == 10
     assert s.status == SignerStatus.AUTH_FAILED
     assert "signer.auth_failed" in [e.type for e in env.events]
 
