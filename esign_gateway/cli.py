@@ -38,6 +38,7 @@ from .bootstrap import (
     store_webhook_secret,
 )
 from .config import ConfigurationError, Settings, read_settings
+from .domain.policy import MAX_EXPIRY_DAYS
 from .errors import GatewayError, NotFoundError, ValidationFailedError
 from .logging import configure_logging
 from .services.plans import BILLING_COLUMNS, PlanState
@@ -80,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     update = tenant.add_parser("update")
     update.add_argument("tenant_id")
     update.add_argument("--name")
-    update.add_argument("--expiry-days", type=int, help="default expiry of this tenant's envelopes (1..90)")
+    update.add_argument(
+        "--expiry-days", type=int, help=f"default expiry of this tenant's envelopes (1..{MAX_EXPIRY_DAYS})"
+    )
     update.add_argument("--provider", help="this tenant's signature provider (local, digisign); 'default' clears it")
     update.add_argument("--contact-email", help="the sender's contact: gets the completion e-mail with the result")
     update.add_argument("--display-name", help="the From display name of its e-mails ('' returns to "

@@ -23,6 +23,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from esign_gateway.domain.envelope import RETENTION_YEARS
+from esign_gateway.domain.policy import UNSIGNED_RETENTION_DAYS
+
 __all__ = ["ConfigurationError", "Settings", "check_settings", "check_signing_settings", "env_name", "read_settings"]
 
 MB = 1024 * 1024
@@ -101,9 +104,9 @@ class Settings(BaseSettings):
     pdf_inspect_wait_seconds: float = 20.0
     """How long an upload waits for a free inspector before ``503 inspector_busy``."""
 
-    retention_years: int = 3
+    retention_years: int = RETENTION_YEARS
     """Completed envelopes are kept this long after completion (``retained_until``), then purged."""
-    unsigned_retention_days: int = 90
+    unsigned_retention_days: int = UNSIGNED_RETENTION_DAYS
     """Envelopes that ended unsigned (declined, expired, cancelled) are purged this long after."""
 
     embedded_worker: bool = True

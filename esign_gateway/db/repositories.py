@@ -13,9 +13,10 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from esign_gateway.domain import audit_chain
-from esign_gateway.domain.envelope import Document, Envelope, Signer
+from esign_gateway.domain.envelope import RETENTION_YEARS, Document, Envelope, Signer
 from esign_gateway.domain.events import WEBHOOK_TYPES, DomainEvent
 from esign_gateway.domain.ids import uuid7
+from esign_gateway.domain.policy import UNSIGNED_RETENTION_DAYS
 from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
 from esign_gateway.ports import StampPlacement
 from esign_gateway.webhook_payloads import EnvelopeEventData, WebhookEnvelope, WebhookRecord, WebhookSigner
@@ -94,7 +95,10 @@ def _plain(value: Any) -> Any:
 
 
 class EnvelopeRepository:
-    def __init__(self, conn: BaseDBAsyncClient, retention_years: int = 3, unsigned_retention_days: int = 90) -> None:
+    def __init__(
+        self, conn: BaseDBAsyncClient, retention_years: int = RETENTION_YEARS,
+        unsigned_retention_days: int = UNSIGNED_RETENTION_DAYS,
+    ) -> None:
         self.conn = conn
         self.retention_years = retention_years
         self.unsigned_retention_days = unsigned_retention_days
@@ -217,7 +221,7 @@ class EnvelopeRepository:
 
     async def _plan_after_end(self, env: Envelope) -> None:
         """An envelope just ended: seal its audit report, keep its signatures verifiable, and
-        purge it when its retention ends (completed: ``retained_until``; unsigned: 90 days)."""
+        purge it when its retention ends (completed: ``retained_until``; unsigned: ``unsigned_retention_days``)."""
         assert env.ended_at is not None
         jobs = JobRepository(self.conn)
         await jobs.enqueue("audit_report", {"envelope_id": env.id}, env.ended_at, dedupe_key=f"audit_report:{env.id}")

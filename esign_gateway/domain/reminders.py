@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from .policy import MAX_EXPIRY_DAYS
+
 __all__ = ["MANUAL_REMINDER_INTERVAL", "Slot", "reminder_slots"]
 
 MANUAL_REMINDER_INTERVAL = timedelta(hours=1)
-MAX_PERIODIC = 90
+MAX_PERIODIC = MAX_EXPIRY_DAYS  # every_days >= 1, within the longest expiry
 
 
 @dataclass(frozen=True, slots=True)

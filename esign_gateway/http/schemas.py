@@ -13,6 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from esign_gateway.domain.envelope import Envelope
+from esign_gateway.domain.policy import MAX_EXPIRY_DAYS
 from esign_gateway.domain.quota import Plan, PlanTerms
 from esign_gateway.ports import StampPlacement
 from esign_gateway.services.plans import MonthUsage, PlanState
@@ -170,7 +171,7 @@ class CreateEnvelopeIn(_In):
     documents: Annotated[list[DocumentIn], Field(max_length=20)] = []
     """1 to 20 in a JSON request; empty in a multipart one, whose documents are file parts."""
     signers: Annotated[list[SignerIn], Field(min_length=1, max_length=10)]
-    expires_in_days: Annotated[int | None, Field(ge=1, le=90)] = None
+    expires_in_days: Annotated[int | None, Field(ge=1, le=MAX_EXPIRY_DAYS)] = None
     expires_at: datetime | None = None
     reminders: RemindersIn = RemindersIn()
     send: bool = True
@@ -204,10 +205,10 @@ class ExtendIn(_In):
     # its field in full, so a generated client gets one typed shape per branch
     model_config = ConfigDict(json_schema_extra={"oneOf": [
         {"required": ["expires_in_days"],
-         "properties": {"expires_in_days": {"type": "integer", "minimum": 1, "maximum": 90}}},
+         "properties": {"expires_in_days": {"type": "integer", "minimum": 1, "maximum": MAX_EXPIRY_DAYS}}},
         {"required": ["expires_at"], "properties": {"expires_at": {"type": "string", "format": "date-time"}}},
     ]})
-    expires_in_days: Annotated[int | None, Field(ge=1, le=90)] = None
+    expires_in_days: Annotated[int | None, Field(ge=1, le=MAX_EXPIRY_DAYS)] = None
     expires_at: datetime | None = None
 
     _aware = field_validator("expires_at")(classmethod(lambda cls, v: _utc(v)))

@@ -7,7 +7,7 @@ timestamp renewal, retention with tombstones, support retrieval with an access l
 * **Renewal.** A completed envelope's signed PDFs get a fresh document timestamp before the TSA
   certificate of the newest one expires (``RENEW_BEFORE``), for as long as they are retained.
 * **Retention.** Completed envelopes are kept until ``retained_until`` (3 years by default);
-  unsigned ones 90 days after they ended. Then the document bytes, the report and the signers'
+  unsigned ones 90 days (by default) after they ended. Then the document bytes, the report and the signers'
   personal data go; the row stays as a tombstone (ids, dates, hashes), answered with ``410``.
 """
 

@@ -11,7 +11,6 @@ each recipient who had none yet, so no later e-mail or visit brings a live link 
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from datetime import datetime, timedelta
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from esign_gateway.db.models import DownloadLink, EnvelopeRow, SignerRow
+from esign_gateway.domain.policy import token_hash
 from esign_gateway.errors import GoneError, NotFoundError
 from esign_gateway.secretbox import SecretBox
 
@@ -37,14 +37,10 @@ class IssuedLink:
     """False once expired or revoked: the link answers ``410``."""
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _new_row(box: SecretBox, envelope_id: str, recipient_id: str, completed_at: datetime, now: datetime,
              *, revoked: bool = False) -> DownloadLink:
     token = secrets.token_urlsafe(32)
-    return DownloadLink(envelope_id=envelope_id, recipient_id=recipient_id, token_hash=_hash(token),
+    return DownloadLink(envelope_id=envelope_id, recipient_id=recipient_id, token_hash=token_hash(token),
                         token_sealed=box.seal(token), created_at=now, expires_at=completed_at + DOWNLOAD_LINK_TTL,
                         revoked_at=now if revoked else None)
 
@@ -82,7 +78,7 @@ async def open_download_link(box: SecretBox, token: str, now: datetime) -> tuple
     stands for that recipient's stored link, so its lifetime and revocation are the same."""
     if not token or len(token) > 512:
         raise NotFoundError("Unknown download link.", extra={"reason": "download_expired"})
-    row = await DownloadLink.filter(token_hash=_hash(token)).first()
+    row = await DownloadLink.filter(token_hash=token_hash(token)).first()
     if row is None:
         plain = box.open_fresh(token, max_age=DOWNLOAD_LINK_TTL, now=now)
         if plain is not None and "|" in plain:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import math
 import secrets
@@ -17,6 +16,7 @@ from esign_gateway.db.models import EnvelopeRow
 from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.envelope import DEFAULT_EXPIRY_DAYS, DEFAULT_REMINDERS, Document, Envelope, Signer
 from esign_gateway.domain.ids import uuid7
+from esign_gateway.domain.policy import MAX_EXPIRY_DAYS, token_hash
 from esign_gateway.domain.reminders import MANUAL_REMINDER_INTERVAL, reminder_slots
 from esign_gateway.domain.states import EnvelopeStatus, InvalidTransition
 from esign_gateway.errors import (
@@ -46,9 +46,6 @@ from .remote import attach, remote_envelope, remote_of
 from .tenants import TenantInfo
 
 __all__ = ["EnvelopeService", "NewDocument", "NewEnvelope", "NewSigner", "issue_signer_links", "plan_envelope_jobs"]
-
-MAX_EXPIRY_DAYS = 90
-
 
 @dataclass(frozen=True, slots=True)
 class NewDocument:
@@ -125,7 +122,7 @@ async def issue_signer_links(
     """Give each newly notified signer a link token and queue the invitation e-mail."""
     for signer in signers:
         token = secrets.token_urlsafe(32)
-        await uow.signers.set_token(signer.id, hashlib.sha256(token.encode()).hexdigest(), box.seal(token))
+        await uow.signers.set_token(signer.id, token_hash(token), box.seal(token))
         await uow.jobs.enqueue(
             "send_invitation", {"envelope_id": env.id, "signer_id": signer.id}, now,
             dedupe_key=f"invitation:{signer.id}",

@@ -14,6 +14,7 @@ from esign_gateway.clock import Clock
 from esign_gateway.db.models import ApiKey, Tenant
 from esign_gateway.db.uow import UnitOfWork
 from esign_gateway.domain.ids import uuid7
+from esign_gateway.domain.policy import MAX_EXPIRY_DAYS
 from esign_gateway.domain.quota import Catalogue
 from esign_gateway.errors import NotFoundError, UnauthorizedError, ValidationFailedError
 
@@ -110,8 +111,9 @@ class TenantService:
         if row is None:
             raise NotFoundError(f"No tenant {tenant_id}.")
         if expiry_days is not None:
-            if not 1 <= expiry_days <= 90:
-                raise ValidationFailedError(errors=[{"field": "expiry_days", "message": "1 to 90 days"}])
+            if not 1 <= expiry_days <= MAX_EXPIRY_DAYS:
+                message = f"1 to {MAX_EXPIRY_DAYS} days"
+                raise ValidationFailedError(errors=[{"field": "expiry_days", "message": message}])
             row.default_expires_in_days = expiry_days
         if paid is not None:
             row.mode = "paid" if paid else "trial"
