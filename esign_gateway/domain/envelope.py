@@ -25,7 +25,6 @@ __all__ = [
     "Envelope",
     "RemoteSignerFacts",
     "Signer",
-    "apply_remote",
 ]
 
 DEFAULT_EXPIRY_DAYS = 7
@@ -326,6 +325,73 @@ class Envelope:
         self.ended_at = self.expires_at
         self._event("envelope.expired", now, data={"expires_at": self.expires_at.isoformat()})
 
+    def apply_remote(
+        self, status: str, at: datetime | None, signers: dict[str, RemoteSignerFacts], now: datetime,
+        signed_documents: dict[str, str] | None = None, reason: str | None = None,
+    ) -> None:
+        """Bring an envelope of a provider-run ceremony up to what the provider reports.
+
+        Facts only move forward (a late or repeated report changes nothing); a terminal envelope
+        stays as it is. ``completed`` is applied only with ``signed_documents`` (document id → SHA-256
+        of the signed PDF already in our archive): nobody sees ``completed`` before the result is ours.
+        ``reason`` is the provider's for a ``cancelled`` envelope (withdrawn, deleted at the provider).
+        Any other ``status`` (``sent``, or one the provider's adapter did not know) leaves it open.
+        """
+        if self.is_terminal:
+            return
+        for signer in self.signers:
+            facts = signers.get(signer.id)
+            if facts is None or _PROGRESS[facts.status] <= _PROGRESS[signer.status]:
+                continue
+            when = facts.at or now
+            data = {"provider_at": when.isoformat()}
+            if facts.status == SignerStatus.NOTIFIED:
+                signer.status, signer.notified_at = SignerStatus.NOTIFIED, when
+                self.note("signer.notified", now, signer, actor="provider", data=data)
+                continue
+            signer.notified_at = signer.notified_at or when
+            if facts.viewed_at is not None and signer.viewed_at is None and facts.status != SignerStatus.VIEWED:
+                # reported together with a later step: the CRM still learns that it was opened, in order
+                signer.viewed_at = facts.viewed_at
+                seen = {"provider_at": facts.viewed_at.isoformat()}
+                self._event("signer.viewed", now, signer, actor="provider", data=seen)
+            if facts.status == SignerStatus.VIEWED:
+                signer.status, signer.viewed_at = SignerStatus.VIEWED, when
+                self._event("signer.viewed", now, signer, actor="provider", data=data)
+            elif facts.status == SignerStatus.SIGNED:
+                signer.status, signer.signed_at = SignerStatus.SIGNED, when
+                signer.viewed_at = signer.viewed_at or when
+                self._event("signer.signed", now, signer, actor="provider", data=data)
+            elif facts.status == SignerStatus.DECLINED:
+                signer.status, signer.declined_at = SignerStatus.DECLINED, when
+                signer.decline_reason = facts.decline_reason
+                self._event("signer.declined", now, signer, actor="provider", data=data)
+            elif facts.status == SignerStatus.AUTH_FAILED:
+                signer.status = SignerStatus.AUTH_FAILED
+                self._event("signer.auth_failed", now, signer, actor="provider", data=data)
+            elif facts.status == SignerStatus.UNDELIVERABLE:  # as a mail server's refusal in our own ceremony
+                signer.status = SignerStatus.UNDELIVERABLE
+                signer.delivery_error = mask_addresses(facts.delivery_error)[:500] if facts.delivery_error else None
+                self._event("signer.undeliverable", now, signer, actor="provider", data={**data, "channel": "email"},
+                           note=signer.delivery_error)
+        ended = at or now
+        if status == "completed" and signed_documents is not None:
+            for doc in self.documents:
+                doc.current_sha256 = signed_documents[doc.id]
+            self._complete(ended)
+        elif status == "declined":
+            self.status, self.ended_at = EnvelopeStatus.DECLINED, ended
+            declined = next((s.id for s in self.signers if s.status == SignerStatus.DECLINED), None)
+            self._event("envelope.declined", now, actor="provider", data={"signer_id": declined})
+        elif status == "expired":
+            self.status, self.ended_at = EnvelopeStatus.EXPIRED, ended
+            self._event("envelope.expired", now, actor="provider",
+                       data={"expires_at": self.expires_at.isoformat() if self.expires_at else None})
+        elif status == "cancelled":
+            self.status, self.ended_at = EnvelopeStatus.CANCELLED, ended
+            self.cancel_reason = self.cancel_reason or reason
+            self._event("envelope.cancelled", now, actor="provider", note=reason)
+
 
 _PROGRESS = {
     SignerStatus.WAITING: 0, SignerStatus.NOTIFIED: 1, SignerStatus.VIEWED: 2, SignerStatus.VERIFIED: 3,
@@ -344,73 +410,6 @@ class RemoteSignerFacts:
     """When the signer opened the documents, if the provider says (it may report it only later)."""
     delivery_error: str | None = None
     """Why the provider could not deliver the invitation (``undeliverable``)."""
-
-
-def apply_remote(
-    env: Envelope, status: str, at: datetime | None, signers: dict[str, RemoteSignerFacts], now: datetime,
-    signed_documents: dict[str, str] | None = None, reason: str | None = None,
-) -> None:
-    """Bring an envelope of a provider-run ceremony up to what the provider reports.
-
-    Facts only move forward (a late or repeated report changes nothing); a terminal envelope
-    stays as it is. ``completed`` is applied only with ``signed_documents`` (document id → SHA-256
-    of the signed PDF already in our archive): nobody sees ``completed`` before the result is ours.
-    ``reason`` is the provider's for a ``cancelled`` envelope (withdrawn, deleted at the provider).
-    Any other ``status`` (``sent``, or one the provider's adapter did not know) leaves it open.
-    """
-    if env.is_terminal:
-        return
-    for signer in env.signers:
-        facts = signers.get(signer.id)
-        if facts is None or _PROGRESS[facts.status] <= _PROGRESS[signer.status]:
-            continue
-        when = facts.at or now
-        data = {"provider_at": when.isoformat()}
-        if facts.status == SignerStatus.NOTIFIED:
-            signer.status, signer.notified_at = SignerStatus.NOTIFIED, when
-            env.note("signer.notified", now, signer, actor="provider", data=data)
-            continue
-        signer.notified_at = signer.notified_at or when
-        if facts.viewed_at is not None and signer.viewed_at is None and facts.status != SignerStatus.VIEWED:
-            # reported together with a later step: the CRM still learns that it was opened, in order
-            signer.viewed_at = facts.viewed_at
-            seen = {"provider_at": facts.viewed_at.isoformat()}
-            env._event("signer.viewed", now, signer, actor="provider", data=seen)
-        if facts.status == SignerStatus.VIEWED:
-            signer.status, signer.viewed_at = SignerStatus.VIEWED, when
-            env._event("signer.viewed", now, signer, actor="provider", data=data)
-        elif facts.status == SignerStatus.SIGNED:
-            signer.status, signer.signed_at = SignerStatus.SIGNED, when
-            signer.viewed_at = signer.viewed_at or when
-            env._event("signer.signed", now, signer, actor="provider", data=data)
-        elif facts.status == SignerStatus.DECLINED:
-            signer.status, signer.declined_at, signer.decline_reason = SignerStatus.DECLINED, when, facts.decline_reason
-            env._event("signer.declined", now, signer, actor="provider", data=data)
-        elif facts.status == SignerStatus.AUTH_FAILED:
-            signer.status = SignerStatus.AUTH_FAILED
-            env._event("signer.auth_failed", now, signer, actor="provider", data=data)
-        elif facts.status == SignerStatus.UNDELIVERABLE:  # as a mail server's refusal in our own ceremony
-            signer.status = SignerStatus.UNDELIVERABLE
-            signer.delivery_error = mask_addresses(facts.delivery_error)[:500] if facts.delivery_error else None
-            env._event("signer.undeliverable", now, signer, actor="provider", data={**data, "channel": "email"},
-                       note=signer.delivery_error)
-    ended = at or now
-    if status == "completed" and signed_documents is not None:
-        for doc in env.documents:
-            doc.current_sha256 = signed_documents[doc.id]
-        env._complete(ended)
-    elif status == "declined":
-        env.status, env.ended_at = EnvelopeStatus.DECLINED, ended
-        declined = next((s.id for s in env.signers if s.status == SignerStatus.DECLINED), None)
-        env._event("envelope.declined", now, actor="provider", data={"signer_id": declined})
-    elif status == "expired":
-        env.status, env.ended_at = EnvelopeStatus.EXPIRED, ended
-        env._event("envelope.expired", now, actor="provider",
-                   data={"expires_at": env.expires_at.isoformat() if env.expires_at else None})
-    elif status == "cancelled":
-        env.status, env.ended_at = EnvelopeStatus.CANCELLED, ended
-        env.cancel_reason = env.cancel_reason or reason
-        env._event("envelope.cancelled", now, actor="provider", note=reason)
 
 
 def _add_years(moment: datetime, years: int) -> datetime:

@@ -4,7 +4,7 @@ The provider's webhooks are only a doorbell. ``accept_webhook`` authenticates on
 :class:`WebhookSecrets` reads from the database: a secret stored by ``register-webhooks`` in another
 process verifies within seconds, without a restart), remembers its event id (a replay changes
 nothing) and queues a ``provider_sync`` job; the job asks the provider for the envelope's
-authoritative state and moves ours forward (``domain.envelope.apply_remote``), so late, repeated or
+authoritative state and moves ours forward (``Envelope.apply_remote``), so late, repeated or
 out-of-order events are harmless. At completion each document's signed PDF and the provider's audit
 log are downloaded into our archive *before* the envelope is shown completed. Missed webhooks are
 healed by the same job run on a timer for every open envelope.
@@ -28,7 +28,7 @@ from esign_gateway.clock import Clock
 from esign_gateway.db.jobs import Dropped
 from esign_gateway.db.models import EnvelopeRow, GatewaySecret, InboundEvent
 from esign_gateway.db.uow import UnitOfWork
-from esign_gateway.domain.envelope import Envelope, RemoteSignerFacts, apply_remote
+from esign_gateway.domain.envelope import Envelope, RemoteSignerFacts
 from esign_gateway.domain.states import EnvelopeStatus, SignerStatus
 from esign_gateway.errors import InvalidStateError
 from esign_gateway.ports import (
@@ -264,7 +264,7 @@ class RemoteCeremonyService:
             assert current is not None
             if archived and not current.is_terminal:
                 current.note("envelope.provider_result_archived", now, actor="provider", data=archived)
-            apply_remote(current, status, state.at, facts, now, signed, reason)
+            current.apply_remote(status, state.at, facts, now, signed, reason)
             if current.is_terminal:
                 await uow.signers.forget_sealed(current.id)
             await uow.envelopes.save(current, bump=False)
