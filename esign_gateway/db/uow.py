@@ -14,6 +14,9 @@ from typing import Any, ClassVar
 
 from tortoise.transactions import in_transaction
 
+from esign_gateway.domain.envelope import RETENTION_YEARS
+from esign_gateway.domain.policy import UNSIGNED_RETENTION_DAYS
+
 from .idempotency import IdempotencyRepository
 from .jobs import JobRepository, enqueued
 from .repositories import EnvelopeRepository
@@ -27,8 +30,8 @@ __all__ = ["RetentionPolicy", "UnitOfWork"]
 class RetentionPolicy:
     """How long evidence is kept (SPEC §2 rule 6, §10); bootstrap sets it from the settings."""
 
-    completed_years: int = 3
-    unsigned_days: int = 90
+    completed_years: int = RETENTION_YEARS
+    unsigned_days: int = UNSIGNED_RETENTION_DAYS
 
 
 class UnitOfWork:

@@ -10,7 +10,6 @@ sign again on top of their revision.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from esign_gateway.domain import otp
 from esign_gateway.domain.envelope import Document, Envelope, Signer
 from esign_gateway.domain.ids import uuid7
 from esign_gateway.domain.masking import mask_phone
+from esign_gateway.domain.policy import token_hash
 from esign_gateway.domain.states import EnvelopeStatus, InvalidTransition, SignerStatus
 from esign_gateway.errors import (
     CodeRejectedError,
@@ -76,10 +76,6 @@ class Client:
 
     ip: str | None
     user_agent: str | None
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _recently_verified(signer: Signer, now: datetime) -> bool:
