@@ -394,9 +394,9 @@ async def test_database_outage_answers_503_logs_one_line_per_request_and_loses_n
             await asyncio.to_thread(postgres.stop, "fast")
             stopped_at = time.monotonic()
             during: list[tuple[int, Any, float]] = []
-            while time.monotonic() - stopped_at < OUTAGE_SECONDS:
+            while time.monotonic() - stopped_at < OUTAGE_SECONDS:  # a real server, down for real seconds
                 during.append(await _readyz(session, gateway.base))
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.0)  # the poll interval of an operator's probe, not a wait for our timers
             log_end = gateway.log_size()
             await asyncio.to_thread(postgres.start)
             started_at = time.monotonic()

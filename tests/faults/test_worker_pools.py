@@ -152,7 +152,7 @@ _POOL_OWNER = textwrap.dedent("""
         await pool.probe()
         await asyncio.gather(*(pool.run(abs, -1) for _ in range(4)))
         print(" ".join(map(str, pool.pids)), flush=True)
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # until the test kills this process
 
     asyncio.run(main())
 """)
